@@ -1,0 +1,236 @@
+//! Request parsing with the contract's 422 bodies: path UUIDs, query
+//! parameters and JSON bodies. Handlers take raw parts and parse them here,
+//! so that every malformed input names its location and none becomes a 500.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{ApiError, FieldError, Result};
+
+/// The raw (undecoded) path parameters; a path that is not valid UTF-8
+/// is a 422 like any other malformed parameter.
+pub struct PathParams(RawPathParams);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        RawPathParams::from_request_parts(parts, state)
+            .await
+            .map(PathParams)
+            .map_err(|_| ApiError::invalid(&["path"], "Path is not valid UTF-8", "string_unicode"))
+    }
+}
+
+impl PathParams {
+    /// The named parameter ("" when absent).
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+            .unwrap_or_default()
+    }
+}
+
+/// A UUID path parameter, in any case and any of the usual spellings.
+pub fn path_uuid(params: &PathParams, name: &str) -> Result<Uuid> {
+    let raw = params.get(name);
+    Uuid::parse_str(raw).map_err(|error| {
+        ApiError::invalid(
+            &["path", name],
+            format!("Input should be a valid UUID, {error}"),
+            "uuid_parsing",
+        )
+    })
+}
+
+/// Query parameters, decoded once; typed accessors report 422s.
+#[derive(Debug, Default)]
+pub struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    pub fn parse(raw: Option<&str>) -> Result<Self> {
+        let pairs = serde_urlencoded::from_str(raw.unwrap_or_default()).map_err(|_| {
+            ApiError::invalid(&["query"], "Query string is not valid", "query_parsing")
+        })?;
+        Ok(QueryParams(pairs))
+    }
+
+    /// The last value given for `name` (repeated parameters: last wins).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// true/false/1/0/yes/no/on/off, in any case.
+    pub fn bool(&self, name: &str, default: bool) -> Result<bool> {
+        let Some(raw) = self.get(name) else {
+            return Ok(default);
+        };
+        match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ApiError::invalid(
+                &["query", name],
+                "Input should be a valid boolean, unable to interpret input",
+                "bool_parsing",
+            )),
+        }
+    }
+
+    /// An integer within `min..=max`.
+    pub fn int(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64> {
+        let Some(raw) = self.get(name) else {
+            return Ok(default);
+        };
+        let value: i64 = raw.trim().parse().map_err(|_| {
+            ApiError::invalid(
+                &["query", name],
+                "Input should be a valid integer, unable to parse string as an integer",
+                "int_parsing",
+            )
+        })?;
+        if value < min {
+            return Err(ApiError::invalid(
+                &["query", name],
+                format!("Input should be greater than or equal to {min}"),
+                "greater_than_equal",
+            ));
+        }
+        if value > max {
+            return Err(ApiError::invalid(
+                &["query", name],
+                format!("Input should be less than or equal to {max}"),
+                "less_than_equal",
+            ));
+        }
+        Ok(value)
+    }
+}
+
+/// Parses a JSON body into `T`, reporting where it is wrong.
+pub fn json_body<T: DeserializeOwned>(
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<T> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::invalid(&["body"], "Could not read the request body", "body_read")
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid(&["body"], "Field required", "missing"));
+    }
+    let value: Value = serde_json::from_slice(&bytes).map_err(|error| {
+        ApiError::Validation(vec![FieldError {
+            loc: vec!["body".into(), error.column().into()],
+            msg: format!("JSON decode error: {error}"),
+            kind: "json_invalid".into(),
+        }])
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::invalid(
+            &["body"],
+            "Input should be a valid dictionary or object",
+            "model_attributes_type",
+        ));
+    }
+    serde_path_to_error::deserialize(&value).map_err(|error| {
+        let mut loc: Vec<Value> = vec!["body".into()];
+        for segment in error.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Map { key } => loc.push(key.as_str().into()),
+                serde_path_to_error::Segment::Seq { index } => loc.push((*index).into()),
+                _ => {}
+            }
+        }
+        let message = error.into_inner().to_string();
+        // serde reports a missing field at its parent; name the field itself.
+        let kind = if let Some(field) = missing_field(&message) {
+            loc.push(field.into());
+            "missing"
+        } else if message.starts_with("unknown field") {
+            "extra_forbidden"
+        } else {
+            "type_error"
+        };
+        ApiError::Validation(vec![FieldError {
+            loc,
+            msg: message,
+            kind: kind.into(),
+        }])
+    })
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_accept_the_contract_spellings_in_any_case() {
+        for (raw, expected) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("yes", true),
+            ("On", true),
+            ("false", false),
+            ("False", false),
+            ("0", false),
+            ("NO", false),
+            ("off", false),
+        ] {
+            let query = QueryParams::parse(Some(&format!("b={raw}"))).unwrap_or_default();
+            assert_eq!(query.bool("b", !expected).ok(), Some(expected), "{raw}");
+        }
+        let query = QueryParams::parse(Some("b=maybe")).unwrap_or_default();
+        assert!(matches!(
+            query.bool("b", false),
+            Err(ApiError::Validation(_))
+        ));
+        assert_eq!(QueryParams::default().bool("b", true).ok(), Some(true));
+    }
+
+    #[test]
+    fn integers_are_bounded() {
+        let query = QueryParams::parse(Some("a=0&b=1001&c=x&d=50")).unwrap_or_default();
+        assert!(query.int("a", 1, 1, 1000).is_err());
+        assert!(query.int("b", 1, 1, 1000).is_err());
+        assert!(query.int("c", 1, 1, 1000).is_err());
+        assert_eq!(query.int("d", 1, 1, 1000).ok(), Some(50));
+        assert_eq!(query.int("e", 100, 1, 1000).ok(), Some(100));
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Body {
+            name: String,
+        }
+        let Err(ApiError::Validation(errors)) = json_body::<Body>(Ok(Bytes::from_static(b"{}")))
+        else {
+            panic!("expected a validation error");
+        };
+        assert_eq!(
+            errors[0].loc,
+            vec![Value::from("body"), Value::from("name")]
+        );
+        assert_eq!(errors[0].kind, "missing");
+    }
+}

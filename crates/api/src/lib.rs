@@ -1,0 +1,180 @@
+//! `syncway-api`: the HTTP API (Airweave-compatible), and the outbox relay
+//! that publishes accepted jobs to RabbitMQ.
+//!
+//! [`run`] is the whole process minus flag parsing: tests call it with
+//! listeners on port 0 and a shutdown future, exactly as `main` does.
+
+mod auth;
+mod error;
+mod extract;
+mod metrics;
+mod relay;
+mod routes;
+mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::{HeaderName, Request};
+use secrecy::ExposeSecret;
+use syncway_runtime::{CredentialCipher, Settings, telemetry};
+use syncway_store::{Pool, PoolSettings};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use error::{ApiError, FieldError};
+pub use metrics::ApiMetrics;
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    pool: Pool,
+    cipher: CredentialCipher,
+    relay_wake: Arc<Notify>,
+    broker_ready: Arc<AtomicBool>,
+    metrics: ApiMetrics,
+}
+
+impl AppState {
+    pub fn new(pool: Pool, cipher: CredentialCipher, metrics: ApiMetrics) -> Self {
+        AppState {
+            inner: Arc::new(StateInner {
+                pool,
+                cipher,
+                relay_wake: Arc::new(Notify::new()),
+                broker_ready: Arc::new(AtomicBool::new(false)),
+                metrics,
+            }),
+        }
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    pub(crate) fn cipher(&self) -> &CredentialCipher {
+        &self.inner.cipher
+    }
+
+    pub(crate) fn metrics(&self) -> &ApiMetrics {
+        &self.inner.metrics
+    }
+
+    /// Tells the relay that a job was committed to the outbox.
+    pub(crate) fn wake_relay(&self) {
+        self.inner.relay_wake.notify_one();
+    }
+
+    pub(crate) fn broker_ready(&self) -> bool {
+        self.inner.broker_ready.load(Ordering::Relaxed)
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The HTTP application: routes, auth, request ids, tracing, panic guard.
+pub fn app(state: AppState) -> Router {
+    routes::router(state.clone())
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            axum::response::IntoResponse::into_response(ApiError::Internal(anyhow::anyhow!(
+                "handler panicked"
+            )))
+        }))
+        .layer(axum::middleware::from_fn_with_state(state, metrics::record))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id,
+                )
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Runs the API process until `shutdown` resolves: migrations (unless
+/// disabled), the bootstrap key, the outbox relay, the HTTP API on
+/// `listener` and metrics on `metrics_listener`. On shutdown it stops
+/// accepting, finishes in-flight requests, and lets the relay publish what
+/// is committed before returning.
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if settings.database.migrate {
+        syncway_store::migrate(&settings.database.url)
+            .await
+            .context("running migrations")?;
+    }
+    let pool = syncway_store::connect(&PoolSettings {
+        url: settings.database.url.clone(),
+        max_size: settings.database.pool_size,
+        wait_timeout: Duration::from_secs(5),
+    })?;
+    if let Some(key) = &settings.auth.bootstrap_api_key {
+        let client = pool.get().await.context("connecting to Postgres")?;
+        syncway_store::api_keys::ensure_organization_with_key(
+            &client,
+            "default",
+            key.expose_secret(),
+        )
+        .await
+        .context("creating the bootstrap organization and key")?;
+        tracing::info!("bootstrap API key installed for organization \"default\"");
+    }
+    let cipher = CredentialCipher::from_settings(settings.security.encryption_key.as_ref())?;
+    let mut registry = prometheus_client::registry::Registry::with_prefix("syncway_api");
+    let metrics = ApiMetrics::new(&mut registry);
+    let state = AppState::new(pool.clone(), cipher, metrics);
+
+    let stop = CancellationToken::new();
+    let relay = tokio::spawn(
+        relay::Relay {
+            pool,
+            amqp_url: settings.amqp.url.clone(),
+            namespace: settings.amqp.namespace.clone(),
+            wake: state.inner.relay_wake.clone(),
+            ready: state.inner.broker_ready.clone(),
+            metrics: state.metrics().clone(),
+        }
+        .run(stop.clone()),
+    );
+    let metrics_server = tokio::spawn(telemetry::serve(
+        metrics_listener,
+        telemetry::metrics_router(Arc::new(registry)),
+        stop.clone().cancelled_owned(),
+    ));
+
+    tracing::info!(address = %listener.local_addr()?, "API listening");
+    let served = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    // Requests are drained; let the relay publish what they committed.
+    stop.cancel();
+    let _ = relay.await;
+    let _ = metrics_server.await;
+    served.context("serving HTTP")
+}

@@ -1,0 +1,102 @@
+//! The API's Prometheus metrics.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Clone)]
+pub struct ApiMetrics {
+    pub requests: Family<Labels, Counter>,
+    pub request_seconds: Family<Labels, Histogram>,
+    pub jobs_triggered: Counter,
+    pub outbox_published: Counter,
+    pub relay_errors: Counter,
+    pub outbox_backlog: Gauge,
+}
+
+impl std::fmt::Debug for ApiMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiMetrics").finish_non_exhaustive()
+    }
+}
+
+impl ApiMetrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = ApiMetrics {
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+            jobs_triggered: Counter::default(),
+            outbox_published: Counter::default(),
+            relay_errors: Counter::default(),
+            outbox_backlog: Gauge::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route and method",
+            metrics.request_seconds.clone(),
+        );
+        registry.register(
+            "jobs_triggered",
+            "Sync jobs accepted (answered 200)",
+            metrics.jobs_triggered.clone(),
+        );
+        registry.register(
+            "outbox_published",
+            "Job messages published to RabbitMQ and confirmed",
+            metrics.outbox_published.clone(),
+        );
+        registry.register(
+            "relay_errors",
+            "Outbox relay failures (broker or database); each is retried",
+            metrics.relay_errors.clone(),
+        );
+        registry.register(
+            "outbox_backlog",
+            "Job messages committed but not yet published (sampled)",
+            metrics.outbox_backlog.clone(),
+        );
+        metrics
+    }
+}
+
+/// Middleware recording every request by its route template.
+pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let metrics = state.metrics();
+    metrics
+        .request_seconds
+        .get_or_create(&vec![("route", route.clone()), ("method", method.clone())])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&vec![
+            ("route", route),
+            ("method", method),
+            ("status", response.status().as_u16().to_string()),
+        ])
+        .inc();
+    response
+}

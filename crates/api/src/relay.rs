@@ -1,0 +1,175 @@
+//! The outbox relay: publishes committed job messages to RabbitMQ.
+//!
+//! Woken at once by a trigger in this process (in-process signal), and every
+//! [`POLL_INTERVAL`] otherwise, to pick up rows committed by processes that
+//! died before publishing them. Rows are locked with `FOR UPDATE SKIP LOCKED`
+//! (relays in several processes share the work), published with publisher
+//! confirms, and deleted in the same transaction only after every confirm.
+//! If the broker or Postgres fails midway, the transaction rolls back and the
+//! rows are published again later: a message may be published twice (the
+//! worker's guarded claim makes that harmless), never lost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use syncway_queue::{Broker, Publisher, QueueError};
+use syncway_store::{Pool, StoreError, outbox};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::ApiMetrics;
+
+/// Messages published per transaction.
+const BATCH: i64 = 256;
+/// Fallback poll for rows this process was not told about.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct Relay {
+    pub pool: Pool,
+    pub amqp_url: String,
+    pub namespace: String,
+    pub wake: Arc<Notify>,
+    pub ready: Arc<AtomicBool>,
+    pub metrics: ApiMetrics,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error(transparent)]
+    Broker(#[from] QueueError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Relay {
+    pub async fn run(self, stop: CancellationToken) {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let broker = match Broker::connect(&self.amqp_url, &self.namespace, "syncway-relay")
+                .await
+            {
+                Ok(broker) => broker,
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "relay cannot reach the broker");
+                    self.metrics.relay_errors.inc();
+                    if pause(&stop, &mut backoff).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let publisher = match broker.publisher().await {
+                Ok(publisher) => publisher,
+                Err(error) => {
+                    tracing::warn!(%error, "relay cannot open a publishing channel");
+                    broker.close().await;
+                    if pause(&stop, &mut backoff).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            tracing::info!(namespace = %self.namespace, "relay connected to the broker");
+            self.ready.store(true, Ordering::Relaxed);
+            backoff = MIN_BACKOFF;
+            let stopped = self
+                .publish_until_broken(&publisher, &stop, &mut backoff)
+                .await;
+            self.ready.store(false, Ordering::Relaxed);
+            broker.close().await;
+            if stopped {
+                return;
+            }
+        }
+    }
+
+    /// Publishes until the broker connection breaks (false) or `stop` (true).
+    async fn publish_until_broken(
+        &self,
+        publisher: &Publisher,
+        stop: &CancellationToken,
+        backoff: &mut Duration,
+    ) -> bool {
+        let mut ticks = 0u32;
+        loop {
+            match self.drain(publisher).await {
+                Ok(()) => *backoff = MIN_BACKOFF,
+                Err(RelayError::Broker(error)) => {
+                    tracing::warn!(%error, "relay lost the broker; messages stay in the outbox");
+                    self.metrics.relay_errors.inc();
+                    return pause(stop, backoff).await;
+                }
+                Err(RelayError::Store(error)) => {
+                    tracing::warn!(error = %format!("{:#}", anyhow::Error::from(error)), "relay cannot read the outbox");
+                    self.metrics.relay_errors.inc();
+                    if pause(stop, backoff).await {
+                        return true;
+                    }
+                    continue;
+                }
+            }
+            if stop.is_cancelled() {
+                return true;
+            }
+            if !publisher.is_open() {
+                return false;
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(POLL_INTERVAL) => {
+                    ticks = ticks.wrapping_add(1);
+                    // Sample the backlog every few seconds when idle.
+                    if ticks.is_multiple_of(10) {
+                        self.sample_backlog().await;
+                    }
+                }
+                // One last drain after stop: publish what the drained
+                // requests committed.
+                () = stop.cancelled() => {}
+            }
+        }
+    }
+
+    /// Publishes every committed message, batch by batch.
+    async fn drain(&self, publisher: &Publisher) -> Result<(), RelayError> {
+        loop {
+            let mut client = self.pool.get().await.map_err(StoreError::from)?;
+            let transaction = client.transaction().await.map_err(StoreError::from)?;
+            let batch = outbox::lock_oldest(&transaction, BATCH).await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let payloads: Vec<&[u8]> = batch.iter().map(|m| m.payload.as_slice()).collect();
+            publisher.publish_jobs(&payloads).await?;
+            let ids: Vec<i64> = batch.iter().map(|message| message.id).collect();
+            outbox::delete(&transaction, &ids).await?;
+            transaction.commit().await.map_err(StoreError::from)?;
+            self.metrics.outbox_published.inc_by(batch.len() as u64);
+            tracing::debug!(published = batch.len(), "relay published job messages");
+            if (batch.len() as i64) < BATCH {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn sample_backlog(&self) {
+        if let Ok(client) = self.pool.get().await
+            && let Ok(depth) = outbox::depth(&client).await
+        {
+            self.metrics.outbox_backlog.set(depth);
+        }
+    }
+}
+
+/// Waits out the backoff (doubling it); true when stopped meanwhile.
+async fn pause(stop: &CancellationToken, backoff: &mut Duration) -> bool {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    tokio::select! {
+        () = tokio::time::sleep(wait) => stop.is_cancelled(),
+        () = stop.cancelled() => true,
+    }
+}

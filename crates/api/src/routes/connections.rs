@@ -1,0 +1,276 @@
+//! Source connections: create, list, read, patch, delete.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, RawQuery, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use syncway_model::{ConfigError, ConnectorConfig};
+use syncway_store::connections::{self, ConnectionFields, Schedule};
+use syncway_store::jobs;
+
+use super::collections::valid_name;
+use super::jobs::triggered;
+use crate::AppState;
+use crate::auth::Organization;
+use crate::error::{ApiError, FieldError, Result};
+use crate::extract::{PathParams, QueryParams, json_body, path_uuid};
+use crate::wire::{SourceConnectionBody, SourceConnectionListItemBody};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/source-connections", get(list).post(create))
+        .route(
+            "/source-connections/{source_connection_id}",
+            get(find).patch(update).delete(remove),
+        )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleInput {
+    cron: Option<String>,
+    continuous: Option<bool>,
+    cursor_field: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AuthenticationInput {
+    credentials: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateConnection {
+    short_name: String,
+    readable_collection_id: String,
+    name: Option<String>,
+    description: Option<String>,
+    config: Option<Value>,
+    schedule: Option<ScheduleInput>,
+    authentication: Option<AuthenticationInput>,
+    sync_immediately: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateConnection {
+    name: Option<String>,
+    description: Option<String>,
+    config: Option<Value>,
+    schedule: Option<ScheduleInput>,
+    authentication: Option<AuthenticationInput>,
+}
+
+/// Validates a connector config, naming the offending field on failure.
+fn parse_config(short_name: &str, config: &Value) -> Result<ConnectorConfig> {
+    ConnectorConfig::parse(short_name, config).map_err(|error| match error {
+        ConfigError::UnknownConnector(_) => {
+            ApiError::invalid(&["body", "short_name"], error.to_string(), "enum")
+        }
+        ConfigError::Invalid { field, message } => {
+            let mut loc: Vec<Value> = vec!["body".into(), "config".into()];
+            loc.extend(field.into_iter().map(Value::from));
+            let kind = if message.starts_with("unknown field") {
+                "extra_forbidden"
+            } else {
+                "value_error"
+            };
+            ApiError::Validation(vec![FieldError {
+                loc,
+                msg: message,
+                kind: kind.into(),
+            }])
+        }
+    })
+}
+
+/// Five whitespace-separated fields (minute hour day month weekday).
+fn valid_cron(cron: &str) -> Result<()> {
+    let fields: Vec<&str> = cron.split_whitespace().collect();
+    let allowed = |field: &&str| {
+        field
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "*/,-?".contains(c))
+    };
+    if fields.len() == 5 && fields.iter().all(allowed) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            &["body", "schedule", "cron"],
+            "cron must be a 5-field expression (minute hour day month weekday)",
+            "value_error",
+        ))
+    }
+}
+
+fn apply_schedule(schedule: &mut Schedule, input: Option<ScheduleInput>) -> Result<()> {
+    let Some(input) = input else {
+        return Ok(());
+    };
+    if let Some(cron) = input.cron {
+        valid_cron(&cron)?;
+        schedule.cron = Some(cron);
+    }
+    if let Some(continuous) = input.continuous {
+        schedule.continuous = continuous;
+    }
+    if let Some(cursor_field) = input.cursor_field {
+        schedule.cursor_field = Some(cursor_field);
+    }
+    Ok(())
+}
+
+fn default_name(short_name: &str) -> String {
+    let mut chars = short_name.chars();
+    let title: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    format!("{} connection", title.replace('_', " "))
+}
+
+fn sealed_credentials(
+    state: &AppState,
+    authentication: Option<AuthenticationInput>,
+) -> Option<Vec<u8>> {
+    authentication
+        .and_then(|auth| auth.credentials)
+        .map(|credentials| state.cipher().seal(&Value::Object(credentials)))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(Organization(organization)): Extension<Organization>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json<SourceConnectionBody>> {
+    let request: CreateConnection = json_body(body)?;
+    let config = parse_config(
+        &request.short_name,
+        request.config.as_ref().unwrap_or(&Value::Null),
+    )?;
+    let name = match &request.name {
+        Some(name) => valid_name(name)?,
+        None => default_name(&request.short_name),
+    };
+    let mut schedule = Schedule::default();
+    apply_schedule(&mut schedule, request.schedule)?;
+    let fields = ConnectionFields {
+        name,
+        description: request.description,
+        config: config.to_json(),
+        schedule,
+    };
+    let credentials = sealed_credentials(&state, request.authentication);
+
+    let mut client = state.pool().get().await?;
+    let transaction = client.transaction().await?;
+    let connection = connections::insert(
+        &transaction,
+        organization,
+        &request.readable_collection_id,
+        config.short_name(),
+        &fields,
+        credentials.as_deref(),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("collection"))?;
+    let connection = if request.sync_immediately.unwrap_or(false) {
+        let outcome = jobs::trigger(&transaction, organization, connection.id, false).await;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => return Err(error.into()),
+        };
+        let reread = connections::find(&transaction, organization, connection.id).await?;
+        transaction.commit().await?;
+        triggered(&state, Ok(outcome))?;
+        reread.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("connection vanished")))?
+    } else {
+        transaction.commit().await?;
+        connection
+    };
+    Ok(Json(connection.into()))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Extension(Organization(organization)): Extension<Organization>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<SourceConnectionListItemBody>>> {
+    let query = QueryParams::parse(query.as_deref())?;
+    let skip = query.int("skip", 0, 0, i64::MAX)?;
+    let limit = query.int("limit", 100, 1, 1000)?;
+    let client = state.pool().get().await?;
+    let items =
+        connections::list(&client, organization, query.get("collection"), skip, limit).await?;
+    Ok(Json(items.into_iter().map(Into::into).collect()))
+}
+
+async fn find(
+    State(state): State<AppState>,
+    Extension(Organization(organization)): Extension<Organization>,
+    params: PathParams,
+) -> Result<Json<SourceConnectionBody>> {
+    let id = path_uuid(&params, "source_connection_id")?;
+    let client = state.pool().get().await?;
+    connections::find(&client, organization, id)
+        .await?
+        .map(|connection| Json(connection.into()))
+        .ok_or_else(|| ApiError::not_found("source connection"))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Extension(Organization(organization)): Extension<Organization>,
+    params: PathParams,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json<SourceConnectionBody>> {
+    let id = path_uuid(&params, "source_connection_id")?;
+    let request: UpdateConnection = json_body(body)?;
+    let mut client = state.pool().get().await?;
+    let transaction = client.transaction().await?;
+    let current = connections::find(&transaction, organization, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("source connection"))?;
+    let mut fields = current.fields.clone();
+    if let Some(name) = &request.name {
+        fields.name = valid_name(name)?;
+    }
+    if let Some(description) = request.description {
+        fields.description = Some(description);
+    }
+    if let Some(config) = &request.config {
+        fields.config = parse_config(&current.short_name, config)?.to_json();
+    }
+    apply_schedule(&mut fields.schedule, request.schedule)?;
+    let credentials = sealed_credentials(&state, request.authentication);
+    connections::update(
+        &transaction,
+        organization,
+        id,
+        &fields,
+        credentials.as_deref(),
+    )
+    .await?;
+    let updated = connections::find(&transaction, organization, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("source connection"))?;
+    transaction.commit().await?;
+    Ok(Json(updated.into()))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Extension(Organization(organization)): Extension<Organization>,
+    params: PathParams,
+) -> Result<Json<SourceConnectionBody>> {
+    let id = path_uuid(&params, "source_connection_id")?;
+    let mut client = state.pool().get().await?;
+    let transaction = client.transaction().await?;
+    let connection = connections::find(&transaction, organization, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("source connection"))?;
+    connections::delete(&transaction, organization, id).await?;
+    transaction.commit().await?;
+    Ok(Json(connection.into()))
+}

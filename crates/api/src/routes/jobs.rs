@@ -1,0 +1,115 @@
+//! Running syncs and watching their jobs.
+
+use axum::extract::{Extension, RawQuery, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use syncway_model::SourceConnectionJob;
+use syncway_store::jobs::{self, Cancelled, Triggered};
+
+use crate::AppState;
+use crate::auth::Organization;
+use crate::error::{ApiError, Result};
+use crate::extract::{PathParams, QueryParams, path_uuid};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/source-connections/{source_connection_id}/run", post(run))
+        .route("/source-connections/{source_connection_id}/jobs", get(list))
+        .route(
+            "/source-connections/{source_connection_id}/jobs/{job_id}",
+            get(find),
+        )
+        .route(
+            "/source-connections/{source_connection_id}/jobs/{job_id}/cancel",
+            post(cancel),
+        )
+}
+
+pub(crate) const ACTIVE_JOB_CONFLICT: &str =
+    "a sync job for this source connection is already pending, running or cancelling";
+
+/// Maps a trigger's outcome to the API's answer.
+pub(crate) fn triggered(
+    state: &AppState,
+    outcome: std::result::Result<Triggered, syncway_store::StoreError>,
+) -> Result<SourceConnectionJob> {
+    match outcome {
+        Ok(Triggered::Created(job)) => {
+            state.wake_relay();
+            state.metrics().jobs_triggered.inc();
+            Ok(job)
+        }
+        Ok(Triggered::ConnectionMissing) => Err(ApiError::not_found("source connection")),
+        Ok(Triggered::NeedsReauth) => Err(ApiError::Conflict(
+            "source connection needs re-authentication: update its credentials first".into(),
+        )),
+        Err(error) if error.constraint() == Some(syncway_store::ONE_ACTIVE_JOB) => {
+            Err(ApiError::Conflict(ACTIVE_JOB_CONFLICT.into()))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `POST /source-connections/{id}/run?force_full_sync=bool`
+async fn run(
+    State(state): State<AppState>,
+    Extension(Organization(organization)): Extension<Organization>,
+    params: PathParams,
+    RawQuery(query): RawQuery,
+) -> Result<Json<SourceConnectionJob>> {
+    let connection = path_uuid(&params, "source_connection_id")?;
+    let force_full_sync = QueryParams::parse(query.as_deref())?.bool("force_full_sync", false)?;
+    let client = state.pool().get().await?;
+    let outcome = jobs::trigger(&client, organization, connection, force_full_sync).await;
+    drop(client);
+    Ok(Json(triggered(&state, outcome)?))
+}
+
+/// `GET /source-connections/{id}/jobs?limit=`
+async fn list(
+    State(state): State<AppState>,
+    Extension(Organization(organization)): Extension<Organization>,
+    params: PathParams,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<SourceConnectionJob>>> {
+    let connection = path_uuid(&params, "source_connection_id")?;
+    let limit = QueryParams::parse(query.as_deref())?.int("limit", 100, 1, 1000)?;
+    let client = state.pool().get().await?;
+    if !syncway_store::connections::exists(&client, organization, connection).await? {
+        return Err(ApiError::not_found("source connection"));
+    }
+    Ok(Json(jobs::list(&client, connection, limit).await?))
+}
+
+/// `GET /source-connections/{id}/jobs/{job_id}`
+async fn find(
+    State(state): State<AppState>,
+    Extension(Organization(organization)): Extension<Organization>,
+    params: PathParams,
+) -> Result<Json<SourceConnectionJob>> {
+    let connection = path_uuid(&params, "source_connection_id")?;
+    let job = path_uuid(&params, "job_id")?;
+    let client = state.pool().get().await?;
+    jobs::find(&client, organization, connection, job)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("sync job"))
+}
+
+/// `POST /source-connections/{id}/jobs/{job_id}/cancel`
+async fn cancel(
+    State(state): State<AppState>,
+    Extension(Organization(organization)): Extension<Organization>,
+    params: PathParams,
+) -> Result<Json<SourceConnectionJob>> {
+    let connection = path_uuid(&params, "source_connection_id")?;
+    let job = path_uuid(&params, "job_id")?;
+    let client = state.pool().get().await?;
+    match jobs::cancel(&client, organization, connection, job).await? {
+        Cancelled::Done(job) => Ok(Json(job)),
+        Cancelled::NotFound => Err(ApiError::not_found("sync job")),
+        Cancelled::Refused(status) => Err(ApiError::Conflict(format!(
+            "sync job is already {status} and cannot be cancelled"
+        ))),
+    }
+}

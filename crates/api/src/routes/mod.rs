@@ -1,0 +1,27 @@
+//! Routes, one module per resource, merged here. Health checks are public;
+//! everything else sits behind API-key authentication.
+
+mod collections;
+mod connections;
+mod health;
+mod jobs;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+
+use crate::error::ApiError;
+use crate::{AppState, auth};
+
+pub fn router(state: AppState) -> Router {
+    let authenticated = Router::new()
+        .merge(jobs::router())
+        .merge(collections::router())
+        .merge(connections::router())
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    Router::new()
+        .merge(authenticated)
+        .merge(health::router())
+        .fallback(|| async { ApiError::NotFound("Not Found".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+}

@@ -1,0 +1,89 @@
+//! Sources of entities. A connector reads its source in batches (bounded
+//! memory whatever the source size), starting after the stored cursor for an
+//! incremental sync or from the beginning for a full sync, and reports with
+//! each batch the cursor that covers everything emitted so far.
+//!
+//! This crate knows nothing of HTTP serving, AMQP or syncway's own database.
+//!
+//! Adding a connector: write a module with a type implementing [`Source`],
+//! add its config variant to `syncway_model::ConnectorConfig`, and add one
+//! line to [`open`].
+
+use futures_util::future::BoxFuture;
+use syncway_model::{ConnectorConfig, ErrorCategory};
+
+pub mod stub;
+
+/// An entity as the source produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceEntity {
+    pub id: String,
+    pub payload: serde_json::Value,
+}
+
+/// One batch from a source.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntityBatch {
+    pub entities: Vec<SourceEntity>,
+    /// Ids the source reports deleted (incremental syncs).
+    pub deleted: Vec<String>,
+    /// Entities the source could not produce; counted, the sync goes on.
+    pub failed: u64,
+    /// The cursor covering everything emitted up to and including this batch,
+    /// or `None` when the source has no cursor.
+    pub cursor: Option<serde_json::Value>,
+}
+
+/// How a source failed. The worker decides what each means for the job.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SourceError {
+    /// May succeed if tried again later (network, rate limit, outage).
+    #[error("{message}")]
+    Transient {
+        message: String,
+        /// How long the source asked us to wait, if it said.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The credentials are invalid or expired; retrying cannot help.
+    #[error("{message}")]
+    Credentials {
+        category: ErrorCategory,
+        message: String,
+    },
+    /// The configuration or the source is wrong; retrying cannot help.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl SourceError {
+    /// A short machine-readable name of the kind, for `error_details`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceError::Transient { .. } => "transient",
+            SourceError::Credentials { .. } => "credentials",
+            SourceError::Permanent(_) => "permanent",
+        }
+    }
+}
+
+/// A source being read.
+pub trait Source: Send {
+    /// The next batch, or `None` when the source is exhausted.
+    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<EntityBatch>, SourceError>>;
+}
+
+/// Where a sync starts.
+#[derive(Debug, Clone, Default)]
+pub struct SyncStart {
+    /// The stored cursor for an incremental sync; `None` for a full sync.
+    pub cursor: Option<serde_json::Value>,
+    /// Decrypted credentials, if the connection has any.
+    pub credentials: Option<serde_json::Value>,
+}
+
+/// Opens the source a configuration describes.
+pub fn open(config: &ConnectorConfig, start: SyncStart) -> Result<Box<dyn Source>, SourceError> {
+    match config {
+        ConnectorConfig::Stub(config) => Ok(Box::new(stub::StubSource::new(config, &start)?)),
+    }
+}

@@ -1,0 +1,203 @@
+//! Connector configurations: parsed and validated when a connection is
+//! created or patched, so that a bad config is a 422 at the API and never a
+//! failed job later. The connectors crate runs them; this module only knows
+//! their shape.
+
+use serde::{Deserialize, Serialize};
+
+/// The connector short names this build knows, in the order they are listed.
+pub const SHORT_NAMES: &[&str] = &["stub"];
+
+/// A validated connector configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "short_name", content = "config", rename_all = "snake_case")]
+pub enum ConnectorConfig {
+    Stub(StubConfig),
+}
+
+/// Why a connector configuration was refused. `field` is the path inside
+/// `config` (empty for the config object itself).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown connector {0:?}; known connectors: {known}", known = SHORT_NAMES.join(", "))]
+    UnknownConnector(String),
+    #[error("{message}")]
+    Invalid { field: Vec<String>, message: String },
+}
+
+impl ConfigError {
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            field: vec![field.to_owned()],
+            message: message.into(),
+        }
+    }
+}
+
+impl ConnectorConfig {
+    /// Parses `config` for the connector `short_name`. `null` means "all defaults".
+    pub fn parse(short_name: &str, config: &serde_json::Value) -> Result<Self, ConfigError> {
+        let empty = serde_json::Value::Object(Default::default());
+        let config = if config.is_null() { &empty } else { config };
+        // serde would accept a struct as a sequence; a config is an object.
+        if !config.is_object() {
+            return Err(ConfigError::Invalid {
+                field: Vec::new(),
+                message: "config must be a JSON object".into(),
+            });
+        }
+        match short_name {
+            "stub" => {
+                let stub: StubConfig = from_value(config)?;
+                stub.validate()?;
+                Ok(ConnectorConfig::Stub(stub))
+            }
+            other => Err(ConfigError::UnknownConnector(other.to_owned())),
+        }
+    }
+
+    pub fn short_name(&self) -> &'static str {
+        match self {
+            ConnectorConfig::Stub(_) => "stub",
+        }
+    }
+
+    /// The effective configuration (defaults filled in), as stored and returned.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            ConnectorConfig::Stub(config) => serde_json::to_value(config).unwrap_or_default(),
+        }
+    }
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let field = error
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect();
+        ConfigError::Invalid {
+            field,
+            message: error.into_inner().to_string(),
+        }
+    })
+}
+
+/// How the stub source fails when `fail_after` is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StubFailKind {
+    #[default]
+    Transient,
+    Credentials,
+}
+
+/// Configuration of the `stub` connector: deterministic synthetic data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StubConfig {
+    /// Entities `stub-0 .. stub-{entity_count-1}`.
+    pub entity_count: u64,
+    pub seed: u64,
+    /// Size of each entity's `body` string.
+    pub payload_bytes: u32,
+    pub delay_ms_per_entity: u64,
+    /// When set, the source raises an error after emitting this many entities.
+    pub fail_after: Option<u64>,
+    pub fail_kind: StubFailKind,
+}
+
+impl Default for StubConfig {
+    fn default() -> Self {
+        StubConfig {
+            entity_count: 100,
+            seed: 0,
+            payload_bytes: 256,
+            delay_ms_per_entity: 0,
+            fail_after: None,
+            fail_kind: StubFailKind::Transient,
+        }
+    }
+}
+
+impl StubConfig {
+    pub const MAX_ENTITY_COUNT: u64 = 100_000_000;
+    pub const MAX_PAYLOAD_BYTES: u32 = 1 << 20;
+    pub const MAX_DELAY_MS: u64 = 60_000;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.entity_count > Self::MAX_ENTITY_COUNT {
+            return Err(ConfigError::invalid(
+                "entity_count",
+                format!("entity_count must be at most {}", Self::MAX_ENTITY_COUNT),
+            ));
+        }
+        if self.payload_bytes > Self::MAX_PAYLOAD_BYTES {
+            return Err(ConfigError::invalid(
+                "payload_bytes",
+                format!("payload_bytes must be at most {}", Self::MAX_PAYLOAD_BYTES),
+            ));
+        }
+        if self.delay_ms_per_entity > Self::MAX_DELAY_MS {
+            return Err(ConfigError::invalid(
+                "delay_ms_per_entity",
+                format!("delay_ms_per_entity must be at most {}", Self::MAX_DELAY_MS),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stub_defaults_fill_missing_keys() {
+        let parsed = ConnectorConfig::parse("stub", &json!({"entity_count": 5}));
+        let Ok(ConnectorConfig::Stub(stub)) = parsed else {
+            panic!("expected a stub config, got {parsed:?}");
+        };
+        assert_eq!(stub.entity_count, 5);
+        assert_eq!(stub.payload_bytes, 256);
+        assert_eq!(stub.fail_after, None);
+        assert!(ConnectorConfig::parse("stub", &serde_json::Value::Null).is_ok());
+    }
+
+    #[test]
+    fn bad_stub_configs_name_the_field() {
+        let field_of = |value| match ConnectorConfig::parse("stub", &value) {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("expected invalid, got {other:?}"),
+        };
+        assert_eq!(field_of(json!({"entity_count": "many"})), ["entity_count"]);
+        assert_eq!(field_of(json!({"entity_count": -1})), ["entity_count"]);
+        assert_eq!(
+            field_of(json!({"payload_bytes": 1u64 << 30})),
+            ["payload_bytes"]
+        );
+        assert_eq!(field_of(json!({"fail_kind": "sometimes"})), ["fail_kind"]);
+        assert!(matches!(
+            ConnectorConfig::parse("stub", &json!({"colour": "red"})),
+            Err(ConfigError::Invalid { message, .. }) if message.contains("colour")
+        ));
+        assert!(matches!(
+            ConnectorConfig::parse("stub", &json!([1])),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_connectors_are_refused() {
+        assert_eq!(
+            ConnectorConfig::parse("nope", &json!({})),
+            Err(ConfigError::UnknownConnector("nope".into()))
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Pure types shared by every syncway crate: job statuses and their legal
+//! transitions, the wire form of jobs, the queue message format, error
+//! categories, connector configurations and entity hashing.
+//!
+//! This crate performs no IO (an architectural invariant): it can be used from
+//! the API, the worker, the store and tests alike.
+
+pub mod config;
+pub mod connection;
+pub mod entity;
+pub mod error_category;
+pub mod job;
+pub mod message;
+
+pub use config::{ConfigError, ConnectorConfig, StubConfig, StubFailKind};
+pub use connection::ConnectionStatus;
+pub use entity::{ContentHash, content_hash};
+pub use error_category::ErrorCategory;
+pub use job::{JobStatus, SourceConnectionJob, UnknownStatus};
+pub use message::{JobMessage, MessageError};

@@ -1,0 +1,115 @@
+//! Consumption of job messages with manual acknowledgement.
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
+
+use crate::{QueueError, Topology};
+
+/// A consumer of the jobs queue.
+pub struct JobConsumer {
+    channel: Channel,
+    consumer: Consumer,
+    tag: String,
+}
+
+impl std::fmt::Debug for JobConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobConsumer")
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobConsumer {
+    pub(crate) async fn open(
+        connection: &Connection,
+        topology: &Topology,
+        prefetch: u16,
+        tag: &str,
+    ) -> Result<Self, QueueError> {
+        let channel = connection.create_channel().await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                topology.jobs_queue().into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(JobConsumer {
+            channel,
+            consumer,
+            tag: tag.to_owned(),
+        })
+    }
+
+    /// The next delivery; `None` when the consumer was cancelled or the
+    /// channel closed (reconnect), an error when the connection failed.
+    pub async fn next(&mut self) -> Option<Result<JobDelivery, QueueError>> {
+        let delivery = self.consumer.next().await?;
+        Some(delivery.map(JobDelivery).map_err(QueueError::from))
+    }
+
+    /// Stops new deliveries; unacknowledged ones stay with this consumer
+    /// until acked or until the channel closes (then they are redelivered).
+    pub async fn cancel(&self) -> Result<(), QueueError> {
+        self.channel
+            .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
+            .await?;
+        Ok(())
+    }
+}
+
+/// One delivered message; settle it with exactly one of its methods.
+pub struct JobDelivery(Delivery);
+
+impl std::fmt::Debug for JobDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobDelivery")
+            .field("tag", &self.0.delivery_tag)
+            .field("redelivered", &self.0.redelivered)
+            .finish()
+    }
+}
+
+impl JobDelivery {
+    pub fn body(&self) -> &[u8] {
+        &self.0.data
+    }
+
+    pub fn redelivered(&self) -> bool {
+        self.0.redelivered
+    }
+
+    /// Done with it: the broker forgets the message.
+    pub async fn ack(&self) -> Result<(), QueueError> {
+        self.0.ack(BasicAckOptions::default()).await?;
+        Ok(())
+    }
+
+    /// Cannot ever run: the broker moves it to the dead-letter queue.
+    pub async fn dead_letter(&self) -> Result<(), QueueError> {
+        self.0.reject(BasicRejectOptions { requeue: false }).await?;
+        Ok(())
+    }
+
+    /// Not run here: the broker delivers it again (to any consumer).
+    pub async fn requeue(&self) -> Result<(), QueueError> {
+        self.0
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! Configuration: built-in defaults, then an optional TOML file
+//! (`--config PATH` or `SYNCWAY_CONFIG`), then `SYNCWAY_<SECTION>__<KEY>`
+//! environment variables on top.
+
+use std::path::Path;
+
+use anyhow::Context;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Which binary is loading: some defaults differ (the metrics port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Worker,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub amqp: AmqpSettings,
+    pub api: ApiSettings,
+    #[serde(default)]
+    pub auth: AuthSettings,
+    pub worker: WorkerSettings,
+    pub metrics: MetricsSettings,
+    pub log: LogSettings,
+    #[serde(default)]
+    pub security: SecuritySettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SecuritySettings {
+    /// 32-byte key (64 hex characters) sealing source credentials at rest.
+    pub encryption_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: String,
+    /// Run migrations at start-up.
+    pub migrate: bool,
+    pub pool_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AmqpSettings {
+    pub url: String,
+    /// Prefix of every exchange and queue name.
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiSettings {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuthSettings {
+    /// When set, start-up ensures an organization `default` owning this key.
+    pub bootstrap_api_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    /// Jobs one worker process runs at once (and its prefetch).
+    pub concurrency: u16,
+    /// How long a job's lease lasts without a heartbeat.
+    pub lease_seconds: u64,
+    /// How long SIGTERM waits for running jobs before handing them back.
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// Default filter when `RUST_LOG` is not set.
+    pub level: String,
+}
+
+impl Settings {
+    /// Loads the layers. `file` falls back to `SYNCWAY_CONFIG`.
+    pub fn load(role: Role, file: Option<&Path>) -> anyhow::Result<Settings> {
+        let from_env = std::env::var_os("SYNCWAY_CONFIG").map(std::path::PathBuf::from);
+        let file = file.map(Path::to_path_buf).or(from_env);
+        let metrics_listen = match role {
+            Role::Api => "0.0.0.0:9090",
+            Role::Worker => "0.0.0.0:9091",
+        };
+        let mut builder = config::Config::builder()
+            .set_default("database.url", "postgres://postgres@127.0.0.1:5432/syncway")?
+            .set_default("database.migrate", true)?
+            .set_default("database.pool_size", 16)?
+            .set_default("amqp.url", "amqp://guest:guest@127.0.0.1:5672/%2f")?
+            .set_default("amqp.namespace", "syncway")?
+            .set_default("api.listen", "0.0.0.0:8080")?
+            .set_default("worker.concurrency", 4)?
+            .set_default("worker.lease_seconds", 30)?
+            .set_default("worker.shutdown_grace_seconds", 25)?
+            .set_default("metrics.listen", metrics_listen)?
+            .set_default("log.format", "text")?
+            .set_default("log.level", "info")?;
+        if let Some(path) = &file {
+            builder = builder.add_source(config::File::from(path.as_path()).required(true));
+        }
+        let settings: Settings = builder
+            .add_source(
+                config::Environment::with_prefix("SYNCWAY")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .with_context(|| match &file {
+                Some(path) => format!("invalid configuration (file {})", path.display()),
+                None => "invalid configuration".to_owned(),
+            })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.worker.concurrency >= 1,
+            "worker.concurrency must be at least 1"
+        );
+        anyhow::ensure!(
+            self.worker.lease_seconds >= 2,
+            "worker.lease_seconds must be at least 2"
+        );
+        anyhow::ensure!(
+            self.database.pool_size >= 1,
+            "database.pool_size must be at least 1"
+        );
+        anyhow::ensure!(
+            !self.amqp.namespace.is_empty()
+                && self
+                    .amqp
+                    .namespace
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            "amqp.namespace must be non-empty ASCII letters, digits, '-', '_' or '.'"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,320 @@
+//! Source connections, with the statistics the API shows beside them.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use syncway_model::{JobStatus, SourceConnectionJob};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::StoreError;
+use crate::jobs::{JOB_COLUMNS, job_from_row};
+
+/// How and when a connection syncs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Schedule {
+    pub cron: Option<String>,
+    pub continuous: bool,
+    pub cursor_field: Option<String>,
+}
+
+/// The writable fields of a connection (create and PATCH).
+#[derive(Debug, Clone)]
+pub struct ConnectionFields {
+    pub name: String,
+    pub description: Option<String>,
+    pub config: serde_json::Value,
+    pub schedule: Schedule,
+}
+
+/// A connection as the API shows it.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub readable_collection_id: String,
+    pub short_name: String,
+    pub fields: ConnectionFields,
+    pub has_credentials: bool,
+    pub needs_reauth: bool,
+    pub auth_error_category: Option<String>,
+    pub auth_error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+    pub entity_count: i64,
+    pub cursor_value: Option<serde_json::Value>,
+    pub total_runs: i64,
+    pub successful_runs: i64,
+    pub failed_runs: i64,
+    pub last_job: Option<SourceConnectionJob>,
+}
+
+/// A connection as the list endpoint shows it.
+#[derive(Debug, Clone)]
+pub struct ConnectionListItem {
+    pub id: Uuid,
+    pub name: String,
+    pub short_name: String,
+    pub readable_collection_id: String,
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+    pub has_credentials: bool,
+    pub needs_reauth: bool,
+    pub last_job_status: Option<JobStatus>,
+    pub entity_count: i64,
+}
+
+fn select_connection(filter: &str) -> String {
+    format!(
+        "SELECT s.id, s.organization_id, col.readable_id, s.short_name, s.name, s.description,
+                s.config, s.schedule_cron, s.continuous, s.cursor_field,
+                s.credentials IS NOT NULL, s.needs_reauth, s.auth_error_category,
+                s.auth_error_message, s.created_at, s.modified_at, s.entity_count, cur.value,
+                st.total, st.ok, st.failed, lj.*
+         FROM source_connections s
+         JOIN collections col ON col.id = s.collection_id
+         LEFT JOIN cursors cur ON cur.source_connection_id = s.id
+         CROSS JOIN LATERAL (
+             SELECT count(*) AS total,
+                    count(*) FILTER (WHERE status = 'completed') AS ok,
+                    count(*) FILTER (WHERE status = 'failed') AS failed
+             FROM sync_jobs WHERE source_connection_id = s.id) st
+         LEFT JOIN LATERAL (
+             SELECT {JOB_COLUMNS} FROM sync_jobs j WHERE j.source_connection_id = s.id
+             ORDER BY j.created_at DESC, j.id DESC LIMIT 1) lj ON true
+         WHERE {filter}"
+    )
+}
+
+fn connection_from_row(row: &Row) -> Result<Connection, StoreError> {
+    let last_job_id: Option<Uuid> = row.get(21);
+    Ok(Connection {
+        id: row.get(0),
+        organization_id: row.get(1),
+        readable_collection_id: row.get(2),
+        short_name: row.get(3),
+        fields: ConnectionFields {
+            name: row.get(4),
+            description: row.get(5),
+            config: row.get(6),
+            schedule: Schedule {
+                cron: row.get(7),
+                continuous: row.get(8),
+                cursor_field: row.get(9),
+            },
+        },
+        has_credentials: row.get(10),
+        needs_reauth: row.get(11),
+        auth_error_category: row.get(12),
+        auth_error_message: row.get(13),
+        created_at: row.get(14),
+        modified_at: row.get(15),
+        entity_count: row.get(16),
+        cursor_value: row.get(17),
+        total_runs: row.get(18),
+        successful_runs: row.get(19),
+        failed_runs: row.get(20),
+        last_job: match last_job_id {
+            Some(_) => Some(job_from_row(row, 21)?),
+            None => None,
+        },
+    })
+}
+
+/// Creates a connection in the collection `readable_collection_id`.
+/// Returns `None` when the organization has no such collection.
+pub async fn insert(
+    client: &impl GenericClient,
+    organization_id: Uuid,
+    readable_collection_id: &str,
+    short_name: &str,
+    fields: &ConnectionFields,
+    credentials: Option<&[u8]>,
+) -> Result<Option<Connection>, StoreError> {
+    let id = Uuid::now_v7();
+    let inserted = client
+        .execute(
+            "INSERT INTO source_connections
+                 (id, organization_id, collection_id, name, description, short_name, config,
+                  schedule_cron, continuous, cursor_field, credentials)
+             SELECT $1, $2, c.id, $4, $5, $6, $7, $8, $9, $10, $11
+             FROM collections c WHERE c.organization_id = $2 AND c.readable_id = $3",
+            &[
+                &id,
+                &organization_id,
+                &readable_collection_id,
+                &fields.name,
+                &fields.description,
+                &short_name,
+                &fields.config,
+                &fields.schedule.cron,
+                &fields.schedule.continuous,
+                &fields.schedule.cursor_field,
+                &credentials,
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    find(client, organization_id, id).await
+}
+
+pub async fn find(
+    client: &impl GenericClient,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Connection>, StoreError> {
+    let row = client
+        .query_opt(
+            &select_connection("s.organization_id = $1 AND s.id = $2"),
+            &[&organization_id, &id],
+        )
+        .await?;
+    row.as_ref().map(connection_from_row).transpose()
+}
+
+/// True when the organization owns the connection.
+pub async fn exists(
+    client: &impl GenericClient,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM source_connections WHERE organization_id = $1 AND id = $2)",
+        )
+        .await?;
+    Ok(client
+        .query_one(&statement, &[&organization_id, &id])
+        .await?
+        .get(0))
+}
+
+/// Lists connections, oldest first, optionally of one collection.
+pub async fn list(
+    client: &impl GenericClient,
+    organization_id: Uuid,
+    readable_collection_id: Option<&str>,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<ConnectionListItem>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT s.id, s.name, s.short_name, col.readable_id, s.created_at, s.modified_at,
+                    s.credentials IS NOT NULL, s.needs_reauth, lj.status, s.entity_count
+             FROM source_connections s
+             JOIN collections col ON col.id = s.collection_id
+             LEFT JOIN LATERAL (
+                 SELECT status FROM sync_jobs j WHERE j.source_connection_id = s.id
+                 ORDER BY j.created_at DESC, j.id DESC LIMIT 1) lj ON true
+             WHERE s.organization_id = $1 AND ($2::text IS NULL OR col.readable_id = $2)
+             ORDER BY s.created_at, s.id
+             OFFSET $3 LIMIT $4",
+            &[&organization_id, &readable_collection_id, &skip, &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let status: Option<String> = row.get(8);
+            Ok(ConnectionListItem {
+                id: row.get(0),
+                name: row.get(1),
+                short_name: row.get(2),
+                readable_collection_id: row.get(3),
+                created_at: row.get(4),
+                modified_at: row.get(5),
+                has_credentials: row.get(6),
+                needs_reauth: row.get(7),
+                last_job_status: status
+                    .map(|status| status.parse())
+                    .transpose()
+                    .map_err(|error| StoreError::Corrupt(format!("{error}")))?,
+                entity_count: row.get(9),
+            })
+        })
+        .collect()
+}
+
+/// Replaces the writable fields. New credentials (when `Some`) also clear a
+/// pending re-authentication. Returns false when the connection is not the
+/// organization's.
+pub async fn update(
+    client: &impl GenericClient,
+    organization_id: Uuid,
+    id: Uuid,
+    fields: &ConnectionFields,
+    credentials: Option<&[u8]>,
+) -> Result<bool, StoreError> {
+    let updated = client
+        .execute(
+            "UPDATE source_connections SET
+                 name = $3, description = $4, config = $5, schedule_cron = $6,
+                 continuous = $7, cursor_field = $8,
+                 credentials = COALESCE($9, credentials),
+                 needs_reauth = needs_reauth AND $9::bytea IS NULL,
+                 auth_error_category = CASE WHEN $9::bytea IS NULL THEN auth_error_category END,
+                 auth_error_message = CASE WHEN $9::bytea IS NULL THEN auth_error_message END,
+                 modified_at = now()
+             WHERE organization_id = $1 AND id = $2",
+            &[
+                &organization_id,
+                &id,
+                &fields.name,
+                &fields.description,
+                &fields.config,
+                &fields.schedule.cron,
+                &fields.schedule.continuous,
+                &fields.schedule.cursor_field,
+                &credentials,
+            ],
+        )
+        .await?;
+    Ok(updated == 1)
+}
+
+/// Deletes a connection with its jobs, cursor and entities (by cascade).
+/// A worker running one of its jobs loses its lease fence at its next write
+/// and stops. Returns false when the connection is not the organization's.
+pub async fn delete(
+    client: &impl GenericClient,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    let deleted = client
+        .execute(
+            "DELETE FROM source_connections WHERE organization_id = $1 AND id = $2",
+            &[&organization_id, &id],
+        )
+        .await?;
+    Ok(deleted == 1)
+}
+
+/// What a worker needs to run a connection's sync.
+#[derive(Debug, Clone)]
+pub struct SyncSource {
+    pub short_name: String,
+    pub config: serde_json::Value,
+    pub continuous: bool,
+    pub credentials: Option<Vec<u8>>,
+    pub cursor: Option<serde_json::Value>,
+}
+
+/// Records a credential failure: the connection needs new credentials before
+/// it can run again.
+pub async fn mark_needs_reauth(
+    client: &impl GenericClient,
+    id: Uuid,
+    category: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "UPDATE source_connections
+             SET needs_reauth = true, auth_error_category = $2, auth_error_message = $3,
+                 modified_at = now()
+             WHERE id = $1",
+            &[&id, &category, &message],
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! Sync jobs: trigger, read, cancel (API side); claim, heartbeat, record
+//! progress and finish (worker side). Every worker write is fenced by the
+//! lease: it matches only while the worker still owns the job.
+
+use deadpool_postgres::GenericClient;
+use syncway_model::{JobMessage, JobStatus, SourceConnectionJob};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::StoreError;
+use crate::connections::SyncSource;
+
+pub mod entities;
+
+/// The columns [`job_from_row`] reads, for a `sync_jobs` row aliased `j`.
+pub(crate) const JOB_COLUMNS: &str = "j.id, j.source_connection_id, j.status, j.started_at,
+    j.completed_at, j.entities_inserted, j.entities_updated, j.entities_deleted,
+    j.entities_failed, j.error, j.error_category, j.error_details";
+
+fn parse_status(status: &str) -> Result<JobStatus, StoreError> {
+    status
+        .parse()
+        .map_err(|error| StoreError::Corrupt(format!("{error}")))
+}
+
+/// Reads the [`JOB_COLUMNS`] starting at column `at`.
+pub(crate) fn job_from_row(row: &Row, at: usize) -> Result<SourceConnectionJob, StoreError> {
+    let started_at = row.get(at + 3);
+    let completed_at = row.get(at + 4);
+    Ok(SourceConnectionJob {
+        id: row.get(at),
+        source_connection_id: row.get(at + 1),
+        status: parse_status(row.get(at + 2))?,
+        started_at,
+        completed_at,
+        duration_seconds: SourceConnectionJob::duration(started_at, completed_at),
+        entities_inserted: row.get(at + 5),
+        entities_updated: row.get(at + 6),
+        entities_deleted: row.get(at + 7),
+        entities_failed: row.get(at + 8),
+        error: row.get(at + 9),
+        error_category: row.get(at + 10),
+        error_details: row.get(at + 11),
+    })
+}
+
+/// What a trigger came to.
+#[derive(Debug)]
+pub enum Triggered {
+    Created(SourceConnectionJob),
+    ConnectionMissing,
+    NeedsReauth,
+}
+
+/// Creates a pending job and its outbox message in one statement (hence one
+/// transaction). A second active job for the connection violates
+/// [`crate::ONE_ACTIVE_JOB`].
+pub async fn trigger(
+    client: &impl GenericClient,
+    organization_id: Uuid,
+    source_connection_id: Uuid,
+    force_full_sync: bool,
+) -> Result<Triggered, StoreError> {
+    let job_id = Uuid::now_v7();
+    let message = JobMessage::new(job_id, source_connection_id).encode();
+    let statement = client
+        .prepare_cached(&format!(
+            "WITH conn AS (
+                 SELECT id, needs_reauth FROM source_connections
+                 WHERE id = $1 AND organization_id = $2
+             ), j AS (
+                 INSERT INTO sync_jobs (id, source_connection_id, force_full_sync)
+                 SELECT $3, id, $4 FROM conn WHERE NOT needs_reauth
+                 RETURNING *
+             ), queued AS (
+                 INSERT INTO outbox (job_id, payload) SELECT id, $5 FROM j
+             )
+             SELECT conn.needs_reauth, {JOB_COLUMNS} FROM conn LEFT JOIN j ON true"
+        ))
+        .await?;
+    let row = client
+        .query_opt(
+            &statement,
+            &[
+                &source_connection_id,
+                &organization_id,
+                &job_id,
+                &force_full_sync,
+                &message,
+            ],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(Triggered::ConnectionMissing);
+    };
+    if row.get::<_, bool>(0) {
+        return Ok(Triggered::NeedsReauth);
+    }
+    Ok(Triggered::Created(job_from_row(&row, 1)?))
+}
+
+/// A job of the organization's connection.
+pub async fn find(
+    client: &impl GenericClient,
+    organization_id: Uuid,
+    source_connection_id: Uuid,
+    job_id: Uuid,
+) -> Result<Option<SourceConnectionJob>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM sync_jobs j
+             JOIN source_connections s ON s.id = j.source_connection_id
+             WHERE j.id = $1 AND j.source_connection_id = $2 AND s.organization_id = $3"
+        ))
+        .await?;
+    let row = client
+        .query_opt(
+            &statement,
+            &[&job_id, &source_connection_id, &organization_id],
+        )
+        .await?;
+    row.map(|row| job_from_row(&row, 0)).transpose()
+}
+
+/// A connection's jobs, newest first. The caller checks the connection.
+pub async fn list(
+    client: &impl GenericClient,
+    source_connection_id: Uuid,
+    limit: i64,
+) -> Result<Vec<SourceConnectionJob>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {JOB_COLUMNS} FROM sync_jobs j WHERE j.source_connection_id = $1
+             ORDER BY j.created_at DESC, j.id DESC LIMIT $2"
+        ))
+        .await?;
+    let rows = client
+        .query(&statement, &[&source_connection_id, &limit])
+        .await?;
+    rows.iter().map(|row| job_from_row(row, 0)).collect()
+}
+
+/// What a cancel request came to.
+#[derive(Debug)]
+pub enum Cancelled {
+    /// `cancelled` when it was pending, `cancelling` when it was running.
+    Done(SourceConnectionJob),
+    NotFound,
+    /// The job was already terminal or cancelling; nothing changed.
+    Refused(JobStatus),
+}
+
+pub async fn cancel(
+    client: &impl GenericClient,
+    organization_id: Uuid,
+    source_connection_id: Uuid,
+    job_id: Uuid,
+) -> Result<Cancelled, StoreError> {
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE sync_jobs j SET
+                     status = CASE WHEN j.status = 'pending' THEN 'cancelled' ELSE 'cancelling' END,
+                     completed_at = CASE WHEN j.status = 'pending' THEN now() END,
+                     lease_owner = CASE WHEN j.status = 'pending' THEN NULL ELSE j.lease_owner END,
+                     lease_expires_at = CASE WHEN j.status = 'pending' THEN NULL ELSE j.lease_expires_at END,
+                     modified_at = now()
+                 FROM source_connections s
+                 WHERE j.id = $1 AND j.source_connection_id = $2
+                   AND s.id = j.source_connection_id AND s.organization_id = $3
+                   AND j.status IN ('pending', 'running')
+                 RETURNING {JOB_COLUMNS}"
+            ),
+            &[&job_id, &source_connection_id, &organization_id],
+        )
+        .await?;
+    if let Some(row) = row {
+        return Ok(Cancelled::Done(job_from_row(&row, 0)?));
+    }
+    Ok(
+        match find(client, organization_id, source_connection_id, job_id).await? {
+            Some(job) => Cancelled::Refused(job.status),
+            None => Cancelled::NotFound,
+        },
+    )
+}
+
+/// A job this worker now owns, with what it needs to run it.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: Uuid,
+    pub source_connection_id: Uuid,
+    /// `running`, or `cancelling` when a cancel came while nobody held it.
+    pub status: JobStatus,
+    pub force_full_sync: bool,
+    pub attempt: i32,
+    pub source: SyncSource,
+}
+
+/// What a claim came to.
+#[derive(Debug)]
+pub enum Claim {
+    Claimed(ClaimedJob),
+    /// The job (or its connection) no longer exists.
+    Missing,
+    /// The job already ended.
+    Finished(JobStatus),
+    /// Another worker holds a live lease on it.
+    Leased,
+}
+
+/// Takes the job: pending -> running, or over from a worker whose lease
+/// expired (attempt + 1). Every other case leaves the row untouched.
+pub async fn claim(
+    client: &impl GenericClient,
+    job_id: Uuid,
+    owner: &str,
+    lease_seconds: f64,
+) -> Result<Claim, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "WITH claimed AS (
+                 UPDATE sync_jobs SET
+                     status = CASE WHEN status = 'cancelling' THEN 'cancelling' ELSE 'running' END,
+                     started_at = COALESCE(started_at, now()),
+                     attempt = attempt + 1,
+                     lease_owner = $2,
+                     lease_expires_at = now() + make_interval(secs => $3),
+                     modified_at = now()
+                 WHERE id = $1 AND (status = 'pending'
+                     OR (status IN ('running', 'cancelling')
+                         AND (lease_owner IS NULL OR lease_expires_at < now())))
+                 RETURNING id, source_connection_id, status, force_full_sync, attempt
+             )
+             SELECT c.id, c.source_connection_id, c.status, c.force_full_sync, c.attempt,
+                    s.short_name, s.config, s.continuous, s.credentials, cur.value
+             FROM claimed c
+             JOIN source_connections s ON s.id = c.source_connection_id
+             LEFT JOIN cursors cur ON cur.source_connection_id = c.source_connection_id",
+        )
+        .await?;
+    if let Some(row) = client
+        .query_opt(&statement, &[&job_id, &owner, &lease_seconds])
+        .await?
+    {
+        return Ok(Claim::Claimed(ClaimedJob {
+            id: row.get(0),
+            source_connection_id: row.get(1),
+            status: parse_status(row.get(2))?,
+            force_full_sync: row.get(3),
+            attempt: row.get(4),
+            source: SyncSource {
+                short_name: row.get(5),
+                config: row.get(6),
+                continuous: row.get(7),
+                credentials: row.get(8),
+                cursor: row.get(9),
+            },
+        }));
+    }
+    let statement = client
+        .prepare_cached("SELECT status FROM sync_jobs WHERE id = $1")
+        .await?;
+    Ok(match client.query_opt(&statement, &[&job_id]).await? {
+        None => Claim::Missing,
+        Some(row) => {
+            let status = parse_status(row.get(0))?;
+            if status.is_terminal() {
+                Claim::Finished(status)
+            } else {
+                Claim::Leased
+            }
+        }
+    })
+}
+
+/// Extends the lease. Returns the job's status, or `None` when this worker
+/// no longer owns the job (it must stop writing).
+pub async fn heartbeat(
+    client: &impl GenericClient,
+    job_id: Uuid,
+    owner: &str,
+    lease_seconds: f64,
+) -> Result<Option<JobStatus>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "UPDATE sync_jobs SET lease_expires_at = now() + make_interval(secs => $3)
+             WHERE id = $1 AND lease_owner = $2 AND status IN ('running', 'cancelling')
+             RETURNING status",
+        )
+        .await?;
+    let row = client
+        .query_opt(&statement, &[&job_id, &owner, &lease_seconds])
+        .await?;
+    row.map(|row| parse_status(row.get(0))).transpose()
+}
+
+/// Gives the job up without ending it (shutdown): the lease is released so
+/// that the next claim takes the job over at once and resumes from what was
+/// committed. Returns false when this worker did not own it any more.
+pub async fn release(
+    client: &impl GenericClient,
+    job_id: Uuid,
+    owner: &str,
+) -> Result<bool, StoreError> {
+    let released = client
+        .execute(
+            "UPDATE sync_jobs SET lease_owner = NULL, lease_expires_at = NULL, modified_at = now()
+             WHERE id = $1 AND lease_owner = $2 AND status IN ('running', 'cancelling')",
+            &[&job_id, &owner],
+        )
+        .await?;
+    Ok(released == 1)
+}
+
+/// Entity counts a batch adds to its job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub inserted: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    pub failed: i64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        self.inserted += other.inserted;
+        self.updated += other.updated;
+        self.deleted += other.deleted;
+        self.failed += other.failed;
+    }
+}
+
+/// How a job ends.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `completed`, `failed` or `cancelled`.
+    pub status: JobStatus,
+    pub error: Option<String>,
+    pub error_category: Option<String>,
+    pub error_details: Option<serde_json::Value>,
+}
+
+/// Records a committed batch: adds its counts, stores the cursor that covers
+/// it, renews the lease and, with `outcome`, ends the job. Run it in the
+/// batch's transaction. Returns the job's status afterwards, or `None` when
+/// this worker lost the job (the caller must roll back).
+pub async fn record(
+    client: &impl GenericClient,
+    job_id: Uuid,
+    owner: &str,
+    lease_seconds: f64,
+    counts: Counts,
+    cursor: Option<&serde_json::Value>,
+    outcome: Option<&Outcome>,
+) -> Result<Option<JobStatus>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "WITH j AS (
+                 UPDATE sync_jobs SET
+                     entities_inserted = entities_inserted + $3,
+                     entities_updated = entities_updated + $4,
+                     entities_deleted = entities_deleted + $5,
+                     entities_failed = entities_failed + $6,
+                     status = COALESCE($7, status),
+                     completed_at = CASE WHEN $7::text IS NOT NULL THEN now() END,
+                     lease_owner = CASE WHEN $7::text IS NULL THEN lease_owner END,
+                     lease_expires_at = CASE WHEN $7::text IS NULL
+                         THEN now() + make_interval(secs => $8) END,
+                     error = CASE WHEN $7::text IS NULL THEN error ELSE $9 END,
+                     error_category = CASE WHEN $7::text IS NULL THEN error_category ELSE $10 END,
+                     error_details = CASE WHEN $7::text IS NULL THEN error_details ELSE $11 END,
+                     modified_at = now()
+                 WHERE id = $1 AND lease_owner = $2 AND status IN ('running', 'cancelling')
+                   AND ($7::text IS DISTINCT FROM 'cancelled' OR status = 'cancelling')
+                 RETURNING source_connection_id, status
+             ), conn AS (
+                 UPDATE source_connections SET entity_count = entity_count + $3 - $5
+                 WHERE id = (SELECT source_connection_id FROM j) AND ($3 <> 0 OR $5 <> 0)
+             ), cur AS (
+                 INSERT INTO cursors (source_connection_id, value, job_id)
+                 SELECT source_connection_id, $12, $1 FROM j WHERE $12::jsonb IS NOT NULL
+                 ON CONFLICT (source_connection_id) DO UPDATE
+                     SET value = excluded.value, job_id = excluded.job_id, updated_at = now()
+             )
+             SELECT status FROM j",
+        )
+        .await?;
+    let status = outcome.map(|outcome| outcome.status.as_str());
+    let row = client
+        .query_opt(
+            &statement,
+            &[
+                &job_id,
+                &owner,
+                &counts.inserted,
+                &counts.updated,
+                &counts.deleted,
+                &counts.failed,
+                &status,
+                &lease_seconds,
+                &outcome.and_then(|outcome| outcome.error.as_deref()),
+                &outcome.and_then(|outcome| outcome.error_category.as_deref()),
+                &outcome.and_then(|outcome| outcome.error_details.as_ref()),
+                &cursor,
+            ],
+        )
+        .await?;
+    row.map(|row| parse_status(row.get(0))).transpose()
+}

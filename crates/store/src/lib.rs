@@ -1,0 +1,22 @@
+//! Every SQL statement syncway runs against its own database lives in this
+//! crate (an architectural invariant): the pool, the migrations runner, and
+//! one function per statement, grouped by table. Functions take
+//! `&impl GenericClient` so they work on a pooled client or inside a
+//! transaction alike, and every state change is guarded in its WHERE clause.
+
+pub mod api_keys;
+pub mod collections;
+pub mod connections;
+mod error;
+pub mod jobs;
+pub mod outbox;
+mod pool;
+
+pub use deadpool_postgres::{GenericClient, Pool};
+pub use error::StoreError;
+pub use pool::{PoolSettings, connect, migrate};
+
+/// Name of the partial unique index that allows one active job per connection.
+pub const ONE_ACTIVE_JOB: &str = "one_active_job_per_connection";
+/// Name of the unique constraint on a collection's readable id.
+pub const COLLECTION_READABLE_ID_UNIQUE: &str = "collections_readable_id_unique";

@@ -1,0 +1,66 @@
+//! The transactional outbox: messages written with their job, deleted only
+//! after the broker confirmed them.
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub job_id: Uuid,
+    pub payload: Vec<u8>,
+}
+
+/// Locks up to `limit` of the oldest messages for this transaction, skipping
+/// those another relay holds, so relays in many processes share the work.
+pub async fn lock_oldest(
+    client: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT id, job_id, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .await?;
+    let rows = client.query(&statement, &[&limit]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| OutboxMessage {
+            id: row.get(0),
+            job_id: row.get(1),
+            payload: row.get(2),
+        })
+        .collect())
+}
+
+/// Deletes published messages.
+pub async fn delete(client: &impl GenericClient, ids: &[i64]) -> Result<(), StoreError> {
+    let statement = client
+        .prepare_cached("DELETE FROM outbox WHERE id = ANY($1)")
+        .await?;
+    client.execute(&statement, &[&ids]).await?;
+    Ok(())
+}
+
+/// Messages waiting to be published.
+pub async fn depth(client: &impl GenericClient) -> Result<i64, StoreError> {
+    let row = client.query_one("SELECT count(*) FROM outbox", &[]).await?;
+    Ok(row.get(0))
+}
+
+/// Queues a message for an existing job (re-enqueue).
+pub async fn enqueue(
+    client: &impl GenericClient,
+    job_id: Uuid,
+    payload: &[u8],
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "INSERT INTO outbox (job_id, payload) VALUES ($1, $2)",
+            &[&job_id, &payload],
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The consume loop: connect, consume with prefetch = concurrency, hand each
+//! delivery to a task; reconnect with backoff when the broker goes away; on
+//! shutdown stop consuming and give running jobs their grace period.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use syncway_queue::Broker;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Context;
+use crate::job;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub amqp_url: String,
+    pub namespace: String,
+    pub concurrency: u16,
+    pub grace: Duration,
+}
+
+pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>) {
+    let tasks = TaskTracker::new();
+    let handback = CancellationToken::new();
+    let stopping = context.stopping.clone();
+    let mut backoff = MIN_BACKOFF;
+    let mut broker_for_shutdown = None;
+    while !stopping.is_cancelled() {
+        let connected = tokio::select! {
+            connected = Broker::connect(&options.amqp_url, &options.namespace, &context.worker_id) => connected,
+            () = stopping.cancelled() => break,
+        };
+        let consumer = match connected {
+            Ok(broker) => match broker
+                .consume(options.concurrency, &context.worker_id)
+                .await
+            {
+                Ok(consumer) => Some((broker, consumer)),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot consume the jobs queue");
+                    broker.close().await;
+                    None
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "worker cannot reach the broker");
+                None
+            }
+        };
+        let Some((broker, mut consumer)) = consumer else {
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = stopping.cancelled() => break,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        };
+        tracing::info!(namespace = %options.namespace, "consuming jobs");
+        ready.store(true, Ordering::Relaxed);
+        backoff = MIN_BACKOFF;
+        loop {
+            tokio::select! {
+                () = stopping.cancelled() => {
+                    if let Err(error) = consumer.cancel().await {
+                        tracing::warn!(%error, "could not cancel the consumer");
+                    }
+                    break;
+                }
+                delivery = consumer.next() => match delivery {
+                    Some(Ok(delivery)) => {
+                        tasks.spawn(job::handle(context.clone(), delivery, handback.clone()));
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "lost the broker; reconnecting");
+                        break;
+                    }
+                    None => {
+                        tracing::warn!("the broker closed the consumer; reconnecting");
+                        break;
+                    }
+                },
+            }
+        }
+        ready.store(false, Ordering::Relaxed);
+        if stopping.is_cancelled() {
+            // Keep the connection open while jobs finish, so their acks land.
+            broker_for_shutdown = Some(broker);
+            break;
+        }
+        broker.close().await;
+    }
+
+    tasks.close();
+    if !tasks.is_empty() {
+        tracing::info!(running = tasks.len(), grace = ?options.grace, "waiting for running jobs");
+    }
+    if tokio::time::timeout(options.grace, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            running = tasks.len(),
+            "grace period over; handing running jobs back"
+        );
+        handback.cancel();
+        tasks.wait().await;
+    }
+    if let Some(broker) = broker_for_shutdown {
+        broker.close().await;
+    }
+    tracing::info!("worker stopped");
+}

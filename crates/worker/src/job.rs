@@ -1,0 +1,559 @@
+//! One delivery: parse, claim, run the sync batch by batch, settle.
+//!
+//! Each batch is written in one transaction together with its counts, its
+//! cursor and a lease renewal, fenced by the lease (a worker that lost the
+//! job cannot write). The source is read one batch ahead, so the last batch
+//! commits in the same transaction as the job's final status. The message is
+//! acked only after that commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use syncway_connectors::{EntityBatch, SourceError, SyncStart};
+use syncway_model::{ConnectorConfig, JobMessage, JobStatus};
+use syncway_queue::JobDelivery;
+use syncway_store::StoreError;
+use syncway_store::jobs::entities::{self, EntityWrite};
+use syncway_store::jobs::{self, Claim, ClaimedJob, Counts, Outcome};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::Context;
+use crate::retry::{GaveUp, while_unavailable};
+
+/// Handles one delivery to the end. `handback` is cancelled when the
+/// shutdown grace period is over: running jobs then give their job back.
+pub async fn handle(context: Arc<Context>, delivery: JobDelivery, handback: CancellationToken) {
+    let message = match JobMessage::decode(delivery.body()) {
+        Ok(message) => message,
+        Err(error) => {
+            context.metrics.dead_lettered.inc();
+            tracing::warn!(%error, "dead-lettering a message that is not a runnable job message");
+            settle("dead-letter", delivery.dead_letter().await);
+            return;
+        }
+    };
+    let span = tracing::info_span!(
+        "job",
+        job_id = %message.job_id,
+        source_connection_id = %message.source_connection_id,
+        attempt = tracing::field::Empty,
+    );
+    handle_job(context, delivery, message, handback)
+        .instrument(span)
+        .await;
+}
+
+fn settle(what: &str, result: Result<(), syncway_queue::QueueError>) {
+    if let Err(error) = result {
+        // The channel is gone; the broker redelivers the message, and the
+        // guarded claim makes the second delivery harmless.
+        tracing::warn!(%error, "could not {what} the message");
+    }
+}
+
+async fn handle_job(
+    context: Arc<Context>,
+    delivery: JobDelivery,
+    message: JobMessage,
+    handback: CancellationToken,
+) {
+    let claim = while_unavailable(&context.stopping, "claiming the job", || async {
+        let client = context.pool.get().await?;
+        jobs::claim(
+            &client,
+            message.job_id,
+            &context.worker_id,
+            context.lease_seconds,
+        )
+        .await
+    })
+    .await;
+    match claim {
+        Err(GaveUp::Stopped) => settle("requeue", delivery.requeue().await),
+        Err(GaveUp::Failed(error)) => {
+            tracing::error!(error = %format!("{:#}", anyhow::Error::from(error)), "cannot claim the job; dead-lettering its message");
+            context.metrics.dead_lettered.inc();
+            settle("dead-letter", delivery.dead_letter().await);
+        }
+        Ok(Claim::Missing) => {
+            tracing::info!("the job or its connection no longer exists; dropping the message");
+            context.metrics.dropped_messages.inc();
+            settle("ack", delivery.ack().await);
+        }
+        Ok(Claim::Finished(status)) => {
+            tracing::info!(%status, "duplicate delivery of a finished job; dropping it");
+            context.metrics.duplicate_deliveries.inc();
+            settle("ack", delivery.ack().await);
+        }
+        Ok(Claim::Leased) => {
+            tracing::info!("duplicate delivery of a job another worker holds; dropping it");
+            context.metrics.duplicate_deliveries.inc();
+            settle("ack", delivery.ack().await);
+        }
+        Ok(Claim::Claimed(job)) => {
+            tracing::Span::current().record("attempt", job.attempt);
+            context.metrics.jobs_claimed.inc();
+            context.metrics.jobs_running.inc();
+            let started = Instant::now();
+            let ended = JobRun::new(context.clone(), job, handback).run().await;
+            context.metrics.jobs_running.dec();
+            match ended {
+                Ended::Finished(status) => {
+                    context
+                        .metrics
+                        .jobs_finished
+                        .get_or_create(&vec![("status", status.to_string())])
+                        .inc();
+                    context
+                        .metrics
+                        .job_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    tracing::info!(%status, elapsed = ?started.elapsed(), "job ended");
+                    settle("ack", delivery.ack().await);
+                }
+                Ended::LostLease => {
+                    tracing::warn!("lost the job's lease (taken over or deleted); stopped");
+                    settle("ack", delivery.ack().await);
+                }
+                Ended::HandedBack => {
+                    tracing::info!("shutting down: job handed back for another worker");
+                    settle("requeue", delivery.requeue().await);
+                }
+                Ended::Stopped => {
+                    // The database is unreachable and we are stopping: leave
+                    // the message unacked; the broker redelivers it when this
+                    // connection closes, and the lease expires meanwhile.
+                    tracing::warn!(
+                        "stopping while the database is unavailable; job left to its lease"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Finished(JobStatus),
+    LostLease,
+    HandedBack,
+    Stopped,
+}
+
+/// What the heartbeat tells the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Running,
+    Cancel,
+    Lost,
+}
+
+/// A source batch, hashed and de-duplicated, ready to write.
+#[derive(Debug, Default)]
+struct PreparedBatch {
+    entities: Vec<EntityWrite>,
+    deleted: Vec<String>,
+    failed: i64,
+    cursor: Option<serde_json::Value>,
+}
+
+impl PreparedBatch {
+    /// Hashes each entity; a later duplicate of an id replaces the earlier
+    /// one, and an id both written and deleted is written.
+    fn new(batch: EntityBatch) -> Self {
+        let mut positions: HashMap<String, usize> = HashMap::with_capacity(batch.entities.len());
+        let mut entities: Vec<EntityWrite> = Vec::with_capacity(batch.entities.len());
+        for entity in batch.entities {
+            let write = EntityWrite {
+                content_hash: syncway_model::content_hash(&entity.payload),
+                entity_id: entity.id,
+                payload: entity.payload,
+            };
+            match positions.get(&write.entity_id) {
+                Some(&at) => entities[at] = write,
+                None => {
+                    positions.insert(write.entity_id.clone(), entities.len());
+                    entities.push(write);
+                }
+            }
+        }
+        let mut deleted = batch.deleted;
+        deleted.retain(|id| !positions.contains_key(id));
+        deleted.sort_unstable();
+        deleted.dedup();
+        PreparedBatch {
+            entities,
+            deleted,
+            failed: batch.failed as i64,
+            cursor: batch.cursor,
+        }
+    }
+}
+
+struct JobRun {
+    context: Arc<Context>,
+    job: ClaimedJob,
+    handback: CancellationToken,
+    /// Full sync: entities not seen are deleted when it completes.
+    full_sync: bool,
+}
+
+impl JobRun {
+    fn new(context: Arc<Context>, job: ClaimedJob, handback: CancellationToken) -> Self {
+        // Only a continuous connection runs incrementally, unless forced full.
+        let full_sync = !job.source.continuous || job.force_full_sync;
+        JobRun {
+            context,
+            job,
+            handback,
+            full_sync,
+        }
+    }
+
+    async fn run(self) -> Ended {
+        let (signal_tx, mut signal) = watch::channel(Signal::Running);
+        let heartbeat = tokio::spawn(heartbeat(self.context.clone(), self.job.id, signal_tx));
+        let ended = self.sync(&mut signal).await;
+        heartbeat.abort();
+        ended
+    }
+
+    async fn sync(&self, signal: &mut watch::Receiver<Signal>) -> Ended {
+        if self.job.status == JobStatus::Cancelling {
+            return self.finish(None, cancelled()).await;
+        }
+        let source = &self.job.source;
+        let config = match ConnectorConfig::parse(&source.short_name, &source.config) {
+            Ok(config) => config,
+            Err(error) => {
+                return self
+                    .finish(
+                        None,
+                        permanent(format!("stored connector config is invalid: {error}")),
+                    )
+                    .await;
+            }
+        };
+        let credentials = match &source.credentials {
+            None => None,
+            Some(sealed) => match self.context.cipher.open(sealed) {
+                Ok(credentials) => Some(credentials),
+                Err(error) => return self.finish(None, permanent(error.to_string())).await,
+            },
+        };
+        let start = SyncStart {
+            cursor: if self.full_sync {
+                None
+            } else {
+                source.cursor.clone()
+            },
+            credentials,
+        };
+        tracing::info!(
+            connector = %source.short_name,
+            full_sync = self.full_sync,
+            cursor = ?start.cursor,
+            "sync starting"
+        );
+        let mut reader = match syncway_connectors::open(&config, start) {
+            Ok(reader) => reader,
+            Err(error) => return self.finish(None, self.failure(&error)).await,
+        };
+
+        // Read one batch ahead, so that the last batch commits with the
+        // job's final status.
+        let mut pending: Option<PreparedBatch> = None;
+        // The heartbeat only ever signals Cancel or Lost; both end the run,
+        // so a pending read is never abandoned for nothing.
+        let mut heartbeat_alive = true;
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = self.handback.cancelled() => return self.hand_back(pending).await,
+                changed = signal.changed(), if heartbeat_alive => {
+                    let now = *signal.borrow_and_update();
+                    match (changed, now) {
+                        (Ok(()), Signal::Lost) => return Ended::LostLease,
+                        (Ok(()), Signal::Cancel) => return self.finish(pending, cancelled()).await,
+                        (Ok(()), Signal::Running) => continue,
+                        (Err(_), _) => {
+                            tracing::error!("heartbeat stopped; the batch fence still guards writes");
+                            heartbeat_alive = false;
+                            continue;
+                        }
+                    }
+                }
+                next = reader.next_batch() => next,
+            };
+            match next {
+                Ok(Some(batch)) => {
+                    let batch = PreparedBatch::new(batch);
+                    if let Some(ready) = pending.replace(batch) {
+                        match self.write(Some(&ready), None).await {
+                            Ok(Some(JobStatus::Cancelling)) => {
+                                return self.finish(pending, cancelled()).await;
+                            }
+                            Ok(Some(_)) => {}
+                            Ok(None) => return Ended::LostLease,
+                            Err(ended) => return ended,
+                        }
+                    }
+                }
+                Ok(None) => return self.finish(pending, completed()).await,
+                Err(error) => {
+                    tracing::warn!(kind = error.kind(), %error, "source failed");
+                    return self.finish(pending, self.failure(&error)).await;
+                }
+            }
+        }
+    }
+
+    /// Commits `batch` (if any) and ends the job with `outcome`.
+    async fn finish(&self, batch: Option<PreparedBatch>, outcome: Outcome) -> Ended {
+        match self.write(batch.as_ref(), Some(&outcome)).await {
+            Ok(Some(status)) => Ended::Finished(status),
+            Ok(None) => Ended::LostLease,
+            Err(ended) => ended,
+        }
+    }
+
+    /// Writes a batch and/or the final outcome in one transaction, retrying
+    /// through database outages. `Ok(None)`: the lease was lost.
+    async fn write(
+        &self,
+        batch: Option<&PreparedBatch>,
+        outcome: Option<&Outcome>,
+    ) -> Result<Option<JobStatus>, Ended> {
+        let written = while_unavailable(&self.context.stopping, "writing a batch", || {
+            self.write_once(batch, outcome)
+        })
+        .await;
+        match written {
+            Ok((status, counts)) => {
+                if status.is_some() {
+                    self.count(counts);
+                }
+                Ok(status)
+            }
+            Err(GaveUp::Stopped) => Err(Ended::Stopped),
+            Err(GaveUp::Failed(error)) => {
+                tracing::error!(error = %format!("{:#}", anyhow::Error::from(error)), "writing the job's data failed");
+                // Record the failure without the batch, so the job ends.
+                let failed = permanent("internal error while storing the sync's data".into());
+                match self.write_once(None, Some(&failed)).await {
+                    Ok((Some(status), _)) => Err(Ended::Finished(status)),
+                    Ok((None, _)) => Err(Ended::LostLease),
+                    Err(_) => Err(Ended::Stopped),
+                }
+            }
+        }
+    }
+
+    async fn write_once(
+        &self,
+        batch: Option<&PreparedBatch>,
+        outcome: Option<&Outcome>,
+    ) -> Result<(Option<JobStatus>, Counts), StoreError> {
+        let job = &self.job;
+        let mut client = self.context.pool.get().await?;
+        let transaction = client.transaction().await?;
+        let mut counts = Counts::default();
+        if let Some(batch) = batch {
+            let (inserted, updated) = entities::upsert(
+                &transaction,
+                job.source_connection_id,
+                job.id,
+                &batch.entities,
+                self.full_sync,
+            )
+            .await?;
+            counts.inserted = inserted;
+            counts.updated = updated;
+            counts.deleted =
+                entities::delete(&transaction, job.source_connection_id, &batch.deleted).await?;
+            counts.failed = batch.failed;
+        }
+        if self.full_sync && outcome.is_some_and(|outcome| outcome.status == JobStatus::Completed) {
+            counts.deleted +=
+                entities::delete_unseen(&transaction, job.source_connection_id, job.id).await?;
+        }
+        if let Some(Outcome {
+            error_category: Some(category),
+            error: Some(message),
+            ..
+        }) = outcome
+        {
+            syncway_store::connections::mark_needs_reauth(
+                &transaction,
+                job.source_connection_id,
+                category,
+                message,
+            )
+            .await?;
+        }
+        let status = jobs::record(
+            &transaction,
+            job.id,
+            &self.context.worker_id,
+            self.context.lease_seconds,
+            counts,
+            batch.and_then(|batch| batch.cursor.as_ref()),
+            outcome,
+        )
+        .await?;
+        if status.is_some() {
+            transaction.commit().await?;
+        }
+        // Dropping the transaction without commit rolls it back.
+        Ok((status, counts))
+    }
+
+    fn count(&self, counts: Counts) {
+        let entities = &self.context.metrics.entities;
+        for (outcome, value) in [
+            ("inserted", counts.inserted),
+            ("updated", counts.updated),
+            ("deleted", counts.deleted),
+            ("failed", counts.failed),
+        ] {
+            if value > 0 {
+                entities
+                    .get_or_create(&vec![("outcome", outcome.to_owned())])
+                    .inc_by(value as u64);
+            }
+        }
+    }
+
+    /// Shutdown grace is over: commit what was read, release the lease.
+    async fn hand_back(&self, pending: Option<PreparedBatch>) -> Ended {
+        if let Some(batch) = pending {
+            match self.write(Some(&batch), None).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ended::LostLease,
+                Err(ended) => return ended,
+            }
+        }
+        let released = async {
+            let client = self.context.pool.get().await?;
+            jobs::release(&client, self.job.id, &self.context.worker_id).await
+        }
+        .await;
+        match released {
+            Ok(true) => Ended::HandedBack,
+            Ok(false) => Ended::LostLease,
+            Err(error) => {
+                tracing::warn!(%error, "could not release the lease; it will expire");
+                Ended::HandedBack
+            }
+        }
+    }
+
+    fn failure(&self, error: &SourceError) -> Outcome {
+        let mut details = json!({ "kind": error.kind(), "attempts": self.job.attempt });
+        let mut outcome = Outcome {
+            status: JobStatus::Failed,
+            error: Some(error.to_string()),
+            error_category: None,
+            error_details: None,
+        };
+        match error {
+            SourceError::Credentials { category, .. } => {
+                outcome.error_category = Some(category.to_string());
+            }
+            SourceError::Transient { retry_after, .. } => {
+                if let Some(wait) = retry_after {
+                    details["retry_after_seconds"] = json!(wait.as_secs_f64());
+                }
+            }
+            SourceError::Permanent(_) => {}
+        }
+        outcome.error_details = Some(details);
+        outcome
+    }
+}
+
+fn completed() -> Outcome {
+    Outcome {
+        status: JobStatus::Completed,
+        error: None,
+        error_category: None,
+        error_details: None,
+    }
+}
+
+fn cancelled() -> Outcome {
+    Outcome {
+        status: JobStatus::Cancelled,
+        ..completed()
+    }
+}
+
+fn permanent(message: String) -> Outcome {
+    Outcome {
+        status: JobStatus::Failed,
+        error: Some(message),
+        error_category: None,
+        error_details: Some(json!({ "kind": "permanent" })),
+    }
+}
+
+/// Renews the lease every third of its length; reports a cancel request or
+/// the loss of the job.
+async fn heartbeat(context: Arc<Context>, job_id: uuid::Uuid, signal: watch::Sender<Signal>) {
+    let period = Duration::from_secs_f64(context.lease_seconds / 3.0);
+    loop {
+        tokio::time::sleep(period).await;
+        let renewed = async {
+            let client = context.pool.get().await?;
+            jobs::heartbeat(&client, job_id, &context.worker_id, context.lease_seconds).await
+        }
+        .await;
+        match renewed {
+            Ok(Some(JobStatus::Cancelling)) => {
+                signal.send_replace(Signal::Cancel);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                signal.send_replace(Signal::Lost);
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(error = %format!("{:#}", anyhow::Error::from(error)), "heartbeat failed; retrying");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syncway_connectors::SourceEntity;
+
+    #[test]
+    fn a_batch_keeps_the_last_copy_of_an_id_and_drops_deletes_it_writes() {
+        let entity = |id: &str, v: i64| SourceEntity {
+            id: id.into(),
+            payload: json!({ "v": v }),
+        };
+        let batch = PreparedBatch::new(EntityBatch {
+            entities: vec![entity("a", 1), entity("b", 1), entity("a", 2)],
+            deleted: vec!["b".into(), "c".into(), "c".into()],
+            failed: 2,
+            cursor: Some(json!(9)),
+        });
+        let ids: Vec<&str> = batch
+            .entities
+            .iter()
+            .map(|e| e.entity_id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(batch.entities[0].payload, json!({ "v": 2 }));
+        assert_eq!(batch.deleted, ["c"]);
+        assert_eq!(batch.failed, 2);
+    }
+}

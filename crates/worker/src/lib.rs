@@ -1,0 +1,139 @@
+//! `syncway-worker`: consumes job messages, claims each job in Postgres,
+//! runs its connector, commits entities and counts batch by batch, and acks
+//! the message only after the job's final state is committed.
+//!
+//! [`run`] is the whole process minus flag parsing: tests call it with a
+//! listener on port 0 and a shutdown future, exactly as `main` does.
+
+mod consume;
+mod job;
+mod metrics;
+mod retry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use syncway_runtime::{CredentialCipher, Settings, telemetry};
+use syncway_store::{Pool, PoolSettings};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::WorkerMetrics;
+
+/// What every job task shares.
+pub(crate) struct Context {
+    pub pool: Pool,
+    pub cipher: CredentialCipher,
+    pub metrics: WorkerMetrics,
+    /// This process's lease owner name: unique per process start.
+    pub worker_id: String,
+    pub lease_seconds: f64,
+    /// Cancelled when shutdown begins (stop waiting on retries).
+    pub stopping: CancellationToken,
+}
+
+/// A lease owner name that is unique per process start and says where the
+/// worker runs: `<host>-<pid>-<random>`.
+fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "worker".to_owned());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..8])
+}
+
+/// Runs the worker process until `shutdown` resolves, then stops consuming
+/// and gives running jobs `worker.shutdown_grace_seconds` to finish.
+pub async fn run(
+    settings: Settings,
+    metrics_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if settings.database.migrate {
+        syncway_store::migrate(&settings.database.url)
+            .await
+            .context("running migrations")?;
+    }
+    let pool = syncway_store::connect(&PoolSettings {
+        url: settings.database.url.clone(),
+        // Each running job holds a connection while it writes, plus heartbeats.
+        max_size: settings
+            .database
+            .pool_size
+            .max(usize::from(settings.worker.concurrency) * 2),
+        wait_timeout: Duration::from_secs(5),
+    })?;
+    let cipher = CredentialCipher::from_settings(settings.security.encryption_key.as_ref())?;
+    let mut registry = prometheus_client::registry::Registry::with_prefix("syncway_worker");
+    let metrics = WorkerMetrics::new(&mut registry);
+    let stopping = CancellationToken::new();
+    let context = Arc::new(Context {
+        pool: pool.clone(),
+        cipher,
+        metrics,
+        worker_id: worker_id(),
+        lease_seconds: settings.worker.lease_seconds as f64,
+        stopping: stopping.clone(),
+    });
+    tracing::info!(worker_id = %context.worker_id, concurrency = settings.worker.concurrency, "worker starting");
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let health = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readiness))
+        .with_state((pool, ready.clone()))
+        .merge(telemetry::metrics_router(Arc::new(registry)));
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(telemetry::serve(
+        metrics_listener,
+        health,
+        server_stop.clone().cancelled_owned(),
+    ));
+
+    tokio::spawn({
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            stopping.cancel();
+        }
+    });
+    consume::run(
+        context,
+        consume::Options {
+            amqp_url: settings.amqp.url.clone(),
+            namespace: settings.amqp.namespace.clone(),
+            concurrency: settings.worker.concurrency,
+            grace: Duration::from_secs(settings.worker.shutdown_grace_seconds),
+        },
+        ready,
+    )
+    .await;
+    server_stop.cancel();
+    let _ = server.await;
+    Ok(())
+}
+
+/// 200 when Postgres answers and the consumer is attached to the broker.
+async fn readiness(State((pool, ready)): State<(Pool, Arc<AtomicBool>)>) -> (StatusCode, String) {
+    let postgres = match pool.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    };
+    let broker = ready.load(Ordering::Relaxed);
+    let status = if postgres && broker {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, format!("postgres: {postgres}, broker: {broker}\n"))
+}

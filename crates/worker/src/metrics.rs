@@ -1,0 +1,83 @@
+//! The worker's Prometheus metrics.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Clone)]
+pub struct WorkerMetrics {
+    pub jobs_claimed: Counter,
+    pub jobs_finished: Family<Labels, Counter>,
+    pub jobs_running: Gauge,
+    pub job_seconds: Histogram,
+    pub duplicate_deliveries: Counter,
+    pub dropped_messages: Counter,
+    pub dead_lettered: Counter,
+    pub entities: Family<Labels, Counter>,
+}
+
+impl std::fmt::Debug for WorkerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerMetrics").finish_non_exhaustive()
+    }
+}
+
+impl WorkerMetrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = WorkerMetrics {
+            jobs_claimed: Counter::default(),
+            jobs_finished: Family::default(),
+            jobs_running: Gauge::default(),
+            job_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 22)),
+            duplicate_deliveries: Counter::default(),
+            dropped_messages: Counter::default(),
+            dead_lettered: Counter::default(),
+            entities: Family::default(),
+        };
+        registry.register(
+            "jobs_claimed",
+            "Jobs this worker claimed",
+            metrics.jobs_claimed.clone(),
+        );
+        registry.register(
+            "jobs_finished",
+            "Jobs this worker ended, by final status",
+            metrics.jobs_finished.clone(),
+        );
+        registry.register(
+            "jobs_running",
+            "Jobs running now",
+            metrics.jobs_running.clone(),
+        );
+        registry.register(
+            "job_duration_seconds",
+            "Run time of the jobs this worker ended",
+            metrics.job_seconds.clone(),
+        );
+        registry.register(
+            "duplicate_deliveries",
+            "Messages for jobs already running elsewhere or finished (acked, not run)",
+            metrics.duplicate_deliveries.clone(),
+        );
+        registry.register(
+            "dropped_messages",
+            "Messages whose job or connection no longer exists (acked, not run)",
+            metrics.dropped_messages.clone(),
+        );
+        registry.register(
+            "dead_lettered",
+            "Messages that cannot be parsed or have an unknown version",
+            metrics.dead_lettered.clone(),
+        );
+        registry.register(
+            "entities",
+            "Entities written, by outcome (inserted, updated, deleted, failed)",
+            metrics.entities.clone(),
+        );
+        metrics
+    }
+}

@@ -1,0 +1,147 @@
+//! What the worker does with the messages it is given: duplicates run once,
+//! messages for deleted jobs are dropped, garbage is dead-lettered.
+
+use serde_json::json;
+use syncway_model::JobMessage;
+
+use crate::harness::{DEADLINE, TestApp, TestEnv, eventually};
+
+async fn queue_depth(app: &TestApp, queue: &str) -> Option<u32> {
+    let broker = app.env.broker().await;
+    let depth = broker.queue_depth(queue).await.ok().flatten();
+    broker.close().await;
+    depth
+}
+
+#[tokio::test]
+async fn a_message_delivered_twice_runs_once() {
+    let app = TestApp::spawn().await;
+    // Slow enough (about 1 s) that the copies arrive while it runs.
+    let connection = app
+        .stub_connection(
+            json!({"entity_count": 200, "delay_ms_per_entity": 5}),
+            false,
+        )
+        .await;
+    let job = app.run(connection, false).await;
+    app.job_where(connection, job, "running", |job| job["status"] == "running")
+        .await;
+
+    let broker = app.env.broker().await;
+    let copy = JobMessage::new(job, connection).encode();
+    let publisher = broker.publisher().await.unwrap_or_else(|e| panic!("{e}"));
+    publisher
+        .publish_jobs(&[copy.as_slice(), copy.as_slice()])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    broker.close().await;
+
+    let done = app.finished_job(connection, job).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["entities_inserted"], 200, "nothing counted twice");
+    let worker = &app.workers[0];
+    eventually("both copies to be dropped", DEADLINE, || async {
+        (worker
+            .metric("syncway_worker_duplicate_deliveries_total")
+            .await
+            == 2.0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        worker.metric("syncway_worker_jobs_claimed_total").await,
+        1.0
+    );
+    let attempt: i32 = app
+        .db()
+        .await
+        .query_one("SELECT attempt FROM sync_jobs WHERE id = $1", &[&job])
+        .await
+        .map(|row| row.get(0))
+        .unwrap_or(-1);
+    assert_eq!(attempt, 1);
+}
+
+#[tokio::test]
+async fn a_message_for_a_deleted_connection_is_dropped_cleanly() {
+    let env = TestEnv::new().await;
+    let mut app = TestApp::with_api(env, |_| {}).await;
+    let doomed = app.stub_connection(json!({}), false).await;
+    let job = app.run(doomed, false).await;
+    // The message is published; then its connection (and job) disappear.
+    eventually("the message to be queued", DEADLINE, || async {
+        (queue_depth(&app, &format!("{}.sync_jobs", app.env.namespace)).await == Some(1))
+            .then_some(())
+    })
+    .await;
+    let (status, _) = app
+        .call("DELETE", &format!("/source-connections/{doomed}"), None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+
+    app.add_worker(|_| {}).await;
+    let worker = &app.workers[0];
+    eventually("the orphan message to be dropped", DEADLINE, || async {
+        (worker.metric("syncway_worker_dropped_messages_total").await == 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        worker.metric("syncway_worker_jobs_claimed_total").await,
+        0.0
+    );
+    let row = app
+        .db()
+        .await
+        .query_opt("SELECT 1 FROM sync_jobs WHERE id = $1", &[&job])
+        .await;
+    assert!(matches!(row, Ok(None)));
+    assert_eq!(
+        queue_depth(&app, &format!("{}.sync_jobs.dead", app.env.namespace)).await,
+        Some(0)
+    );
+
+    // The worker carries on.
+    let next = app.stub_connection(json!({"entity_count": 3}), false).await;
+    let job = app.run(next, false).await;
+    assert_eq!(app.finished_job(next, job).await["status"], "completed");
+}
+
+#[tokio::test]
+async fn unreadable_messages_are_dead_lettered_and_the_worker_goes_on() {
+    let app = TestApp::spawn().await;
+    let broker = app.env.broker().await;
+    let publisher = broker.publisher().await.unwrap_or_else(|e| panic!("{e}"));
+    let future_version = format!(
+        r#"{{"v":99,"job_id":"{}","source_connection_id":"{}"}}"#,
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4()
+    );
+    publisher
+        .publish_jobs(&[
+            b"not json".as_slice(),
+            b"{}".as_slice(),
+            future_version.as_bytes(),
+        ])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    broker.close().await;
+
+    let dead = format!("{}.sync_jobs.dead", app.env.namespace);
+    eventually("three dead letters", DEADLINE, || async {
+        (queue_depth(&app, &dead).await == Some(3)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.workers[0]
+            .metric("syncway_worker_dead_lettered_total")
+            .await,
+        3.0
+    );
+
+    let connection = app.stub_connection(json!({"entity_count": 5}), false).await;
+    let job = app.run(connection, false).await;
+    assert_eq!(
+        app.finished_job(connection, job).await["status"],
+        "completed"
+    );
+}

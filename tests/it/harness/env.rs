@@ -1,0 +1,126 @@
+//! One test's private environment: a fresh database (migrated) and an AMQP
+//! namespace, both removed on drop, even when the test panics.
+
+use syncway_queue::Broker;
+use syncway_runtime::{Role, Settings};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+pub struct TestEnv {
+    pub database: String,
+    pub namespace: String,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        init_logging();
+        let id = Uuid::new_v4().simple().to_string();
+        let env = TestEnv {
+            database: format!("syncway_test_{id}"),
+            namespace: format!("test-{id}"),
+        };
+        let admin = admin().await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", env.database))
+            .await
+            .unwrap_or_else(|error| panic!("creating the test database: {error}"));
+        syncway_store::migrate(&env.database_url())
+            .await
+            .unwrap_or_else(|error| panic!("migrating the test database: {error:#}"));
+        env
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("{POSTGRES}/{}", self.database)
+    }
+
+    /// Settings pointing at this environment, migrations already applied.
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::load(Role::Api, None)
+            .unwrap_or_else(|error| panic!("default settings: {error:#}"));
+        settings.database.url = self.database_url();
+        settings.database.migrate = false;
+        settings.database.pool_size = 8;
+        settings.amqp.url = AMQP.to_owned();
+        settings.amqp.namespace = self.namespace.clone();
+        settings.worker.concurrency = 4;
+        settings.worker.shutdown_grace_seconds = 10;
+        settings
+    }
+
+    /// A pooled client, usable with the store's functions.
+    pub async fn db(&self) -> deadpool_postgres::Object {
+        let pool = syncway_store::connect(&syncway_store::PoolSettings {
+            url: self.database_url(),
+            max_size: 1,
+            wait_timeout: std::time::Duration::from_secs(5),
+        })
+        .unwrap_or_else(|error| panic!("test database pool: {error}"));
+        pool.get()
+            .await
+            .unwrap_or_else(|error| panic!("connecting to the test database: {error}"))
+    }
+
+    pub async fn broker(&self) -> Broker {
+        Broker::connect(AMQP, &self.namespace, "syncway-test")
+            .await
+            .unwrap_or_else(|error| panic!("connecting to RabbitMQ: {error}"))
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let database = self.database.clone();
+        let namespace = self.namespace.clone();
+        // Drop runs inside the test's runtime; clean up on a thread of our own.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                if let Ok(broker) = Broker::connect(AMQP, &namespace, "syncway-test-cleanup").await
+                {
+                    if let Err(error) = broker.delete_topology().await {
+                        eprintln!("could not delete AMQP namespace {namespace}: {error}");
+                    }
+                    broker.close().await;
+                }
+                let admin = admin().await;
+                if let Err(error) = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                    .await
+                {
+                    eprintln!("could not drop test database {database}: {error}");
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("connecting to {url}: {error}"));
+    tokio::spawn(connection);
+    client
+}
+
+async fn admin() -> tokio_postgres::Client {
+    connect(&format!("{POSTGRES}/postgres")).await
+}
+
+fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}

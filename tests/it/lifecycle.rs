@@ -1,0 +1,165 @@
+//! Cancelling jobs, and stopping workers (SIGTERM) with jobs running.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{DEADLINE, TestApp, TestEnv, eventually};
+
+#[tokio::test]
+async fn a_pending_job_is_cancelled_at_once_and_its_message_dropped() {
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    let connection = app.stub_connection(json!({"entity_count": 5}), false).await;
+    let job = app.run(connection, false).await;
+    let (status, body) = app
+        .call(
+            "POST",
+            &format!("/source-connections/{connection}/jobs/{job}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled");
+
+    app.add_worker(|_| {}).await;
+    let worker = &app.workers[0];
+    eventually(
+        "the cancelled job's message to be dropped",
+        DEADLINE,
+        || async {
+            (worker
+                .metric("syncway_worker_duplicate_deliveries_total")
+                .await
+                == 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    let after = app.job(connection, job).await;
+    assert_eq!(after["status"], "cancelled");
+    assert_eq!(after["entities_inserted"], 0);
+    assert!(after["started_at"].is_null());
+}
+
+#[tokio::test]
+async fn a_running_job_is_cancelled_with_its_committed_data_consistent() {
+    let app = TestApp::spawn().await;
+    // Ten seconds of data in batches of 40.
+    let connection = app
+        .stub_connection(
+            json!({"entity_count": 2000, "delay_ms_per_entity": 5}),
+            true,
+        )
+        .await;
+    let job = app.run(connection, false).await;
+    app.job_where(connection, job, "running with data", |job| {
+        job["status"] == "running" && job["entities_inserted"].as_i64().is_some_and(|n| n > 0)
+    })
+    .await;
+    let (status, body) = app
+        .call(
+            "POST",
+            &format!("/source-connections/{connection}/jobs/{job}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelling");
+    let (status, _) = app
+        .call(
+            "POST",
+            &format!("/source-connections/{connection}/jobs/{job}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "cancelling is not cancellable again"
+    );
+
+    let done = app.finished_job(connection, job).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    let inserted = done["entities_inserted"].as_i64().unwrap_or(-1);
+    assert!((1..2000).contains(&inserted), "{done}");
+    // The cursor covers exactly the committed entities.
+    let body = app.connection(connection).await;
+    assert_eq!(body["schedule"]["cursor_value"], inserted - 1);
+    assert_eq!(body["entities"]["total_entities"], inserted);
+
+    // The next incremental run picks up exactly the rest.
+    let (status, _) = app
+        .call(
+            "PATCH",
+            &format!("/source-connections/{connection}"),
+            Some(json!({"config": {"entity_count": 2000}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let rest = app.run(connection, false).await;
+    let rest = app.finished_job(connection, rest).await;
+    assert_eq!(rest["entities_inserted"], 2000 - inserted);
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    app.add_worker(|settings| settings.worker.shutdown_grace_seconds = 30)
+        .await;
+    let connection = app
+        .stub_connection(
+            json!({"entity_count": 200, "delay_ms_per_entity": 5}),
+            false,
+        )
+        .await;
+    let job = app.run(connection, false).await;
+    app.job_where(connection, job, "running", |job| job["status"] == "running")
+        .await;
+    let worker = app.workers.remove(0);
+    worker
+        .shutdown()
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
+    // When the worker has returned, the job is complete, not abandoned.
+    let done = app.job(connection, job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["entities_inserted"], 200);
+}
+
+#[tokio::test]
+async fn sigterm_past_the_grace_period_hands_the_job_to_another_worker() {
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    app.add_worker(|settings| settings.worker.shutdown_grace_seconds = 0)
+        .await;
+    let connection = app
+        .stub_connection(
+            json!({"entity_count": 1000, "delay_ms_per_entity": 5}),
+            false,
+        )
+        .await;
+    let job = app.run(connection, false).await;
+    app.job_where(connection, job, "running with data", |job| {
+        job["status"] == "running" && job["entities_inserted"].as_i64().is_some_and(|n| n > 0)
+    })
+    .await;
+    let worker = app.workers.remove(0);
+    worker
+        .shutdown()
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
+    let handed_back = app.job(connection, job).await;
+    assert_eq!(handed_back["status"], "running");
+
+    app.add_worker(|_| {}).await;
+    let done = app.finished_job(connection, job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // Resumed from committed data: every entity counted exactly once.
+    assert_eq!(done["entities_inserted"], 1000, "{done}");
+    let attempt: i32 = app
+        .db()
+        .await
+        .query_one("SELECT attempt FROM sync_jobs WHERE id = $1", &[&job])
+        .await
+        .map(|row| row.get(0))
+        .unwrap_or(-1);
+    assert_eq!(attempt, 2);
+}

@@ -1,0 +1,13 @@
+//! syncway's integration tests, against the real Postgres and RabbitMQ.
+//!
+//! Every test gets its own database and its own AMQP namespace (see
+//! [`harness`]), so tests run in parallel and leave nothing behind.
+
+mod harness;
+
+mod api_errors;
+mod concurrency;
+mod delivery;
+mod lifecycle;
+mod outage;
+mod sync;
