@@ -1,1 +1,34 @@
-fn main() {}
+//! `syncway-bench`: measures syncway end to end on this machine, and prints
+//! each figure beside the machine's physical limit measured in the same run.
+//!
+//! `cargo run --release -p syncway-bench -- e2e` builds and starts the real
+//! binaries against the local Postgres and RabbitMQ (a fresh database and
+//! AMQP namespace, removed afterwards), creates N stub connections of one
+//! entity each, triggers one job on each over HTTP from concurrent clients,
+//! waits until every job is terminal, and reports throughput and latencies.
+
+mod cpu;
+mod e2e;
+mod processes;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "syncway-bench", about = "syncway benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Trigger -> outbox -> RabbitMQ -> worker -> Postgres, end to end.
+    E2e(e2e::Options),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::E2e(options) => e2e::run(options).await,
+    }
+}

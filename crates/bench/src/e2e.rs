@@ -1,0 +1,338 @@
+//! The end-to-end job benchmark.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::cpu::CpuSnapshot;
+use crate::processes::{BenchEnv, build_binaries, free_port, measure_limit, wait_ready};
+
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Connections, hence jobs.
+    #[arg(long, default_value_t = 5000)]
+    jobs: usize,
+    /// Concurrent HTTP clients triggering jobs.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Worker processes. With 0, only the trigger path (HTTP, outbox,
+    /// relay) is measured: jobs/s is then the rate of accepted triggers.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Jobs each worker runs at once (SYNCWAY_WORKER__CONCURRENCY).
+    #[arg(long, default_value_t = 32)]
+    concurrency: u16,
+    /// Postgres connections of each process (SYNCWAY_DATABASE__POOL_SIZE).
+    #[arg(long, default_value_t = 16)]
+    pool_size: usize,
+    /// Postgres server (without database).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    postgres: String,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp: String,
+    /// The folder of the machine-limit scripts.
+    #[arg(long, default_value = "../shared/limits")]
+    limits: PathBuf,
+    /// Seconds the job-state limit script measures for.
+    #[arg(long, default_value_t = 10)]
+    limit_seconds: u32,
+    /// Print the outbox backlog and job states every 500 ms (to stderr).
+    #[arg(long)]
+    progress: bool,
+}
+
+const KEY: &str = "sw_bench_key";
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    build_binaries()?;
+    let env = BenchEnv::create(&options.postgres, &options.amqp).await?;
+    measure(&options, env).await
+}
+
+async fn measure(options: &Options, mut env: BenchEnv) -> anyhow::Result<()> {
+    // The limit first, on the same database server, with nothing else running.
+    let script = options.limits.join("job-state-limit.sh");
+    let limit = measure_limit(
+        &script,
+        &[env.database_url(), options.limit_seconds.to_string()],
+        "limit_jobs_per_s",
+    );
+    let limit = match limit {
+        Ok(limit) => limit,
+        Err(error) => {
+            env.destroy().await?;
+            return Err(error);
+        }
+    };
+
+    let outcome = run_jobs(options, &mut env).await;
+    env.destroy().await?;
+    let report = outcome?;
+    report.print(options, limit);
+    Ok(())
+}
+
+struct Report {
+    jobs: usize,
+    elapsed: Duration,
+    rejected: usize,
+    failed: i64,
+    trigger: Histogram<u64>,
+    to_completed: Histogram<u64>,
+    cpu: Vec<(String, f64)>,
+}
+
+impl Report {
+    fn print(&self, options: &Options, limit: f64) {
+        let rate = self.jobs as f64 / self.elapsed.as_secs_f64();
+        let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        println!();
+        println!(
+            "syncway e2e: {} jobs (1 stub entity each), {} HTTP clients, {} workers x concurrency {}",
+            self.jobs, options.clients, options.workers, options.concurrency
+        );
+        println!("| figure | value | limit (same run) | ratio |");
+        println!("|---|---|---|---|");
+        println!(
+            "| end-to-end jobs/s | {rate:.0} | {limit:.0} (job-state-limit.sh) | {:.2} |",
+            rate / limit
+        );
+        println!(
+            "| trigger latency p50 | {:.1} ms | | |",
+            ms(&self.trigger, 0.5)
+        );
+        println!(
+            "| trigger latency p99 | {:.1} ms | target 25 ms | |",
+            ms(&self.trigger, 0.99)
+        );
+        println!(
+            "| trigger -> completed p50 | {:.1} ms | | |",
+            ms(&self.to_completed, 0.5)
+        );
+        println!(
+            "| trigger -> completed p99 | {:.1} ms | | |",
+            ms(&self.to_completed, 0.99)
+        );
+        println!("| wall time | {:.2} s | | |", self.elapsed.as_secs_f64());
+        println!(
+            "| triggers refused / jobs failed | {} / {} | | |",
+            self.rejected, self.failed
+        );
+        println!();
+        println!("| CPU per job | ms |");
+        println!("|---|---|");
+        let total: f64 = self.cpu.iter().map(|(_, ms)| ms).sum();
+        for (component, ms) in &self.cpu {
+            println!("| {component} | {ms:.3} |");
+        }
+        println!("| all | {total:.3} |");
+    }
+}
+
+async fn run_jobs(options: &Options, env: &mut BenchEnv) -> anyhow::Result<Report> {
+    let api_port = free_port()?;
+    let api = format!("http://127.0.0.1:{api_port}");
+    env.spawn(
+        "syncway-api",
+        &[
+            ("SYNCWAY_API__LISTEN", format!("127.0.0.1:{api_port}")),
+            (
+                "SYNCWAY_METRICS__LISTEN",
+                format!("127.0.0.1:{}", free_port()?),
+            ),
+            ("SYNCWAY_AUTH__BOOTSTRAP_API_KEY", KEY.to_owned()),
+            ("SYNCWAY_DATABASE__POOL_SIZE", options.pool_size.to_string()),
+        ],
+    )?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.clients * 2)
+        .build()?;
+    wait_ready(&http, &format!("{api}/readyz")).await?;
+    for _ in 0..options.workers {
+        let metrics = free_port()?;
+        env.spawn(
+            "syncway-worker",
+            &[
+                ("SYNCWAY_METRICS__LISTEN", format!("127.0.0.1:{metrics}")),
+                (
+                    "SYNCWAY_WORKER__CONCURRENCY",
+                    options.concurrency.to_string(),
+                ),
+                ("SYNCWAY_DATABASE__MIGRATE", "false".to_owned()),
+                ("SYNCWAY_DATABASE__POOL_SIZE", options.pool_size.to_string()),
+            ],
+        )?;
+        wait_ready(&http, &format!("http://127.0.0.1:{metrics}/readyz")).await?;
+    }
+
+    let connections = create_connections(&http, &api, options).await?;
+    let progress = if options.progress {
+        let db = env.client().await?;
+        Some(tokio::spawn(async move {
+            let start = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let Ok(row) = db
+                    .query_one(
+                        "SELECT (SELECT count(*) FROM outbox),
+                                count(*) FILTER (WHERE status = 'pending'),
+                                count(*) FILTER (WHERE status = 'running'),
+                                count(*) FILTER (WHERE status = 'completed')
+                         FROM sync_jobs",
+                        &[],
+                    )
+                    .await
+                else {
+                    return;
+                };
+                let [outbox, pending, running, done]: [i64; 4] =
+                    [row.get(0), row.get(1), row.get(2), row.get(3)];
+                eprintln!(
+                    "{:>6.1}s outbox {outbox:>6} pending {pending:>6} running {running:>4} completed {done:>6}",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        }))
+    } else {
+        None
+    };
+    let queue = Arc::new(Mutex::new(connections));
+    let trigger = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let rejected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu_before = CpuSnapshot::take();
+    let started = Instant::now();
+    let clients = (0..options.clients).map(|_| {
+        let (http, api, queue, trigger, rejected) = (
+            http.clone(),
+            api.clone(),
+            queue.clone(),
+            trigger.clone(),
+            rejected.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let Some(connection) = queue.lock().await.pop() else {
+                    return;
+                };
+                let sent = Instant::now();
+                let response = http
+                    .post(format!("{api}/source-connections/{connection}/run"))
+                    .header("x-api-key", KEY)
+                    .send()
+                    .await;
+                let micros = sent.elapsed().as_micros() as u64;
+                let _ = trigger.lock().await.record(micros);
+                if !response.is_ok_and(|r| r.status().is_success()) {
+                    rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })
+    });
+    futures_util::future::join_all(clients).await;
+
+    let db = env.client().await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // Cheap enough not to disturb what it measures: the partial unique index
+    // holds only active jobs.
+    let active = db
+        .prepare(
+            "SELECT count(*) FROM sync_jobs WHERE status IN ('pending', 'running', 'cancelling')",
+        )
+        .await?;
+    // Every trigger has been answered: the accepted jobs all exist.
+    if options.workers > 0 {
+        loop {
+            let active: i64 = db.query_one(&active, &[]).await?.get(0);
+            if active == 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{active} jobs still active after 600 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let elapsed = started.elapsed();
+    let cpu = CpuSnapshot::take().per_job_since(&cpu_before, options.jobs);
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+
+    let mut to_completed = Histogram::<u64>::new(3)?;
+    let rows = db
+        .query(
+            "SELECT (extract(epoch FROM completed_at - created_at) * 1e6)::bigint FROM sync_jobs
+             WHERE completed_at IS NOT NULL",
+            &[],
+        )
+        .await?;
+    for row in rows {
+        to_completed.record(row.get::<_, i64>(0).max(0) as u64)?;
+    }
+    let failed: i64 = db
+        .query_one(
+            "SELECT count(*) FROM sync_jobs WHERE status IN ('failed', 'cancelled')",
+            &[],
+        )
+        .await?
+        .get(0);
+    let trigger = trigger.lock().await.clone();
+    Ok(Report {
+        jobs: options.jobs,
+        elapsed,
+        rejected: rejected.load(std::sync::atomic::Ordering::Relaxed),
+        failed,
+        trigger,
+        to_completed,
+        cpu,
+    })
+}
+
+async fn create_connections(
+    http: &reqwest::Client,
+    api: &str,
+    options: &Options,
+) -> anyhow::Result<Vec<String>> {
+    let collection: Value = http
+        .post(format!("{api}/collections"))
+        .header("x-api-key", KEY)
+        .json(&json!({"name": "bench"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let collection = collection["readable_id"]
+        .as_str()
+        .context("no collection created")?
+        .to_owned();
+    let body = json!({
+        "short_name": "stub",
+        "readable_collection_id": collection,
+        "config": {"entity_count": 1},
+    });
+    let creations = futures_util::stream::iter(0..options.jobs).map(|_| {
+        let request = http
+            .post(format!("{api}/source-connections"))
+            .header("x-api-key", KEY)
+            .json(&body);
+        async move {
+            let created: Value = request.send().await?.json().await?;
+            created["id"]
+                .as_str()
+                .map(str::to_owned)
+                .context("no connection created")
+        }
+    });
+    use futures_util::StreamExt;
+    creations
+        .buffer_unordered(options.clients)
+        .collect::<Vec<anyhow::Result<String>>>()
+        .await
+        .into_iter()
+        .collect()
+}

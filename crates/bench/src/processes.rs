@@ -1,0 +1,183 @@
+//! The environment a benchmark runs in: a fresh database and namespace, the
+//! release binaries as child processes, and the limit scripts.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio_postgres::NoTls;
+
+pub struct BenchEnv {
+    pub server: String,
+    pub database: String,
+    pub namespace: String,
+    pub amqp: String,
+    children: Vec<Child>,
+}
+
+impl BenchEnv {
+    pub async fn create(server: &str, amqp: &str) -> anyhow::Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let env = BenchEnv {
+            server: server.trim_end_matches('/').to_owned(),
+            database: format!("syncway_bench_{}", &id[..12]),
+            namespace: format!("bench-{}", &id[..12]),
+            amqp: amqp.to_owned(),
+            children: Vec::new(),
+        };
+        env.admin()
+            .await?
+            .batch_execute(&format!("CREATE DATABASE {}", env.database))
+            .await
+            .context("creating the benchmark database")?;
+        Ok(env)
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("{}/{}", self.server, self.database)
+    }
+
+    async fn admin(&self) -> anyhow::Result<tokio_postgres::Client> {
+        connect(&format!("{}/postgres", self.server)).await
+    }
+
+    pub async fn client(&self) -> anyhow::Result<tokio_postgres::Client> {
+        connect(&self.database_url()).await
+    }
+
+    /// Starts a release binary with the environment's settings plus `vars`.
+    pub fn spawn(&mut self, binary: &str, vars: &[(&str, String)]) -> anyhow::Result<()> {
+        let path = binary_path(binary)?;
+        let mut command = Command::new(&path);
+        command
+            .env("SYNCWAY_DATABASE__URL", self.database_url())
+            .env("SYNCWAY_AMQP__URL", &self.amqp)
+            .env("SYNCWAY_AMQP__NAMESPACE", &self.namespace)
+            .env("SYNCWAY_LOG__LEVEL", "warn")
+            .stdin(Stdio::null());
+        for (key, value) in vars {
+            command.env(key, value);
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", path.display()))?;
+        self.children.push(child);
+        Ok(())
+    }
+
+    fn stop_children(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+
+    /// Stops the processes, drops the database and the AMQP namespace.
+    pub async fn destroy(mut self) -> anyhow::Result<()> {
+        self.stop_children();
+        if let Ok(broker) =
+            syncway_queue::Broker::connect(&self.amqp, &self.namespace, "syncway-bench").await
+        {
+            let _ = broker.delete_topology().await;
+            broker.close().await;
+        }
+        self.admin()
+            .await?
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.database
+            ))
+            .await?;
+        Ok(())
+    }
+}
+
+impl Drop for BenchEnv {
+    /// Even when the benchmark fails, no process is left running.
+    fn drop(&mut self) {
+        self.stop_children();
+    }
+}
+
+async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Builds (if needed) and locates the release binary next to this one.
+fn binary_path(binary: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .context("no directory for the benchmark binary")?;
+    Ok(dir.join(binary))
+}
+
+/// `cargo build --release` of the two binaries, so the bench never runs
+/// stale ones.
+pub fn build_binaries() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            "syncway-api",
+            "--bin",
+            "syncway-worker",
+        ])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building the binaries failed");
+    }
+    Ok(())
+}
+
+/// Runs one of `shared/limits/` and returns the figure it prints for `key`.
+pub fn measure_limit(script: &Path, args: &[String], key: &str) -> anyhow::Result<f64> {
+    let output = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(key)?.trim().parse().ok())
+        .with_context(|| {
+            format!(
+                "{} printed no {key}: {stdout}{}",
+                script.display(),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
+}
+
+/// Polls `url` until it answers 200.
+pub async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        if let Ok(response) = http.get(url).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("{url} not ready after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A free local port.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
