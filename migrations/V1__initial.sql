@@ -87,24 +87,44 @@ CREATE TABLE sync_jobs (
     attempt              integer NOT NULL DEFAULT 0,
     lease_owner          text,
     lease_expires_at     timestamptz,
+    -- Pending, running or cancelling. Derived, never written directly.
+    active               boolean NOT NULL
+        GENERATED ALWAYS AS (status IN ('pending', 'running', 'cancelling')) STORED,
     -- A terminal job has its completion time; a non-terminal one does not.
     CONSTRAINT sync_jobs_completed_at_iff_terminal CHECK (
         (status IN ('completed', 'failed', 'cancelled')) = (completed_at IS NOT NULL))
-);
+)
+-- Room on each page for HOT updates (below).
+WITH (fillfactor = 70);
 
 -- The database, not the application, guarantees at most one pending, running
 -- or cancelling job per connection: of two simultaneous triggers exactly one
 -- insert succeeds and the other violates this index (answered 409).
+--
+-- The predicate is the generated column `active` rather than `status IN
+-- (...)`: the meaning is the same, but Postgres can update a row in place
+-- (HOT, no index writes) only when no indexed value changes, and a predicate
+-- column counts as indexed. With `active`, the claim (pending -> running),
+-- lease renewals and progress counts change no indexed value; only the
+-- final status does.
 CREATE UNIQUE INDEX one_active_job_per_connection ON sync_jobs (source_connection_id)
-    WHERE status IN ('pending', 'running', 'cancelling');
+    WHERE active;
 
 -- Listing a connection's jobs newest first.
 CREATE INDEX sync_jobs_by_connection ON sync_jobs (source_connection_id, created_at DESC, id DESC);
 
+-- Hot-path tables (cursors, entities, outbox) have no foreign keys: an FK
+-- check locks the parent row (FOR KEY SHARE) on every insert, which costs a
+-- tuple write and WAL per entity or job. Integrity holds without them:
+-- workers write cursors and entities only in a statement fenced by their
+-- job's row (a deleted job or connection makes the write a no-op), and
+-- deleting a connection removes its rows from these tables explicitly, in
+-- the same transaction.
+
 -- The incremental-sync cursor of a connection. It is written in the same
 -- transaction as the entities it covers, so it never runs ahead of the data.
 CREATE TABLE cursors (
-    source_connection_id uuid PRIMARY KEY REFERENCES source_connections (id) ON DELETE CASCADE,
+    source_connection_id uuid PRIMARY KEY,
     value                jsonb NOT NULL,
     job_id               uuid,
     updated_at           timestamptz NOT NULL DEFAULT now()
@@ -117,7 +137,7 @@ CREATE TABLE cursors (
 -- longer has, and are deleted. The stamp is durable, so a full sync resumed
 -- after a crash still deletes exactly the right rows.
 CREATE TABLE entities (
-    source_connection_id uuid NOT NULL REFERENCES source_connections (id) ON DELETE CASCADE,
+    source_connection_id uuid NOT NULL,
     entity_id            text NOT NULL,
     content_hash         bytea NOT NULL,
     payload              jsonb NOT NULL,
@@ -132,7 +152,8 @@ CREATE TABLE entities (
 -- jobs but cannot lose them.
 CREATE TABLE outbox (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    job_id      uuid NOT NULL REFERENCES sync_jobs (id) ON DELETE CASCADE,
+    -- A message whose job was deleted meanwhile is dropped by the worker.
+    job_id      uuid NOT NULL,
     payload     bytea NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
 );

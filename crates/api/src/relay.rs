@@ -2,9 +2,10 @@
 //!
 //! Woken at once by a trigger in this process (in-process signal), and every
 //! [`POLL_INTERVAL`] otherwise, to pick up rows committed by processes that
-//! died before publishing them. Rows are locked with `FOR UPDATE SKIP LOCKED`
-//! (relays in several processes share the work), published with publisher
-//! confirms, and deleted in the same transaction only after every confirm.
+//! died before publishing them. Rows are taken (deleted) in a transaction with
+//! `FOR UPDATE SKIP LOCKED` (relays in several processes share the work),
+//! published with publisher confirms, and the transaction commits only after
+//! every confirm.
 //! If the broker or Postgres fails midway, the transaction rolls back and the
 //! rows are published again later: a message may be published twice (the
 //! worker's guarded claim makes that harmless), never lost.
@@ -138,14 +139,14 @@ impl Relay {
         loop {
             let mut client = self.pool.get().await.map_err(StoreError::from)?;
             let transaction = client.transaction().await.map_err(StoreError::from)?;
-            let batch = outbox::lock_oldest(&transaction, BATCH).await?;
+            let batch = outbox::take_oldest(&transaction, BATCH).await?;
             if batch.is_empty() {
                 return Ok(());
             }
             let payloads: Vec<&[u8]> = batch.iter().map(|m| m.payload.as_slice()).collect();
+            // On any error the transaction is dropped: rolled back, the rows
+            // are back in the outbox.
             publisher.publish_jobs(&payloads).await?;
-            let ids: Vec<i64> = batch.iter().map(|message| message.id).collect();
-            outbox::delete(&transaction, &ids).await?;
             transaction.commit().await.map_err(StoreError::from)?;
             self.metrics.outbox_published.inc_by(batch.len() as u64);
             tracing::debug!(published = batch.len(), "relay published job messages");

@@ -272,9 +272,10 @@ pub async fn update(
     Ok(updated == 1)
 }
 
-/// Deletes a connection with its jobs, cursor and entities (by cascade).
-/// A worker running one of its jobs loses its lease fence at its next write
-/// and stops. Returns false when the connection is not the organization's.
+/// Deletes a connection with its jobs (by cascade), cursor and entities.
+/// Run it in a transaction. A worker running one of its jobs finds its job
+/// row gone at its next write (the fence), writes nothing more, and stops.
+/// Returns false when the connection is not the organization's.
 pub async fn delete(
     client: &impl GenericClient,
     organization_id: Uuid,
@@ -286,7 +287,23 @@ pub async fn delete(
             &[&organization_id, &id],
         )
         .await?;
-    Ok(deleted == 1)
+    if deleted == 0 {
+        return Ok(false);
+    }
+    // No foreign keys on these hot tables (see the migration): clean up here.
+    client
+        .execute(
+            "DELETE FROM cursors WHERE source_connection_id = $1",
+            &[&id],
+        )
+        .await?;
+    client
+        .execute(
+            "DELETE FROM entities WHERE source_connection_id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(true)
 }
 
 /// What a worker needs to run a connection's sync.
@@ -297,24 +314,4 @@ pub struct SyncSource {
     pub continuous: bool,
     pub credentials: Option<Vec<u8>>,
     pub cursor: Option<serde_json::Value>,
-}
-
-/// Records a credential failure: the connection needs new credentials before
-/// it can run again.
-pub async fn mark_needs_reauth(
-    client: &impl GenericClient,
-    id: Uuid,
-    category: &str,
-    message: &str,
-) -> Result<(), StoreError> {
-    client
-        .execute(
-            "UPDATE source_connections
-             SET needs_reauth = true, auth_error_category = $2, auth_error_message = $3,
-                 modified_at = now()
-             WHERE id = $1",
-            &[&id, &category, &message],
-        )
-        .await?;
-    Ok(())
 }

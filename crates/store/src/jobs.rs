@@ -3,14 +3,12 @@
 //! lease: it matches only while the worker still owns the job.
 
 use deadpool_postgres::GenericClient;
-use syncway_model::{JobMessage, JobStatus, SourceConnectionJob};
+use syncway_model::{ContentHash, JobMessage, JobStatus, SourceConnectionJob};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::StoreError;
 use crate::connections::SyncSource;
-
-pub mod entities;
 
 /// The columns [`job_from_row`] reads, for a `sync_jobs` row aliased `j`.
 pub(crate) const JOB_COLUMNS: &str = "j.id, j.source_connection_id, j.status, j.started_at,
@@ -341,49 +339,131 @@ pub struct Outcome {
     pub error_details: Option<serde_json::Value>,
 }
 
-/// Records a committed batch: adds its counts, stores the cursor that covers
-/// it, renews the lease and, with `outcome`, ends the job. Run it in the
-/// batch's transaction. Returns the job's status afterwards, or `None` when
-/// this worker lost the job (the caller must roll back).
-pub async fn record(
+/// One entity to store.
+#[derive(Debug, Clone)]
+pub struct EntityWrite {
+    pub entity_id: String,
+    /// See [`syncway_model::content_hash`].
+    pub content_hash: ContentHash,
+    pub payload: serde_json::Value,
+}
+
+/// A batch to commit: entities to upsert (ids unique), ids the source
+/// reported deleted (disjoint from the entities), entities that failed, and
+/// the cursor that covers it all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Batch<'a> {
+    pub entities: &'a [EntityWrite],
+    pub deleted: &'a [String],
+    pub failed: i64,
+    pub cursor: Option<&'a serde_json::Value>,
+    /// Full syncs stamp unchanged entities with the job too, and when they
+    /// complete, delete every entity of the connection without the stamp
+    /// (what the source no longer has).
+    pub full_sync: bool,
+}
+
+/// Commits a batch in ONE statement (hence one transaction): counts its
+/// entities by content hash against what is stored, upserts those that
+/// changed, deletes what the batch (or a completing full sync) says is gone,
+/// adds the counts to the job, stores the cursor, renews the lease and, with
+/// `outcome`, ends the job and records a credential failure on the
+/// connection. The job update is the fence: when this worker no longer owns
+/// the job, nothing at all is written and `None` is returned.
+pub async fn commit_batch(
     client: &impl GenericClient,
     job_id: Uuid,
+    source_connection_id: Uuid,
     owner: &str,
     lease_seconds: f64,
-    counts: Counts,
-    cursor: Option<&serde_json::Value>,
+    batch: &Batch<'_>,
     outcome: Option<&Outcome>,
-) -> Result<Option<JobStatus>, StoreError> {
+) -> Result<Option<(JobStatus, Counts)>, StoreError> {
+    let ids: Vec<&str> = batch
+        .entities
+        .iter()
+        .map(|e| e.entity_id.as_str())
+        .collect();
+    let hashes: Vec<&[u8]> = batch.entities.iter().map(|e| &e.content_hash[..]).collect();
+    let payloads: Vec<&serde_json::Value> = batch.entities.iter().map(|e| &e.payload).collect();
+    let delete_unseen =
+        batch.full_sync && outcome.is_some_and(|outcome| outcome.status == JobStatus::Completed);
+    // Statements in a WITH see one snapshot, so every count below is taken
+    // from the state before this batch, and no two parts touch the same row:
+    // `up` writes the batch's ids, `gone` deletes only other ids.
     let statement = client
         .prepare_cached(
-            "WITH j AS (
+            "WITH input AS (
+                 SELECT * FROM unnest($4::text[], $5::bytea[], $6::jsonb[])
+                     AS i(entity_id, content_hash, payload)
+             ), old AS (
+                 SELECT e.entity_id, e.content_hash FROM entities e
+                 WHERE e.source_connection_id = $3 AND e.entity_id = ANY($4)
+             ), diff AS (
+                 SELECT count(*) FILTER (WHERE o.entity_id IS NULL) AS inserted,
+                        count(*) FILTER (WHERE o.content_hash <> i.content_hash) AS updated
+                 FROM input i LEFT JOIN old o ON o.entity_id = i.entity_id
+             ), doomed AS (
+                 SELECT e.entity_id FROM entities e
+                 WHERE e.source_connection_id = $3 AND e.entity_id = ANY($7)
+                 UNION
+                 SELECT e.entity_id FROM entities e
+                 WHERE $9 AND e.source_connection_id = $3
+                   AND e.last_seen_job IS DISTINCT FROM $1 AND e.entity_id <> ALL($4)
+             ), j AS (
                  UPDATE sync_jobs SET
-                     entities_inserted = entities_inserted + $3,
-                     entities_updated = entities_updated + $4,
-                     entities_deleted = entities_deleted + $5,
-                     entities_failed = entities_failed + $6,
-                     status = COALESCE($7, status),
-                     completed_at = CASE WHEN $7::text IS NOT NULL THEN now() END,
-                     lease_owner = CASE WHEN $7::text IS NULL THEN lease_owner END,
-                     lease_expires_at = CASE WHEN $7::text IS NULL
-                         THEN now() + make_interval(secs => $8) END,
-                     error = CASE WHEN $7::text IS NULL THEN error ELSE $9 END,
-                     error_category = CASE WHEN $7::text IS NULL THEN error_category ELSE $10 END,
-                     error_details = CASE WHEN $7::text IS NULL THEN error_details ELSE $11 END,
+                     entities_inserted = entities_inserted + (SELECT inserted FROM diff),
+                     entities_updated = entities_updated + (SELECT updated FROM diff),
+                     entities_deleted = entities_deleted + (SELECT count(*) FROM doomed),
+                     entities_failed = entities_failed + $10,
+                     status = COALESCE($11, status),
+                     completed_at = CASE WHEN $11::text IS NOT NULL THEN now() END,
+                     lease_owner = CASE WHEN $11::text IS NULL THEN lease_owner END,
+                     lease_expires_at = CASE WHEN $11::text IS NULL
+                         THEN now() + make_interval(secs => $12) END,
+                     error = CASE WHEN $11::text IS NULL THEN error ELSE $13 END,
+                     error_category = CASE WHEN $11::text IS NULL THEN error_category ELSE $14 END,
+                     error_details = CASE WHEN $11::text IS NULL THEN error_details ELSE $15 END,
                      modified_at = now()
                  WHERE id = $1 AND lease_owner = $2 AND status IN ('running', 'cancelling')
-                   AND ($7::text IS DISTINCT FROM 'cancelled' OR status = 'cancelling')
-                 RETURNING source_connection_id, status
+                   AND ($11::text IS DISTINCT FROM 'cancelled' OR status = 'cancelling')
+                 RETURNING status
+             ), up AS (
+                 INSERT INTO entities AS e
+                     (source_connection_id, entity_id, content_hash, payload, last_seen_job)
+                 SELECT $3, entity_id, content_hash, payload, $1 FROM input
+                 WHERE EXISTS (SELECT 1 FROM j)
+                 ON CONFLICT (source_connection_id, entity_id) DO UPDATE SET
+                     content_hash = excluded.content_hash,
+                     payload = CASE WHEN e.content_hash = excluded.content_hash
+                         THEN e.payload ELSE excluded.payload END,
+                     updated_at = CASE WHEN e.content_hash = excluded.content_hash
+                         THEN e.updated_at ELSE now() END,
+                     last_seen_job = excluded.last_seen_job
+                 WHERE e.content_hash <> excluded.content_hash OR $8
+             ), gone AS (
+                 DELETE FROM entities
+                 WHERE source_connection_id = $3 AND entity_id IN (SELECT entity_id FROM doomed)
+                   AND EXISTS (SELECT 1 FROM j)
              ), conn AS (
-                 UPDATE source_connections SET entity_count = entity_count + $3 - $5
-                 WHERE id = (SELECT source_connection_id FROM j) AND ($3 <> 0 OR $5 <> 0)
+                 UPDATE source_connections SET
+                     entity_count = entity_count + (SELECT inserted FROM diff)
+                         - (SELECT count(*) FROM doomed),
+                     needs_reauth = needs_reauth OR $14::text IS NOT NULL,
+                     auth_error_category = COALESCE($14, auth_error_category),
+                     auth_error_message = CASE WHEN $14::text IS NULL
+                         THEN auth_error_message ELSE $13 END
+                 WHERE id = $3 AND EXISTS (SELECT 1 FROM j)
+                   AND ((SELECT inserted FROM diff) <> 0 OR EXISTS (SELECT 1 FROM doomed)
+                        OR $14::text IS NOT NULL)
              ), cur AS (
                  INSERT INTO cursors (source_connection_id, value, job_id)
-                 SELECT source_connection_id, $12, $1 FROM j WHERE $12::jsonb IS NOT NULL
+                 SELECT $3, $16, $1 WHERE $16::jsonb IS NOT NULL AND EXISTS (SELECT 1 FROM j)
                  ON CONFLICT (source_connection_id) DO UPDATE
                      SET value = excluded.value, job_id = excluded.job_id, updated_at = now()
              )
-             SELECT status FROM j",
+             SELECT j.status, diff.inserted, diff.updated, (SELECT count(*) FROM doomed)
+             FROM j, diff",
         )
         .await?;
     let status = outcome.map(|outcome| outcome.status.as_str());
@@ -393,18 +473,31 @@ pub async fn record(
             &[
                 &job_id,
                 &owner,
-                &counts.inserted,
-                &counts.updated,
-                &counts.deleted,
-                &counts.failed,
+                &source_connection_id,
+                &ids,
+                &hashes,
+                &payloads,
+                &batch.deleted,
+                &batch.full_sync,
+                &delete_unseen,
+                &batch.failed,
                 &status,
                 &lease_seconds,
                 &outcome.and_then(|outcome| outcome.error.as_deref()),
                 &outcome.and_then(|outcome| outcome.error_category.as_deref()),
                 &outcome.and_then(|outcome| outcome.error_details.as_ref()),
-                &cursor,
+                &batch.cursor,
             ],
         )
         .await?;
-    row.map(|row| parse_status(row.get(0))).transpose()
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let counts = Counts {
+        inserted: row.get(1),
+        updated: row.get(2),
+        deleted: row.get(3),
+        failed: batch.failed,
+    };
+    Ok(Some((parse_status(row.get(0))?, counts)))
 }

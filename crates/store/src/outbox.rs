@@ -13,35 +13,33 @@ pub struct OutboxMessage {
     pub payload: Vec<u8>,
 }
 
-/// Locks up to `limit` of the oldest messages for this transaction, skipping
-/// those another relay holds, so relays in many processes share the work.
-pub async fn lock_oldest(
+/// Removes up to `limit` of the oldest messages and returns them, skipping
+/// rows another relay holds (relays in several processes share the work).
+/// Call it in a transaction, and commit only after the broker confirmed
+/// every message: rolling back puts them all back.
+pub async fn take_oldest(
     client: &impl GenericClient,
     limit: i64,
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     let statement = client
         .prepare_cached(
-            "SELECT id, job_id, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            "DELETE FROM outbox WHERE id IN (
+                 SELECT id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING id, job_id, payload",
         )
         .await?;
     let rows = client.query(&statement, &[&limit]).await?;
-    Ok(rows
+    let mut messages: Vec<OutboxMessage> = rows
         .iter()
         .map(|row| OutboxMessage {
             id: row.get(0),
             job_id: row.get(1),
             payload: row.get(2),
         })
-        .collect())
-}
-
-/// Deletes published messages.
-pub async fn delete(client: &impl GenericClient, ids: &[i64]) -> Result<(), StoreError> {
-    let statement = client
-        .prepare_cached("DELETE FROM outbox WHERE id = ANY($1)")
-        .await?;
-    client.execute(&statement, &[&ids]).await?;
-    Ok(())
+        .collect();
+    // RETURNING has no order; publish oldest first.
+    messages.sort_unstable_by_key(|message| message.id);
+    Ok(messages)
 }
 
 /// Messages waiting to be published.

@@ -15,8 +15,7 @@ use syncway_connectors::{EntityBatch, SourceError, SyncStart};
 use syncway_model::{ConnectorConfig, JobMessage, JobStatus};
 use syncway_queue::JobDelivery;
 use syncway_store::StoreError;
-use syncway_store::jobs::entities::{self, EntityWrite};
-use syncway_store::jobs::{self, Claim, ClaimedJob, Counts, Outcome};
+use syncway_store::jobs::{self, Claim, ClaimedJob, Counts, EntityWrite, Outcome};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -354,63 +353,35 @@ impl JobRun {
         }
     }
 
+    /// One attempt at [`Self::write`]: a single statement.
     async fn write_once(
         &self,
         batch: Option<&PreparedBatch>,
         outcome: Option<&Outcome>,
     ) -> Result<(Option<JobStatus>, Counts), StoreError> {
-        let job = &self.job;
-        let mut client = self.context.pool.get().await?;
-        let transaction = client.transaction().await?;
-        let mut counts = Counts::default();
-        if let Some(batch) = batch {
-            let (inserted, updated) = entities::upsert(
-                &transaction,
-                job.source_connection_id,
-                job.id,
-                &batch.entities,
-                self.full_sync,
-            )
-            .await?;
-            counts.inserted = inserted;
-            counts.updated = updated;
-            counts.deleted =
-                entities::delete(&transaction, job.source_connection_id, &batch.deleted).await?;
-            counts.failed = batch.failed;
-        }
-        if self.full_sync && outcome.is_some_and(|outcome| outcome.status == JobStatus::Completed) {
-            counts.deleted +=
-                entities::delete_unseen(&transaction, job.source_connection_id, job.id).await?;
-        }
-        if let Some(Outcome {
-            error_category: Some(category),
-            error: Some(message),
-            ..
-        }) = outcome
-        {
-            syncway_store::connections::mark_needs_reauth(
-                &transaction,
-                job.source_connection_id,
-                category,
-                message,
-            )
-            .await?;
-        }
-        let status = jobs::record(
-            &transaction,
-            job.id,
+        let empty = PreparedBatch::default();
+        let batch = batch.unwrap_or(&empty);
+        let client = self.context.pool.get().await?;
+        let committed = jobs::commit_batch(
+            &client,
+            self.job.id,
+            self.job.source_connection_id,
             &self.context.worker_id,
             self.context.lease_seconds,
-            counts,
-            batch.and_then(|batch| batch.cursor.as_ref()),
+            &jobs::Batch {
+                entities: &batch.entities,
+                deleted: &batch.deleted,
+                failed: batch.failed,
+                cursor: batch.cursor.as_ref(),
+                full_sync: self.full_sync,
+            },
             outcome,
         )
         .await?;
-        if status.is_some() {
-            transaction.commit().await?;
-        }
-        // Dropping the transaction without commit rolls it back.
-        Ok((status, counts))
+        Ok(match committed {
+            Some((status, counts)) => (Some(status), counts),
+            None => (None, Counts::default()),
+        })
     }
 
     fn count(&self, counts: Counts) {

@@ -64,13 +64,11 @@ pub async fn run(
             .await
             .context("running migrations")?;
     }
+    // Jobs hold a connection only while they write, so `concurrency` jobs
+    // share `pool_size` connections: fewer busy Postgres backends do more.
     let pool = syncway_store::connect(&PoolSettings {
         url: settings.database.url.clone(),
-        // Each running job holds a connection while it writes, plus heartbeats.
-        max_size: settings
-            .database
-            .pool_size
-            .max(usize::from(settings.worker.concurrency) * 2),
+        max_size: settings.database.pool_size,
         wait_timeout: Duration::from_secs(5),
     })?;
     let cipher = CredentialCipher::from_settings(settings.security.encryption_key.as_ref())?;
