@@ -171,6 +171,15 @@ async fn run_jobs(options: &Options, env: &mut BenchEnv) -> anyhow::Result<Repor
     }
 
     let connections = create_connections(&http, &api, options).await?;
+    // Settle the database so the setup's autovacuum, statistics and dirty
+    // pages do not land in the measured phase.
+    let settle = env.client().await?;
+    for statement in ["VACUUM ANALYZE", "CHECKPOINT"] {
+        settle
+            .batch_execute(statement)
+            .await
+            .with_context(|| format!("{statement} before measuring"))?;
+    }
     let progress = if options.progress {
         let db = env.client().await?;
         Some(tokio::spawn(async move {

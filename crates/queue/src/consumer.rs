@@ -59,6 +59,11 @@ impl JobConsumer {
         Some(delivery.map(JobDelivery).map_err(QueueError::from))
     }
 
+    /// Closes the channel: unacknowledged deliveries go back to the queue.
+    pub async fn close(&self) {
+        let _ = self.channel.close(200, "worker stopping".into()).await;
+    }
+
     /// Stops new deliveries; unacknowledged ones stay with this consumer
     /// until acked or until the channel closes (then they are redelivered).
     pub async fn cancel(&self) -> Result<(), QueueError> {

@@ -41,6 +41,8 @@ impl std::fmt::Debug for CredentialCipher {
 impl CredentialCipher {
     /// The configured key, or the development key (with a warning).
     pub fn from_settings(key: Option<&SecretString>) -> Result<Self, CredentialError> {
+        // An empty value (e.g. `KEY=` in an env file) means "not set".
+        let key = key.filter(|key| !key.expose_secret().trim().is_empty());
         match key {
             Some(key) => {
                 let bytes =

@@ -14,9 +14,12 @@ use crate::settings::{LogFormat, LogSettings};
 /// Installs the global tracing subscriber (text or JSON lines on stdout).
 /// `RUST_LOG` overrides the configured level. Safe to call more than once.
 pub fn init_logging(settings: &LogSettings) {
+    // Dependencies are quiet unless asked for: their INFO lines (Postgres
+    // NOTICEs, migration chatter) are not an operator's business.
+    let quiet = "tokio_postgres=warn,refinery_core=warn";
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .or_else(|_| EnvFilter::try_new(format!("{},{quiet}", settings.level)))
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{quiet}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true);

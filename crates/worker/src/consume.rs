@@ -89,9 +89,10 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
         ready.store(false, Ordering::Relaxed);
         if stopping.is_cancelled() {
             // Keep the connection open while jobs finish, so their acks land.
-            broker_for_shutdown = Some(broker);
+            broker_for_shutdown = Some((broker, consumer));
             break;
         }
+        consumer.close().await;
         broker.close().await;
     }
 
@@ -110,7 +111,8 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
         handback.cancel();
         tasks.wait().await;
     }
-    if let Some(broker) = broker_for_shutdown {
+    if let Some((broker, consumer)) = broker_for_shutdown {
+        consumer.close().await;
         broker.close().await;
     }
     tracing::info!("worker stopped");
