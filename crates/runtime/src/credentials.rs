@@ -124,9 +124,13 @@ mod tests {
     }
 
     #[test]
-    fn malformed_keys_are_refused() {
-        for key in ["", "zz", &"11".repeat(31)] {
+    fn malformed_keys_are_refused_and_empty_ones_mean_unset() {
+        for key in ["zz", &"11".repeat(31), &"11".repeat(33)] {
             assert!(CredentialCipher::from_settings(Some(&SecretString::from(key))).is_err());
+        }
+        for key in ["", "  "] {
+            let cipher = CredentialCipher::from_settings(Some(&SecretString::from(key)));
+            assert!(cipher.is_ok_and(|cipher| cipher.development));
         }
     }
 }
