@@ -40,26 +40,14 @@ async fn a_message_delivered_twice_runs_once() {
     assert_eq!(done["status"], "completed");
     assert_eq!(done["entities_inserted"], 200, "nothing counted twice");
     let worker = &app.workers[0];
-    eventually("both copies to be dropped", DEADLINE, || async {
-        (worker
-            .metric("syncway_worker_duplicate_deliveries_total")
-            .await
-            == 2.0)
-            .then_some(())
-    })
-    .await;
+    worker
+        .wait_for_metric("syncway_worker_duplicate_deliveries_total", 2.0)
+        .await;
     assert_eq!(
         worker.metric("syncway_worker_jobs_claimed_total").await,
         1.0
     );
-    let attempt: i32 = app
-        .db()
-        .await
-        .query_one("SELECT attempt FROM sync_jobs WHERE id = $1", &[&job])
-        .await
-        .map(|row| row.get(0))
-        .unwrap_or(-1);
-    assert_eq!(attempt, 1);
+    assert_eq!(app.attempt(job).await, 1);
 }
 
 #[tokio::test]
@@ -81,10 +69,9 @@ async fn a_message_for_a_deleted_connection_is_dropped_cleanly() {
 
     app.add_worker(|_| {}).await;
     let worker = &app.workers[0];
-    eventually("the orphan message to be dropped", DEADLINE, || async {
-        (worker.metric("syncway_worker_dropped_messages_total").await == 1.0).then_some(())
-    })
-    .await;
+    worker
+        .wait_for_metric("syncway_worker_dropped_messages_total", 1.0)
+        .await;
     assert_eq!(
         worker.metric("syncway_worker_jobs_claimed_total").await,
         0.0

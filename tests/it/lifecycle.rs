@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{DEADLINE, TestApp, TestEnv, eventually};
+use crate::harness::{TestApp, TestEnv};
 
 #[tokio::test]
 async fn a_pending_job_is_cancelled_at_once_and_its_message_dropped() {
@@ -22,18 +22,9 @@ async fn a_pending_job_is_cancelled_at_once_and_its_message_dropped() {
 
     app.add_worker(|_| {}).await;
     let worker = &app.workers[0];
-    eventually(
-        "the cancelled job's message to be dropped",
-        DEADLINE,
-        || async {
-            (worker
-                .metric("syncway_worker_duplicate_deliveries_total")
-                .await
-                == 1.0)
-                .then_some(())
-        },
-    )
-    .await;
+    worker
+        .wait_for_metric("syncway_worker_duplicate_deliveries_total", 1.0)
+        .await;
     let after = app.job(connection, job).await;
     assert_eq!(after["status"], "cancelled");
     assert_eq!(after["entities_inserted"], 0);
@@ -154,12 +145,5 @@ async fn sigterm_past_the_grace_period_hands_the_job_to_another_worker() {
     assert_eq!(done["status"], "completed", "{done}");
     // Resumed from committed data: every entity counted exactly once.
     assert_eq!(done["entities_inserted"], 1000, "{done}");
-    let attempt: i32 = app
-        .db()
-        .await
-        .query_one("SELECT attempt FROM sync_jobs WHERE id = $1", &[&job])
-        .await
-        .map(|row| row.get(0))
-        .unwrap_or(-1);
-    assert_eq!(attempt, 2);
+    assert_eq!(app.attempt(job).await, 2);
 }

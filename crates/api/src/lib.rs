@@ -124,16 +124,16 @@ pub async fn run(
     metrics_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if settings.database.migrate {
-        syncway_store::migrate(&settings.database.url)
-            .await
-            .context("running migrations")?;
-    }
-    let pool = syncway_store::connect(&PoolSettings {
-        url: settings.database.url.clone(),
-        max_size: settings.database.pool_size,
-        wait_timeout: Duration::from_secs(5),
-    })?;
+    let pool = syncway_store::open(
+        &PoolSettings {
+            url: settings.database.url.clone(),
+            max_size: settings.database.pool_size,
+            wait_timeout: Duration::from_secs(5),
+        },
+        settings.database.migrate,
+    )
+    .await
+    .context("opening the database (migrations)")?;
     if let Some(key) = &settings.auth.bootstrap_api_key {
         let client = pool.get().await.context("connecting to Postgres")?;
         syncway_store::api_keys::ensure_organization_with_key(

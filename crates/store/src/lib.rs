@@ -14,7 +14,7 @@ mod pool;
 
 pub use deadpool_postgres::{GenericClient, Pool};
 pub use error::StoreError;
-pub use pool::{PoolSettings, connect, migrate};
+pub use pool::{PoolSettings, connect, migrate, open};
 
 /// Name of the partial unique index that allows one active job per connection.
 pub const ONE_ACTIVE_JOB: &str = "one_active_job_per_connection";

@@ -39,6 +39,15 @@ pub fn connect(settings: &PoolSettings) -> Result<Pool, StoreError> {
     Ok(config.create_pool(Some(Runtime::Tokio1), NoTls)?)
 }
 
+/// What both binaries do at start-up: apply the migrations (when `migrate`)
+/// and create the pool.
+pub async fn open(settings: &PoolSettings, migrate: bool) -> Result<Pool, StoreError> {
+    if migrate {
+        self::migrate(&settings.url).await?;
+    }
+    connect(settings)
+}
+
 /// Applies pending migrations under a Postgres advisory lock, so that any
 /// number of processes may start at once. Returns the versions applied.
 pub async fn migrate(url: &str) -> Result<Vec<i32>, StoreError> {

@@ -59,18 +59,18 @@ pub async fn run(
     metrics_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if settings.database.migrate {
-        syncway_store::migrate(&settings.database.url)
-            .await
-            .context("running migrations")?;
-    }
     // Jobs hold a connection only while they write, so `concurrency` jobs
     // share `pool_size` connections: fewer busy Postgres backends do more.
-    let pool = syncway_store::connect(&PoolSettings {
-        url: settings.database.url.clone(),
-        max_size: settings.database.pool_size,
-        wait_timeout: Duration::from_secs(5),
-    })?;
+    let pool = syncway_store::open(
+        &PoolSettings {
+            url: settings.database.url.clone(),
+            max_size: settings.database.pool_size,
+            wait_timeout: Duration::from_secs(5),
+        },
+        settings.database.migrate,
+    )
+    .await
+    .context("opening the database (migrations)")?;
     let cipher = CredentialCipher::from_settings(settings.security.encryption_key.as_ref())?;
     let mut registry = prometheus_client::registry::Registry::with_prefix("syncway_worker");
     let metrics = WorkerMetrics::new(&mut registry);

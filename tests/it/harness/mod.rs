@@ -58,6 +58,14 @@ impl Running {
         }
     }
 
+    /// Waits until the metric `name` reaches `value`.
+    pub async fn wait_for_metric(&self, name: &str, value: f64) {
+        eventually(&format!("{name} = {value}"), DEADLINE, || async {
+            (self.metric(name).await == value).then_some(())
+        })
+        .await;
+    }
+
     /// Reads one metric's value from its Prometheus endpoint (0 if absent).
     pub async fn metric(&self, name: &str) -> f64 {
         let Ok(response) = reqwest::get(format!("{}/metrics", self.metrics_url)).await else {
@@ -82,50 +90,49 @@ impl Drop for Running {
     }
 }
 
-async fn local_listener() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0")
+/// A listener on a free local port, and its `http://` URL.
+async fn local_listener() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0")
         .await
-        .unwrap_or_else(|error| panic!("binding a local port: {error}"))
+        .unwrap_or_else(|error| panic!("binding a local port: {error}"));
+    let address = listener
+        .local_addr()
+        .unwrap_or_else(|error| panic!("local address: {error}"));
+    (listener, format!("http://{address}"))
 }
 
-/// Starts the API entry point with `settings`.
-pub async fn start_api(settings: Settings) -> (Running, String) {
-    let listener = local_listener().await;
-    let metrics = local_listener().await;
-    let url = format!(
-        "http://{}",
-        listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    );
-    let metrics_url = format!(
-        "http://{}",
-        metrics
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    );
+/// Runs an entry point as a task, stoppable like a process, and waits until
+/// `ready_url` answers 200.
+async fn start<F>(
+    what: &str,
+    metrics_url: String,
+    ready_url: String,
+    entry: impl FnOnce(tokio_util::sync::WaitForCancellationFutureOwned) -> F,
+) -> Running
+where
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let stop = CancellationToken::new();
-    let task = tokio::spawn(syncway_api::run(
-        settings,
-        listener,
-        metrics,
-        stop.clone().cancelled_owned(),
-    ));
-    let running = Running {
+    let task = tokio::spawn(entry(stop.clone().cancelled_owned()));
+    let client = reqwest::Client::new();
+    eventually(&format!("{what} to be ready"), DEADLINE, || async {
+        let response = client.get(&ready_url).send().await.ok()?;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    Running {
         stop,
         task: Some(task),
         metrics_url,
-    };
-    let client = reqwest::Client::new();
-    eventually("the API to answer", DEADLINE, || async {
-        client
-            .get(format!("{url}/healthz"))
-            .send()
-            .await
-            .ok()
-            .map(|_| ())
+    }
+}
+
+/// Starts the API entry point with `settings`; returns it and its URL.
+pub async fn start_api(settings: Settings) -> (Running, String) {
+    let (listener, url) = local_listener().await;
+    let (metrics, metrics_url) = local_listener().await;
+    let running = start("the API", metrics_url, format!("{url}/healthz"), |stop| {
+        syncway_api::run(settings, listener, metrics, stop)
     })
     .await;
     (running, url)
@@ -133,33 +140,12 @@ pub async fn start_api(settings: Settings) -> (Running, String) {
 
 /// Starts a worker entry point with `settings`.
 pub async fn start_worker(settings: Settings) -> Running {
-    let metrics = local_listener().await;
-    let metrics_url = format!(
-        "http://{}",
-        metrics
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    );
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(syncway_worker::run(
-        settings,
-        metrics,
-        stop.clone().cancelled_owned(),
-    ));
-    let running = Running {
-        stop,
-        task: Some(task),
-        metrics_url,
-    };
-    let client = reqwest::Client::new();
-    let readyz = format!("{}/readyz", running.metrics_url);
-    eventually("the worker to be ready", DEADLINE, || async {
-        let response = client.get(&readyz).send().await.ok()?;
-        (response.status() == StatusCode::OK).then_some(())
+    let (metrics, metrics_url) = local_listener().await;
+    let ready = format!("{metrics_url}/readyz");
+    start("the worker", metrics_url, ready, |stop| {
+        syncway_worker::run(settings, metrics, stop)
     })
-    .await;
-    running
+    .await
 }
 
 /// An environment with the API (and optionally workers) running, and a
@@ -359,6 +345,16 @@ impl TestApp {
 
     pub async fn db(&self) -> deadpool_postgres::Object {
         self.env.db().await
+    }
+
+    /// How many times the job was claimed.
+    pub async fn attempt(&self, job: Uuid) -> i32 {
+        self.db()
+            .await
+            .query_one("SELECT attempt FROM sync_jobs WHERE id = $1", &[&job])
+            .await
+            .map(|row| row.get(0))
+            .unwrap_or(-1)
     }
 }
 
