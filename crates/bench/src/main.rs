@@ -10,6 +10,7 @@
 mod cpu;
 mod e2e;
 mod processes;
+mod sql;
 
 use clap::{Parser, Subcommand};
 
@@ -24,11 +25,14 @@ struct Cli {
 enum Command {
     /// Trigger -> outbox -> RabbitMQ -> worker -> Postgres, end to end.
     E2e(e2e::Options),
+    /// The statements every job costs, alone: the ceiling of `e2e`.
+    Sql(sql::Options),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::E2e(options) => e2e::run(options).await,
+        Command::Sql(options) => sql::run(options).await,
     }
 }

@@ -68,11 +68,11 @@ fn select_connection(filter: &str) -> String {
         "SELECT s.id, s.organization_id, col.readable_id, s.short_name, s.name, s.description,
                 s.config, s.schedule_cron, s.continuous, s.cursor_field,
                 s.credentials IS NOT NULL, s.needs_reauth, s.auth_error_category,
-                s.auth_error_message, s.created_at, s.modified_at, s.entity_count, cur.value,
+                s.auth_error_message, s.created_at, s.modified_at, cur.entity_count, cur.value,
                 st.total, st.ok, st.failed, lj.*
          FROM source_connections s
          JOIN collections col ON col.id = s.collection_id
-         LEFT JOIN cursors cur ON cur.source_connection_id = s.id
+         JOIN cursors cur ON cur.source_connection_id = s.id
          CROSS JOIN LATERAL (
              SELECT count(*) AS total,
                     count(*) FILTER (WHERE status = 'completed') AS ok,
@@ -131,13 +131,18 @@ pub async fn insert(
     credentials: Option<&[u8]>,
 ) -> Result<Option<Connection>, StoreError> {
     let id = Uuid::now_v7();
+    // The connection and its (empty) sync state, in one statement.
     let inserted = client
         .execute(
-            "INSERT INTO source_connections
-                 (id, organization_id, collection_id, name, description, short_name, config,
-                  schedule_cron, continuous, cursor_field, credentials)
-             SELECT $1, $2, c.id, $4, $5, $6, $7, $8, $9, $10, $11
-             FROM collections c WHERE c.organization_id = $2 AND c.readable_id = $3",
+            "WITH s AS (
+                 INSERT INTO source_connections
+                     (id, organization_id, collection_id, name, description, short_name, config,
+                      schedule_cron, continuous, cursor_field, credentials)
+                 SELECT $1, $2, c.id, $4, $5, $6, $7, $8, $9, $10, $11
+                 FROM collections c WHERE c.organization_id = $2 AND c.readable_id = $3
+                 RETURNING id
+             )
+             INSERT INTO cursors (source_connection_id) SELECT id FROM s",
             &[
                 &id,
                 &organization_id,
@@ -164,11 +169,11 @@ pub async fn find(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Connection>, StoreError> {
+    let statement = client
+        .prepare_cached(&select_connection("s.organization_id = $1 AND s.id = $2"))
+        .await?;
     let row = client
-        .query_opt(
-            &select_connection("s.organization_id = $1 AND s.id = $2"),
-            &[&organization_id, &id],
-        )
+        .query_opt(&statement, &[&organization_id, &id])
         .await?;
     row.as_ref().map(connection_from_row).transpose()
 }
@@ -201,9 +206,10 @@ pub async fn list(
     let rows = client
         .query(
             "SELECT s.id, s.name, s.short_name, col.readable_id, s.created_at, s.modified_at,
-                    s.credentials IS NOT NULL, s.needs_reauth, lj.status, s.entity_count
+                    s.credentials IS NOT NULL, s.needs_reauth, lj.status, cur.entity_count
              FROM source_connections s
              JOIN collections col ON col.id = s.collection_id
+             JOIN cursors cur ON cur.source_connection_id = s.id
              LEFT JOIN LATERAL (
                  SELECT status FROM sync_jobs j WHERE j.source_connection_id = s.id
                  ORDER BY j.created_at DESC, j.id DESC LIMIT 1) lj ON true

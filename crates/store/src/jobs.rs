@@ -234,7 +234,7 @@ pub async fn claim(
                     s.short_name, s.config, s.continuous, s.credentials, cur.value
              FROM claimed c
              JOIN source_connections s ON s.id = c.source_connection_id
-             LEFT JOIN cursors cur ON cur.source_connection_id = c.source_connection_id",
+             JOIN cursors cur ON cur.source_connection_id = c.source_connection_id",
         )
         .await?;
     if let Some(row) = client
@@ -445,22 +445,19 @@ pub async fn commit_batch(
                  DELETE FROM entities
                  WHERE source_connection_id = $3 AND entity_id IN (SELECT entity_id FROM doomed)
                    AND EXISTS (SELECT 1 FROM j)
-             ), conn AS (
-                 UPDATE source_connections SET
+             ), state AS (
+                 UPDATE cursors SET
                      entity_count = entity_count + (SELECT inserted FROM diff)
                          - (SELECT count(*) FROM doomed),
-                     needs_reauth = needs_reauth OR $14::text IS NOT NULL,
-                     auth_error_category = COALESCE($14, auth_error_category),
-                     auth_error_message = CASE WHEN $14::text IS NULL
-                         THEN auth_error_message ELSE $13 END
-                 WHERE id = $3 AND EXISTS (SELECT 1 FROM j)
-                   AND ((SELECT inserted FROM diff) <> 0 OR EXISTS (SELECT 1 FROM doomed)
-                        OR $14::text IS NOT NULL)
-             ), cur AS (
-                 INSERT INTO cursors (source_connection_id, value, job_id)
-                 SELECT $3, $16, $1 WHERE $16::jsonb IS NOT NULL AND EXISTS (SELECT 1 FROM j)
-                 ON CONFLICT (source_connection_id) DO UPDATE
-                     SET value = excluded.value, job_id = excluded.job_id, updated_at = now()
+                     value = COALESCE($16, value),
+                     job_id = CASE WHEN $16::jsonb IS NULL THEN job_id ELSE $1 END,
+                     updated_at = now()
+                 WHERE source_connection_id = $3 AND EXISTS (SELECT 1 FROM j)
+             ), reauth AS (
+                 UPDATE source_connections SET
+                     needs_reauth = true, auth_error_category = $14,
+                     auth_error_message = $13, modified_at = now()
+                 WHERE id = $3 AND $14::text IS NOT NULL AND EXISTS (SELECT 1 FROM j)
              )
              SELECT j.status, diff.inserted, diff.updated, (SELECT count(*) FROM doomed)
              FROM j, diff",
