@@ -77,11 +77,11 @@ impl BenchEnv {
     /// Stops the processes, drops the database and the AMQP namespace.
     pub async fn destroy(mut self) -> anyhow::Result<()> {
         self.stop_children();
-        if let Ok(broker) =
-            syncway_queue::Broker::connect(&self.amqp, &self.namespace, "syncway-bench").await
-        {
-            let _ = broker.delete_topology().await;
-            broker.close().await;
+        if let Err(failures) = syncway_queue::delete_namespace(&self.amqp, &self.namespace).await {
+            eprintln!(
+                "could not delete AMQP namespace {}: {failures:?}",
+                self.namespace
+            );
         }
         self.admin()
             .await?

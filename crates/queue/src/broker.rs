@@ -164,25 +164,53 @@ impl Broker {
         Ok(depth)
     }
 
-    /// Deletes every queue and exchange of the namespace (tests, teardown).
-    pub async fn delete_topology(&self) -> Result<(), QueueError> {
-        let channel = self.connection.create_channel().await?;
-        for queue in [self.topology.jobs_queue(), self.topology.dead_queue()] {
+    pub async fn close(&self) {
+        let _ = self.connection.close(200, "bye".into()).await;
+    }
+}
+
+/// Deletes every queue and exchange of `namespace` (tests, benchmarks,
+/// teardown), connecting without declaring anything. Each deletion uses its
+/// own channel, so one failure does not stop the others; deleting what does
+/// not exist succeeds. Returns the failures, if any.
+pub async fn delete_namespace(url: &str, namespace: &str) -> Result<(), Vec<QueueError>> {
+    let topology = Topology::new(namespace);
+    let properties = ConnectionProperties::default().with_connection_name("syncway-cleanup".into());
+    let connection = Connection::connect(url, properties)
+        .await
+        .map_err(|error| vec![error.into()])?;
+    let mut failures = Vec::new();
+    for queue in [topology.jobs_queue(), topology.dead_queue()] {
+        let deleted = async {
+            let channel = connection.create_channel().await?;
             channel
-                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await?;
+            channel.close(200, "deleted".into()).await
         }
+        .await;
+        if let Err(error) = deleted {
+            failures.push(error.into());
+        }
+    }
+    let deleted = async {
+        let channel = connection.create_channel().await?;
         channel
             .exchange_delete(
-                self.topology.dead_exchange().into(),
+                topology.dead_exchange().into(),
                 ExchangeDeleteOptions::default(),
             )
             .await?;
-        let _ = channel.close(200, "deleted".into()).await;
-        Ok(())
+        channel.close(200, "deleted".into()).await
     }
-
-    pub async fn close(&self) {
-        let _ = self.connection.close(200, "bye".into()).await;
+    .await;
+    if let Err(error) = deleted {
+        failures.push(error.into());
+    }
+    let _ = connection.close(200, "bye".into()).await;
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures)
     }
 }

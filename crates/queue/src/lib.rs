@@ -15,7 +15,7 @@ mod broker;
 mod consumer;
 mod publisher;
 
-pub use broker::{Broker, QueueError, Topology};
+pub use broker::{Broker, QueueError, Topology, delete_namespace};
 pub use consumer::{JobConsumer, JobDelivery};
 pub use publisher::Publisher;
 

@@ -84,12 +84,8 @@ impl Drop for TestEnv {
                 return;
             };
             runtime.block_on(async move {
-                if let Ok(broker) = Broker::connect(AMQP, &namespace, "syncway-test-cleanup").await
-                {
-                    if let Err(error) = broker.delete_topology().await {
-                        eprintln!("could not delete AMQP namespace {namespace}: {error}");
-                    }
-                    broker.close().await;
+                if let Err(failures) = syncway_queue::delete_namespace(AMQP, &namespace).await {
+                    eprintln!("could not delete AMQP namespace {namespace}: {failures:?}");
                 }
                 let admin = admin().await;
                 if let Err(error) = admin
