@@ -15,14 +15,13 @@ mod wire;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderName, Request};
 use secrecy::ExposeSecret;
 use syncway_runtime::{CredentialCipher, Settings, telemetry};
-use syncway_store::{Pool, PoolSettings};
+use syncway_store::Pool;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -125,11 +124,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let pool = syncway_store::open(
-        &PoolSettings {
-            url: settings.database.url.clone(),
-            max_size: settings.database.pool_size,
-            wait_timeout: Duration::from_secs(5),
-        },
+        &settings.database.url,
+        settings.database.pool_size,
         settings.database.migrate,
     )
     .await

@@ -1,6 +1,5 @@
 //! The end-to-end job benchmark.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::cpu::CpuSnapshot;
-use crate::processes::{BenchEnv, build_binaries, free_port, measure_limit, wait_ready};
+use crate::processes::{BenchEnv, Services, build_binaries, free_port, measure_limit, wait_ready};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -30,14 +29,8 @@ pub struct Options {
     /// Postgres connections of each process (SYNCWAY_DATABASE__POOL_SIZE).
     #[arg(long, default_value_t = 16)]
     pool_size: usize,
-    /// Postgres server (without database).
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
-    postgres: String,
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-    amqp: String,
-    /// The folder of the machine-limit scripts.
-    #[arg(long, default_value = "../shared/limits")]
-    limits: PathBuf,
+    #[command(flatten)]
+    services: Services,
     /// Seconds the job-state limit script measures for.
     #[arg(long, default_value_t = 10)]
     limit_seconds: u32,
@@ -50,13 +43,13 @@ const KEY: &str = "sw_bench_key";
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     build_binaries()?;
-    let env = BenchEnv::create(&options.postgres, &options.amqp).await?;
+    let env = BenchEnv::create(&options.services).await?;
     measure(&options, env).await
 }
 
 async fn measure(options: &Options, mut env: BenchEnv) -> anyhow::Result<()> {
     // The limit first, on the same database server, with nothing else running.
-    let script = options.limits.join("job-state-limit.sh");
+    let script = options.services.limits.join("job-state-limit.sh");
     let limit = measure_limit(
         &script,
         &[env.database_url(), options.limit_seconds.to_string()],

@@ -8,6 +8,19 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio_postgres::NoTls;
 
+/// Where the services are, and the machine-limit scripts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Services {
+    /// Postgres server (without database).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    pub postgres: String,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp: String,
+    /// The folder of the machine-limit scripts.
+    #[arg(long, default_value = "../shared/limits")]
+    pub limits: PathBuf,
+}
+
 pub struct BenchEnv {
     pub server: String,
     pub database: String,
@@ -17,7 +30,8 @@ pub struct BenchEnv {
 }
 
 impl BenchEnv {
-    pub async fn create(server: &str, amqp: &str) -> anyhow::Result<Self> {
+    pub async fn create(services: &Services) -> anyhow::Result<Self> {
+        let (server, amqp) = (&services.postgres, &services.amqp);
         let id = uuid::Uuid::new_v4().simple().to_string();
         let env = BenchEnv {
             server: server.trim_end_matches('/').to_owned(),

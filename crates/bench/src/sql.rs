@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
+use syncway_store::api_keys;
 use syncway_store::jobs::{self, Batch, Claim, EntityWrite, Outcome, Triggered};
-use syncway_store::{PoolSettings, api_keys};
 
-use crate::processes::{BenchEnv, measure_limit};
+use crate::processes::{BenchEnv, Services, measure_limit};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -23,15 +23,9 @@ pub struct Options {
     /// Seconds to measure.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
-    postgres: String,
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-    amqp: String,
-    #[arg(long, default_value = "../shared/limits")]
-    limits: PathBuf,
+    #[command(flatten)]
+    services: Services,
 }
-
-use std::path::PathBuf;
 
 const KEY: &str = "sw_bench_sql";
 const OWNER: &str = "bench";
@@ -40,7 +34,7 @@ const OWNER: &str = "bench";
 const CONNECTIONS_PER_CLIENT: usize = 2000;
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
-    let env = BenchEnv::create(&options.postgres, &options.amqp).await?;
+    let env = BenchEnv::create(&options.services).await?;
     let result = measure(&options, &env).await;
     env.destroy().await?;
     let (rate, limit) = result?;
@@ -60,20 +54,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
 async fn measure(options: &Options, env: &BenchEnv) -> anyhow::Result<(f64, f64)> {
     let limit = measure_limit(
-        &options.limits.join("job-state-limit.sh"),
+        &options.services.limits.join("job-state-limit.sh"),
         &[env.database_url(), options.seconds.to_string()],
         "limit_jobs_per_s",
     )?;
-    let pool = syncway_store::open(
-        &PoolSettings {
-            url: env.database_url(),
-            max_size: options.clients,
-            wait_timeout: Duration::from_secs(10),
-        },
-        true,
-    )
-    .await
-    .context("opening the benchmark database")?;
+    let pool = syncway_store::open(&env.database_url(), options.clients, true)
+        .await
+        .context("opening the benchmark database")?;
     let client = pool.get().await?;
     let organization = api_keys::ensure_organization_with_key(&client, "bench", KEY).await?;
     let collection =

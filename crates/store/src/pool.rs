@@ -40,12 +40,16 @@ pub fn connect(settings: &PoolSettings) -> Result<Pool, StoreError> {
 }
 
 /// What both binaries do at start-up: apply the migrations (when `migrate`)
-/// and create the pool.
-pub async fn open(settings: &PoolSettings, migrate: bool) -> Result<Pool, StoreError> {
+/// and create a pool of `max_size` connections (waiting up to 5 s for one).
+pub async fn open(url: &str, max_size: usize, migrate: bool) -> Result<Pool, StoreError> {
     if migrate {
-        self::migrate(&settings.url).await?;
+        self::migrate(url).await?;
     }
-    connect(settings)
+    connect(&PoolSettings {
+        url: url.to_owned(),
+        max_size,
+        wait_timeout: Duration::from_secs(5),
+    })
 }
 
 /// Applies pending migrations under a Postgres advisory lock, so that any

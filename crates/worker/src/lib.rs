@@ -21,7 +21,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use syncway_runtime::{CredentialCipher, Settings, telemetry};
-use syncway_store::{Pool, PoolSettings};
+use syncway_store::Pool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -62,11 +62,8 @@ pub async fn run(
     // Jobs hold a connection only while they write, so `concurrency` jobs
     // share `pool_size` connections: fewer busy Postgres backends do more.
     let pool = syncway_store::open(
-        &PoolSettings {
-            url: settings.database.url.clone(),
-            max_size: settings.database.pool_size,
-            wait_timeout: Duration::from_secs(5),
-        },
+        &settings.database.url,
+        settings.database.pool_size,
         settings.database.migrate,
     )
     .await
