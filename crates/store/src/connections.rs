@@ -68,11 +68,11 @@ fn select_connection(filter: &str) -> String {
         "SELECT s.id, s.organization_id, col.readable_id, s.short_name, s.name, s.description,
                 s.config, s.schedule_cron, s.continuous, s.cursor_field,
                 s.credentials IS NOT NULL, s.needs_reauth, s.auth_error_category,
-                s.auth_error_message, s.created_at, s.modified_at, cur.entity_count, cur.value,
+                s.auth_error_message, s.created_at, s.modified_at, COALESCE(cur.entity_count, 0), cur.value,
                 st.total, st.ok, st.failed, lj.*
          FROM source_connections s
          JOIN collections col ON col.id = s.collection_id
-         JOIN cursors cur ON cur.source_connection_id = s.id
+         LEFT JOIN cursors cur ON cur.source_connection_id = s.id
          CROSS JOIN LATERAL (
              SELECT count(*) AS total,
                     count(*) FILTER (WHERE status = 'completed') AS ok,
@@ -206,10 +206,11 @@ pub async fn list(
     let rows = client
         .query(
             "SELECT s.id, s.name, s.short_name, col.readable_id, s.created_at, s.modified_at,
-                    s.credentials IS NOT NULL, s.needs_reauth, lj.status, cur.entity_count
+                    s.credentials IS NOT NULL, s.needs_reauth, lj.status,
+                    COALESCE(cur.entity_count, 0)
              FROM source_connections s
              JOIN collections col ON col.id = s.collection_id
-             JOIN cursors cur ON cur.source_connection_id = s.id
+             LEFT JOIN cursors cur ON cur.source_connection_id = s.id
              LEFT JOIN LATERAL (
                  SELECT status FROM sync_jobs j WHERE j.source_connection_id = s.id
                  ORDER BY j.created_at DESC, j.id DESC LIMIT 1) lj ON true

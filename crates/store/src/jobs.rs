@@ -234,7 +234,8 @@ pub async fn claim(
                     s.short_name, s.config, s.continuous, s.credentials, cur.value
              FROM claimed c
              JOIN source_connections s ON s.id = c.source_connection_id
-             JOIN cursors cur ON cur.source_connection_id = c.source_connection_id",
+             -- LEFT: a claim whose UPDATE ran must return its row, whatever.
+             LEFT JOIN cursors cur ON cur.source_connection_id = c.source_connection_id",
         )
         .await?;
     if let Some(row) = client
