@@ -48,3 +48,40 @@ async fn a_trigger_accepted_while_the_broker_is_unreachable_runs_once_it_is_back
     drop(app);
     proxy.stop();
 }
+
+#[tokio::test]
+async fn the_api_answers_503_with_retry_after_while_postgres_is_unreachable() {
+    let env = TestEnv::new().await;
+    let nowhere = TcpProxy::free_address().await;
+    let mut settings = env.settings();
+    settings.database.url = format!("postgres://postgres@{nowhere}/syncway");
+    let (_api, url) = crate::harness::start_api(settings).await;
+    let http = reqwest::Client::new();
+    for path in ["/source-connections", "/readyz"] {
+        let response = http
+            .get(format!("{url}{path}"))
+            .header("x-api-key", "sw_any_key")
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("{path}: {error}"));
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            "{path}"
+        );
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u32>().ok());
+        assert!(retry_after.is_some_and(|seconds| seconds > 0), "{path}");
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        assert!(body["detail"].is_string(), "{path}: {body}");
+    }
+    // Without a key it is still 401: auth needs no database to say so.
+    let response = http.get(format!("{url}/source-connections")).send().await;
+    assert_eq!(
+        response.map(|r| r.status()).ok(),
+        Some(reqwest::StatusCode::UNAUTHORIZED)
+    );
+}
