@@ -157,3 +157,58 @@ impl Settings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_file(contents: &str, check: impl FnOnce(anyhow::Result<Settings>)) {
+        // Tests run in parallel: every file gets its own name.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("syncway-settings-{}-{n}.toml", std::process::id()));
+        if std::fs::write(&path, contents).is_err() {
+            panic!("cannot write {}", path.display());
+        }
+        check(Settings::load(Role::Worker, Some(&path)));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_file_overrides_the_defaults_it_names() {
+        with_file(
+            "[worker]\nconcurrency = 7\n[amqp]\nnamespace = \"staging\"\n",
+            |settings| {
+                let settings = settings.unwrap_or_else(|error| panic!("{error:#}"));
+                assert_eq!(settings.worker.concurrency, 7);
+                assert_eq!(settings.amqp.namespace, "staging");
+                // Untouched keys keep their defaults, per role.
+                assert_eq!(settings.worker.lease_seconds, 30);
+                assert_eq!(settings.metrics.listen, "0.0.0.0:9091");
+                assert!(settings.auth.bootstrap_api_key.is_none());
+            },
+        );
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_the_reason() {
+        with_file("[worker]\nconcurrency = 0\n", |settings| {
+            let error = settings.err().map(|e| format!("{e:#}")).unwrap_or_default();
+            assert!(error.contains("worker.concurrency"), "{error}");
+        });
+        with_file("[amqp]\nnamespace = \"a b\"\n", |settings| {
+            let error = settings.err().map(|e| format!("{e:#}")).unwrap_or_default();
+            assert!(error.contains("amqp.namespace"), "{error}");
+        });
+        with_file("[worker]\nconcurrency = \"many\"\n", |settings| {
+            assert!(settings.is_err());
+        });
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let missing = std::path::Path::new("/nonexistent/syncway.toml");
+        assert!(Settings::load(Role::Api, Some(missing)).is_err());
+    }
+}
