@@ -321,15 +321,6 @@ pub struct Counts {
     pub failed: i64,
 }
 
-impl std::ops::AddAssign for Counts {
-    fn add_assign(&mut self, other: Counts) {
-        self.inserted += other.inserted;
-        self.updated += other.updated;
-        self.deleted += other.deleted;
-        self.failed += other.failed;
-    }
-}
-
 /// How a job ends.
 #[derive(Debug, Clone)]
 pub struct Outcome {

@@ -333,36 +333,36 @@ impl JobRun {
         })
         .await;
         match written {
-            Ok((status, counts)) => {
-                if status.is_some() {
-                    self.count(counts);
-                }
-                Ok(status)
+            Ok(Some((status, counts))) => {
+                self.count(counts);
+                Ok(Some(status))
             }
+            Ok(None) => Ok(None),
             Err(GaveUp::Stopped) => Err(Ended::Stopped),
             Err(GaveUp::Failed(error)) => {
                 tracing::error!(error = %format!("{:#}", anyhow::Error::from(error)), "writing the job's data failed");
                 // Record the failure without the batch, so the job ends.
                 let failed = permanent("internal error while storing the sync's data".into());
                 match self.write_once(None, Some(&failed)).await {
-                    Ok((Some(status), _)) => Err(Ended::Finished(status)),
-                    Ok((None, _)) => Err(Ended::LostLease),
+                    Ok(Some((status, _))) => Err(Ended::Finished(status)),
+                    Ok(None) => Err(Ended::LostLease),
                     Err(_) => Err(Ended::Stopped),
                 }
             }
         }
     }
 
-    /// One attempt at [`Self::write`]: a single statement.
+    /// One attempt at [`Self::write`]: a single statement. `None`: the
+    /// lease was lost and nothing was written.
     async fn write_once(
         &self,
         batch: Option<&PreparedBatch>,
         outcome: Option<&Outcome>,
-    ) -> Result<(Option<JobStatus>, Counts), StoreError> {
+    ) -> Result<Option<(JobStatus, Counts)>, StoreError> {
         let empty = PreparedBatch::default();
         let batch = batch.unwrap_or(&empty);
         let client = self.context.pool.get().await?;
-        let committed = jobs::commit_batch(
+        jobs::commit_batch(
             &client,
             self.job.id,
             self.job.source_connection_id,
@@ -377,11 +377,7 @@ impl JobRun {
             },
             outcome,
         )
-        .await?;
-        Ok(match committed {
-            Some((status, counts)) => (Some(status), counts),
-            None => (None, Counts::default()),
-        })
+        .await
     }
 
     fn count(&self, counts: Counts) {
