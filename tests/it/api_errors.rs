@@ -87,10 +87,12 @@ async fn header_name_is_case_insensitive_and_revoked_keys_are_refused() {
             .await
             .unwrap_or(false)
     );
-    let (status, body) = app
-        .call_with_key("GET", "/source-connections", None, Some(other_key))
-        .await;
-    assert_detail(status, &body, StatusCode::FORBIDDEN);
+    // The run route checks the key in its own statement: same answers.
+    let run = format!("/source-connections/{}/run", uuid::Uuid::new_v4());
+    for (method, path) in [("GET", "/source-connections"), ("POST", run.as_str())] {
+        let (status, body) = app.call_with_key(method, path, None, Some(other_key)).await;
+        assert_detail(status, &body, StatusCode::FORBIDDEN);
+    }
     db.execute(
         "UPDATE api_keys SET revoked_at = NULL, expires_at = now() - interval '1 second'
          WHERE key_hash = $1",
@@ -98,10 +100,12 @@ async fn header_name_is_case_insensitive_and_revoked_keys_are_refused() {
     )
     .await
     .unwrap_or_else(|error| panic!("{error}"));
-    let (status, body) = app
-        .call_with_key("GET", "/source-connections", None, Some(other_key))
-        .await;
-    assert_detail(status, &body, StatusCode::FORBIDDEN);
+    // The run route checks the key in its own statement: same answers.
+    let run = format!("/source-connections/{}/run", uuid::Uuid::new_v4());
+    for (method, path) in [("GET", "/source-connections"), ("POST", run.as_str())] {
+        let (status, body) = app.call_with_key(method, path, None, Some(other_key)).await;
+        assert_detail(status, &body, StatusCode::FORBIDDEN);
+    }
 }
 
 #[tokio::test]

@@ -37,3 +37,86 @@ async fn twenty_concurrent_triggers_give_exactly_one_job() {
         .unwrap_or(-1);
     assert_eq!(jobs, 1);
 }
+
+#[tokio::test]
+async fn one_trigger_batch_answers_every_request_on_its_own() {
+    use syncway_store::api_keys::digest;
+    use syncway_store::jobs::{TriggerRequest, Triggered, trigger_many};
+    use uuid::Uuid;
+
+    let app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    let free = app.stub_connection(json!({}), false).await;
+    let busy = app.stub_connection(json!({}), false).await;
+    let reauth = app.stub_connection(json!({}), false).await;
+    app.run(busy, false).await;
+    let db = app.db().await;
+    db.execute(
+        "UPDATE source_connections SET needs_reauth = true WHERE id = $1",
+        &[&reauth],
+    )
+    .await
+    .unwrap_or_else(|error| panic!("{error}"));
+    let request = |key: &str, connection: Uuid| TriggerRequest {
+        key_digest: digest(key),
+        source_connection_id: connection,
+        force_full_sync: true,
+    };
+    let requests = [
+        request("sw_not_a_key", free),
+        request(&app.key, Uuid::new_v4()),
+        request(&app.key, reauth),
+        request(&app.key, busy),
+        request(&app.key, free),
+        // The same connection again in the same batch: the first wins.
+        request(&app.key, free),
+    ];
+    let answers = trigger_many(&db, &requests)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let kinds: Vec<String> = answers
+        .iter()
+        .map(|answer| match answer {
+            Triggered::Created(job) => {
+                assert_eq!(job.source_connection_id, free);
+                "created".to_string()
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "KeyInvalid",
+            "ConnectionMissing",
+            "NeedsReauth",
+            "AlreadyActive",
+            "created",
+            "AlreadyActive"
+        ]
+    );
+    // The created job has its outbox message, and nothing else was written.
+    let counts = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM sync_jobs WHERE source_connection_id = $1
+                       AND force_full_sync AND status = 'pending'),
+                    (SELECT count(*) FROM sync_jobs),
+                    (SELECT count(*) FROM outbox o JOIN sync_jobs j ON j.id = o.job_id
+                       WHERE j.source_connection_id = $1)",
+            &[&free],
+        )
+        .await
+        .map(|row| {
+            (
+                row.get::<_, i64>(0),
+                row.get::<_, i64>(1),
+                row.get::<_, i64>(2),
+            )
+        })
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(counts.0, 1);
+    assert_eq!(
+        counts.1, 2,
+        "only the busy connection's job and the new one"
+    );
+    assert_eq!(counts.2, 1);
+}

@@ -10,6 +10,7 @@ mod extract;
 mod metrics;
 mod relay;
 mod routes;
+mod triggers;
 mod wire;
 
 use std::future::Future;
@@ -44,12 +45,14 @@ struct StateInner {
     relay_wake: Arc<Notify>,
     broker_ready: Arc<AtomicBool>,
     metrics: ApiMetrics,
+    triggers: triggers::TriggerBatcher,
 }
 
 impl AppState {
     pub fn new(pool: Pool, cipher: CredentialCipher, metrics: ApiMetrics) -> Self {
         AppState {
             inner: Arc::new(StateInner {
+                triggers: triggers::spawn(pool.clone()),
                 pool,
                 cipher,
                 relay_wake: Arc::new(Notify::new()),
@@ -61,6 +64,10 @@ impl AppState {
 
     pub(crate) fn pool(&self) -> &Pool {
         &self.inner.pool
+    }
+
+    pub(crate) fn triggers(&self) -> &triggers::TriggerBatcher {
+        &self.inner.triggers
     }
 
     pub(crate) fn cipher(&self) -> &CredentialCipher {

@@ -1,10 +1,12 @@
 //! What both binaries share: configuration loading, logging set-up, the
 //! shutdown signal, and serving Prometheus metrics and health checks.
 
+pub mod batcher;
 pub mod credentials;
 pub mod settings;
 pub mod telemetry;
 
+pub use batcher::{Batcher, BatcherGone};
 pub use credentials::{CredentialCipher, CredentialError};
 pub use settings::{Role, Settings};
 

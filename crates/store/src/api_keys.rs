@@ -16,6 +16,14 @@ pub async fn find_organization(
     client: &impl GenericClient,
     key: &str,
 ) -> Result<Option<Uuid>, StoreError> {
+    find_organization_by_digest(client, &digest(key)).await
+}
+
+/// [`find_organization`] for a key known by its [`digest`].
+pub async fn find_organization_by_digest(
+    client: &impl GenericClient,
+    digest: &[u8],
+) -> Result<Option<Uuid>, StoreError> {
     let statement = client
         .prepare_cached(
             "SELECT organization_id FROM api_keys
@@ -23,7 +31,7 @@ pub async fn find_organization(
                AND (expires_at IS NULL OR expires_at > now())",
         )
         .await?;
-    let row = client.query_opt(&statement, &[&digest(key)]).await?;
+    let row = client.query_opt(&statement, &[&digest]).await?;
     Ok(row.map(|row| row.get(0)))
 }
 

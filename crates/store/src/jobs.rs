@@ -46,12 +46,16 @@ pub(crate) fn job_from_row(row: &Row, at: usize) -> Result<SourceConnectionJob, 
 #[derive(Debug)]
 pub enum Triggered {
     Created(SourceConnectionJob),
+    /// The API key is unknown, revoked or expired ([`trigger_many`] only).
+    KeyInvalid,
     ConnectionMissing,
     NeedsReauth,
+    /// The connection already has a pending, running or cancelling job.
+    AlreadyActive,
 }
 
 /// Creates a pending job and its outbox message in one statement (hence one
-/// transaction). A second active job for the connection violates
+/// transaction). The database decides [`Triggered::AlreadyActive`] through
 /// [`crate::ONE_ACTIVE_JOB`].
 pub async fn trigger(
     client: &impl GenericClient,
@@ -69,6 +73,7 @@ pub async fn trigger(
              ), j AS (
                  INSERT INTO sync_jobs (id, source_connection_id, force_full_sync)
                  SELECT $3, id, $4 FROM conn WHERE NOT needs_reauth
+                 ON CONFLICT (source_connection_id) WHERE active DO NOTHING
                  RETURNING *
              ), queued AS (
                  INSERT INTO outbox (job_id, payload) SELECT id, $5 FROM j
@@ -94,7 +99,116 @@ pub async fn trigger(
     if row.get::<_, bool>(0) {
         return Ok(Triggered::NeedsReauth);
     }
+    if row.get::<_, Option<Uuid>>(1).is_none() {
+        return Ok(Triggered::AlreadyActive);
+    }
     Ok(Triggered::Created(job_from_row(&row, 1)?))
+}
+
+/// One trigger of a [`trigger_many`] batch, authenticated by its key's
+/// digest ([`crate::api_keys::digest`]).
+#[derive(Debug, Clone)]
+pub struct TriggerRequest {
+    pub key_digest: Vec<u8>,
+    pub source_connection_id: Uuid,
+    pub force_full_sync: bool,
+}
+
+/// Authenticates and runs many triggers in ONE statement: for each request
+/// what [`trigger`] would do after [`crate::api_keys::find_organization`].
+/// Each job commits with its outbox row as before; the batch shares the
+/// round trip and the commit. Two requests of a batch for one connection
+/// behave as two concurrent triggers: one is created, the other is
+/// [`Triggered::AlreadyActive`]. Results come in request order.
+pub async fn trigger_many(
+    client: &impl GenericClient,
+    requests: &[TriggerRequest],
+) -> Result<Vec<Triggered>, StoreError> {
+    let positions: Vec<i32> = (0..requests.len())
+        .filter_map(|n| i32::try_from(n).ok())
+        .collect();
+    let digests: Vec<&[u8]> = requests.iter().map(|r| r.key_digest.as_slice()).collect();
+    let connections: Vec<Uuid> = requests.iter().map(|r| r.source_connection_id).collect();
+    let job_ids: Vec<Uuid> = requests.iter().map(|_| Uuid::now_v7()).collect();
+    let forces: Vec<bool> = requests.iter().map(|r| r.force_full_sync).collect();
+    let messages: Vec<Vec<u8>> = requests
+        .iter()
+        .zip(&job_ids)
+        .map(|(r, job_id)| JobMessage::new(*job_id, r.source_connection_id).encode())
+        .collect();
+    let statement = client
+        .prepare_cached(&format!(
+            "WITH req AS (
+                 SELECT * FROM unnest($1::int[], $2::bytea[], $3::uuid[], $4::uuid[],
+                                      $5::bool[], $6::bytea[])
+                     AS r(n, key_hash, connection_id, job_id, force_full_sync, payload)
+             ), auth AS (
+                 SELECT r.n, k.organization_id FROM req r
+                 JOIN api_keys k ON k.key_hash = r.key_hash
+                 WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+             ), conn AS (
+                 SELECT r.n, s.id, s.needs_reauth FROM req r
+                 JOIN auth a ON a.n = r.n
+                 JOIN source_connections s
+                     ON s.id = r.connection_id AND s.organization_id = a.organization_id
+             ), j AS (
+                 INSERT INTO sync_jobs (id, source_connection_id, force_full_sync)
+                 SELECT r.job_id, c.id, r.force_full_sync FROM req r
+                 JOIN conn c ON c.n = r.n
+                 WHERE NOT c.needs_reauth
+                 -- A fixed order, so that two batches wanting the same
+                 -- connections wait for each other instead of deadlocking.
+                 ORDER BY r.connection_id, r.n
+                 ON CONFLICT (source_connection_id) WHERE active DO NOTHING
+                 RETURNING *
+             ), queued AS (
+                 INSERT INTO outbox (job_id, payload)
+                 SELECT j.id, r.payload FROM j JOIN req r ON r.job_id = j.id ORDER BY r.n
+             )
+             SELECT r.n, a.n IS NOT NULL, c.n IS NOT NULL, COALESCE(c.needs_reauth, false),
+                    {JOB_COLUMNS}
+             FROM req r
+             LEFT JOIN auth a ON a.n = r.n
+             LEFT JOIN conn c ON c.n = r.n
+             LEFT JOIN j ON j.id = r.job_id
+             ORDER BY r.n"
+        ))
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &positions,
+                &digests,
+                &connections,
+                &job_ids,
+                &forces,
+                &messages,
+            ],
+        )
+        .await?;
+    if rows.len() != requests.len() {
+        return Err(StoreError::Corrupt(format!(
+            "a batch of {} triggers returned {} rows",
+            requests.len(),
+            rows.len()
+        )));
+    }
+    rows.iter()
+        .map(|row| {
+            Ok(if !row.get::<_, bool>(1) {
+                Triggered::KeyInvalid
+            } else if !row.get::<_, bool>(2) {
+                Triggered::ConnectionMissing
+            } else if row.get::<_, bool>(3) {
+                Triggered::NeedsReauth
+            } else if row.get::<_, Option<Uuid>>(4).is_none() {
+                Triggered::AlreadyActive
+            } else {
+                Triggered::Created(job_from_row(row, 4)?)
+            })
+        })
+        .collect()
 }
 
 /// A job of the organization's connection.

@@ -4,16 +4,20 @@ use axum::extract::{Extension, RawQuery, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use syncway_model::SourceConnectionJob;
-use syncway_store::jobs::{self, Cancelled, Triggered};
+use syncway_store::jobs::{self, Cancelled, TriggerRequest, Triggered};
 
 use crate::AppState;
-use crate::auth::Organization;
+use crate::auth::{self, KeyDigest, Organization};
 use crate::error::{ApiError, Result};
 use crate::extract::{PathParams, QueryParams, path_uuid};
 
+/// The run route; it authenticates the key itself (see [`crate::auth`]).
+pub fn run_router() -> Router<AppState> {
+    Router::new().route("/source-connections/{source_connection_id}/run", post(run))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/source-connections/{source_connection_id}/run", post(run))
         .route("/source-connections/{source_connection_id}/jobs", get(list))
         .route(
             "/source-connections/{source_connection_id}/jobs/{job_id}",
@@ -39,7 +43,9 @@ pub(crate) fn triggered(
             state.metrics().jobs_triggered.inc();
             Ok(job)
         }
+        Ok(Triggered::KeyInvalid) => Err(ApiError::InvalidKey),
         Ok(Triggered::ConnectionMissing) => Err(ApiError::not_found("source connection")),
+        Ok(Triggered::AlreadyActive) => Err(ApiError::Conflict(ACTIVE_JOB_CONFLICT.into())),
         Ok(Triggered::NeedsReauth) => Err(ApiError::Conflict(
             "source connection needs re-authentication: update its credentials first".into(),
         )),
@@ -53,15 +59,31 @@ pub(crate) fn triggered(
 /// `POST /source-connections/{id}/run?force_full_sync=bool`
 async fn run(
     State(state): State<AppState>,
-    Extension(Organization(organization)): Extension<Organization>,
-    params: PathParams,
+    Extension(KeyDigest(digest)): Extension<KeyDigest>,
+    params: std::result::Result<PathParams, ApiError>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<SourceConnectionJob>> {
-    let connection = path_uuid(&params, "source_connection_id")?;
-    let force_full_sync = QueryParams::parse(query.as_deref())?.bool("force_full_sync", false)?;
-    let client = state.pool().get().await?;
-    let outcome = jobs::trigger(&client, organization, connection, force_full_sync).await;
-    drop(client);
+    let request = params.and_then(|params| {
+        Ok(TriggerRequest {
+            source_connection_id: path_uuid(&params, "source_connection_id")?,
+            force_full_sync: QueryParams::parse(query.as_deref())?
+                .bool("force_full_sync", false)?,
+            key_digest: digest.clone(),
+        })
+    });
+    let request = match request {
+        Ok(request) => request,
+        Err(invalid) => {
+            // Authentication comes before validation.
+            auth::organization(&state, &digest).await?;
+            return Err(invalid);
+        }
+    };
+    let outcome = state
+        .triggers()
+        .submit(request)
+        .await
+        .map_err(|gone| ApiError::Internal(gone.into()))?;
     Ok(Json(triggered(&state, outcome)?))
 }
 

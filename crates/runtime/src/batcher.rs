@@ -1,0 +1,164 @@
+//! Natural batching of database round trips.
+//!
+//! Every statement costs Postgres (and the caller) a fixed price on top of
+//! its rows: a network round trip, a parse/bind/execute, a snapshot and a
+//! commit. When many requests want the same statement at once, a
+//! [`Batcher`] sends them as one: each of its lanes takes every request that
+//! is waiting when it becomes free and runs them together. Nothing waits
+//! for a timer, so an idle system answers a lone request at once, and a busy
+//! one batches exactly as much as the load queues up.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// The batcher's lanes are gone (the process is stopping) or a batch
+/// returned fewer results than it was given (a bug in the batch function).
+#[derive(Debug, thiserror::Error)]
+#[error("the {0} batcher did not answer")]
+pub struct BatcherGone(&'static str);
+
+struct Request<T, R> {
+    item: T,
+    reply: oneshot::Sender<R>,
+}
+
+/// Submits items to a batch function; see the module documentation.
+pub struct Batcher<T, R> {
+    name: &'static str,
+    sender: mpsc::Sender<Request<T, R>>,
+}
+
+impl<T, R> Clone for Batcher<T, R> {
+    fn clone(&self) -> Self {
+        Batcher {
+            name: self.name,
+            sender: self.sender.clone(),
+        }
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
+    /// Spawns `lanes` tasks that each run `run` on up to `max_batch` waiting
+    /// items at a time. `run` must return one result per item, in order.
+    /// The lanes end when every clone of the batcher is dropped.
+    pub fn spawn<F, Fut>(name: &'static str, lanes: usize, max_batch: usize, run: F) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<R>> + Send + 'static,
+    {
+        let max_batch = max_batch.max(1);
+        let lanes = lanes.max(1);
+        let (sender, receiver) = mpsc::channel(max_batch * lanes);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let run = Arc::new(run);
+        for _ in 0..lanes {
+            tokio::spawn(lane(receiver.clone(), run.clone(), max_batch));
+        }
+        Batcher { name, sender }
+    }
+
+    /// Runs `item` in the next batch and returns its result.
+    pub async fn submit(&self, item: T) -> Result<R, BatcherGone> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Request { item, reply })
+            .await
+            .map_err(|_| BatcherGone(self.name))?;
+        answer.await.map_err(|_| BatcherGone(self.name))
+    }
+}
+
+async fn lane<T, R, F, Fut>(
+    receiver: Arc<Mutex<mpsc::Receiver<Request<T, R>>>>,
+    run: Arc<F>,
+    max_batch: usize,
+) where
+    F: Fn(Vec<T>) -> Fut,
+    Fut: Future<Output = Vec<R>>,
+{
+    let mut batch = Vec::with_capacity(max_batch);
+    loop {
+        {
+            // One lane gathers at a time: it waits for the first request,
+            // then takes whatever else is already queued.
+            let mut receiver = receiver.lock().await;
+            if receiver.recv_many(&mut batch, max_batch).await == 0 {
+                return;
+            }
+        }
+        let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = batch
+            .drain(..)
+            .map(|request| (request.item, request.reply))
+            .unzip();
+        let results = run(items).await;
+        for (reply, result) in replies.into_iter().zip(results) {
+            // The caller may have gone away (a closed HTTP connection).
+            let _ = reply.send(result);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn every_item_gets_its_own_result() {
+        let batcher = Batcher::spawn("test", 2, 8, |items: Vec<u32>| async move {
+            items.into_iter().map(|item| item * 10).collect::<Vec<_>>()
+        });
+        let handles: Vec<_> = (0..100)
+            .map(|item| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.submit(item).await.ok() })
+            })
+            .collect();
+        for (item, handle) in (0..100).zip(handles) {
+            assert_eq!(handle.await.ok().flatten(), Some(item * 10));
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_queued_behind_a_busy_lane_share_a_batch() {
+        let batches = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let counter = batches.clone();
+        let batcher = Batcher::spawn("test", 1, 64, move |items: Vec<u32>| {
+            let counter = counter.clone();
+            let mut released = released.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                // The first batch holds the only lane until released.
+                let _ = released.wait_for(|released| *released).await;
+                items
+            }
+        });
+        let first = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.submit(0).await.ok() }
+        });
+        // Wait until the lane is busy with the first batch.
+        while batches.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let rest: Vec<_> = (1..=10)
+            .map(|item| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.submit(item).await.ok() })
+            })
+            .collect();
+        // Let the ten queue up behind the busy lane, then release it.
+        while batcher.sender.capacity() > 64 - 10 {
+            tokio::task::yield_now().await;
+        }
+        let _ = release.send(true);
+        assert_eq!(first.await.ok().flatten(), Some(0));
+        for (item, handle) in (1..=10).zip(rest) {
+            assert_eq!(handle.await.ok().flatten(), Some(item));
+        }
+        assert_eq!(batches.load(Ordering::SeqCst), 2);
+    }
+}
