@@ -132,3 +132,81 @@ async fn unreadable_messages_are_dead_lettered_and_the_worker_goes_on() {
         "completed"
     );
 }
+
+#[tokio::test]
+async fn one_claim_batch_answers_every_delivery_on_its_own() {
+    use syncway_model::JobStatus;
+    use syncway_store::jobs::{Claim, claim_many};
+    use uuid::Uuid;
+
+    // No worker: the test claims by hand.
+    let app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    let pending = app
+        .run(app.stub_connection(json!({}), false).await, false)
+        .await;
+    let held = app
+        .run(app.stub_connection(json!({}), false).await, false)
+        .await;
+    let finished_connection = app.stub_connection(json!({}), false).await;
+    let finished = app.run(finished_connection, false).await;
+    let (status, _) = app
+        .call(
+            "POST",
+            &format!("/source-connections/{finished_connection}/jobs/{finished}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let db = app.db().await;
+    let claim = |ids: Vec<Uuid>, owner: &'static str| {
+        let db = &db;
+        async move {
+            claim_many(db, &ids, owner, 30.0)
+                .await
+                .unwrap_or_else(|error| panic!("{error}"))
+        }
+    };
+    let first = claim(vec![held], "other-worker").await;
+    assert!(matches!(first[..], [Claim::Claimed(_)]), "{first:?}");
+
+    let answers = claim(vec![pending, pending, finished, Uuid::new_v4(), held], "me").await;
+    let kinds: Vec<String> = answers
+        .iter()
+        .map(|answer| match answer {
+            Claim::Claimed(job) => {
+                assert_eq!(
+                    (job.id, job.attempt, job.status),
+                    (pending, 1, JobStatus::Running)
+                );
+                assert_eq!(job.source.short_name, "stub");
+                "claimed".to_string()
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "claimed",
+            "Leased",
+            "Finished(Cancelled)",
+            "Missing",
+            "Leased"
+        ]
+    );
+    let owners: Vec<Option<String>> = db
+        .query(
+            "SELECT lease_owner FROM sync_jobs WHERE id = ANY($1) ORDER BY id",
+            &[&vec![pending, held]],
+        )
+        .await
+        .map(|rows| rows.iter().map(|row| row.get(0)).collect())
+        .unwrap_or_default();
+    let mut expected = vec![(pending, "me"), (held, "other-worker")];
+    expected.sort();
+    let expected: Vec<Option<String>> = expected
+        .into_iter()
+        .map(|(_, owner)| Some(owner.to_string()))
+        .collect();
+    assert_eq!(owners, expected);
+}

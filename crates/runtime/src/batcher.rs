@@ -100,6 +100,47 @@ async fn lane<T, R, F, Fut>(
     }
 }
 
+/// For batch functions that fail as a whole (one statement): runs `run` on
+/// all `items`, and when that fails, on each item alone, so that every item
+/// gets its own answer and one bad item cannot fail the others. `short`
+/// makes the error for a run that returned fewer results than items.
+pub async fn all_or_each<T, R, E, F, Fut>(
+    name: &str,
+    items: Vec<T>,
+    run: F,
+    short: impl Fn() -> E,
+) -> Vec<Result<R, E>>
+where
+    T: Clone,
+    F: Fn(Vec<T>) -> Fut,
+    Fut: Future<Output = Result<Vec<R>, E>>,
+    E: std::fmt::Debug,
+{
+    let size = items.len();
+    let error = match run(items.clone()).await {
+        Ok(results) if results.len() == size => return results.into_iter().map(Ok).collect(),
+        Ok(_) => short(),
+        Err(error) => error,
+    };
+    if size == 1 {
+        return vec![Err(error)];
+    }
+    tracing::warn!(
+        ?error,
+        size,
+        "a batch of {name} failed; running its items one by one"
+    );
+    let mut results = Vec::with_capacity(size);
+    for item in items {
+        results.push(match run(vec![item]).await {
+            Ok(mut one) if one.len() == 1 => one.pop().ok_or_else(&short),
+            Ok(_) => Err(short()),
+            Err(error) => Err(error),
+        });
+    }
+    results
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +160,31 @@ mod tests {
         for (item, handle) in (0..100).zip(handles) {
             assert_eq!(handle.await.ok().flatten(), Some(item * 10));
         }
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_retried_item_by_item() {
+        // Odd items make any run that holds them fail.
+        let run = |items: Vec<u32>| async move {
+            if items.iter().any(|item| item % 2 == 1) {
+                Err(format!("{items:?} holds an odd item"))
+            } else {
+                Ok(items.iter().map(|item| item + 100).collect::<Vec<_>>())
+            }
+        };
+        let results = all_or_each("test", vec![2, 3, 4], run, || "short".to_string()).await;
+        assert_eq!(
+            results,
+            [Ok(102), Err("[3] holds an odd item".to_string()), Ok(104)]
+        );
+        let results = all_or_each("test", vec![2, 4], run, || "short".to_string()).await;
+        assert_eq!(results, [Ok(102), Ok(104)]);
+        let short = |items: Vec<u32>| async move { Ok::<_, String>(items[1..].to_vec()) };
+        let results = all_or_each("test", vec![7, 8], short, || "short".to_string()).await;
+        assert_eq!(
+            results,
+            [Err("short".to_string()), Err("short".to_string())]
+        );
     }
 
     #[tokio::test]

@@ -329,9 +329,28 @@ pub async fn claim(
     owner: &str,
     lease_seconds: f64,
 ) -> Result<Claim, StoreError> {
+    claim_many(client, &[job_id], owner, lease_seconds)
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("a claim returned no result".into()))
+}
+
+/// [`claim`] for many jobs in ONE statement; results come in the order of
+/// `job_ids`. An id given twice is claimed once: its second place answers
+/// [`Claim::Leased`] (this worker holds it).
+pub async fn claim_many(
+    client: &impl GenericClient,
+    job_ids: &[Uuid],
+    owner: &str,
+    lease_seconds: f64,
+) -> Result<Vec<Claim>, StoreError> {
+    // The outer SELECT reads the rows as they were before the UPDATE (one
+    // snapshot): for a job not claimed, that is why it was not.
     let statement = client
         .prepare_cached(
-            "WITH claimed AS (
+            "WITH input AS (
+                 SELECT * FROM unnest($1::uuid[]) WITH ORDINALITY AS i(id, n)
+             ), claimed AS (
                  UPDATE sync_jobs SET
                      status = CASE WHEN status = 'cancelling' THEN 'cancelling' ELSE 'running' END,
                      started_at = COALESCE(started_at, now()),
@@ -339,52 +358,72 @@ pub async fn claim(
                      lease_owner = $2,
                      lease_expires_at = now() + make_interval(secs => $3),
                      modified_at = now()
-                 WHERE id = $1 AND (status = 'pending'
+                 WHERE id = ANY($1) AND (status = 'pending'
                      OR (status IN ('running', 'cancelling')
                          AND (lease_owner IS NULL OR lease_expires_at < now())))
                  RETURNING id, source_connection_id, status, force_full_sync, attempt
              )
-             SELECT c.id, c.source_connection_id, c.status, c.force_full_sync, c.attempt,
-                    s.short_name, s.config, s.continuous, s.credentials, cur.value
-             FROM claimed c
-             JOIN source_connections s ON s.id = c.source_connection_id
-             -- LEFT: a claim whose UPDATE ran must return its row, whatever.
-             LEFT JOIN cursors cur ON cur.source_connection_id = c.source_connection_id",
+             SELECT i.id, c.source_connection_id, c.status, c.force_full_sync, c.attempt,
+                    s.short_name, s.config, s.continuous, s.credentials, cur.value,
+                    s.id IS NOT NULL, before.status
+             FROM input i
+             LEFT JOIN claimed c ON c.id = i.id
+             LEFT JOIN source_connections s ON s.id = c.source_connection_id
+             LEFT JOIN cursors cur ON cur.source_connection_id = c.source_connection_id
+             LEFT JOIN sync_jobs before ON before.id = i.id AND c.id IS NULL
+             ORDER BY i.n",
         )
         .await?;
-    if let Some(row) = client
-        .query_opt(&statement, &[&job_id, &owner, &lease_seconds])
-        .await?
-    {
-        return Ok(Claim::Claimed(ClaimedJob {
-            id: row.get(0),
-            source_connection_id: row.get(1),
-            status: parse_status(row.get(2))?,
-            force_full_sync: row.get(3),
-            attempt: row.get(4),
-            source: SyncSource {
-                short_name: row.get(5),
-                config: row.get(6),
-                continuous: row.get(7),
-                credentials: row.get(8),
-                cursor: row.get(9),
-            },
-        }));
-    }
-    let statement = client
-        .prepare_cached("SELECT status FROM sync_jobs WHERE id = $1")
+    let rows = client
+        .query(&statement, &[&job_ids, &owner, &lease_seconds])
         .await?;
-    Ok(match client.query_opt(&statement, &[&job_id]).await? {
-        None => Claim::Missing,
-        Some(row) => {
-            let status = parse_status(row.get(0))?;
-            if status.is_terminal() {
-                Claim::Finished(status)
-            } else {
-                Claim::Leased
+    if rows.len() != job_ids.len() {
+        return Err(StoreError::Corrupt(format!(
+            "a claim of {} jobs returned {} rows",
+            job_ids.len(),
+            rows.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    rows.iter()
+        .map(|row| {
+            let id: Uuid = row.get(0);
+            if !seen.insert(id) {
+                return Ok(Claim::Leased);
             }
-        }
-    })
+            let claimed: Option<&str> = row.get(2);
+            Ok(match claimed {
+                Some(status) if row.get::<_, bool>(10) => Claim::Claimed(ClaimedJob {
+                    id,
+                    source_connection_id: row.get(1),
+                    status: parse_status(status)?,
+                    force_full_sync: row.get(3),
+                    attempt: row.get(4),
+                    source: SyncSource {
+                        short_name: row.get(5),
+                        config: row.get(6),
+                        continuous: row.get(7),
+                        credentials: row.get(8),
+                        cursor: row.get(9),
+                    },
+                }),
+                // Claimed, but its connection was deleted meanwhile (and
+                // the job with it, once that delete commits).
+                Some(_) => Claim::Missing,
+                None => match row.get::<_, Option<&str>>(11) {
+                    None => Claim::Missing,
+                    Some(status) => {
+                        let status = parse_status(status)?;
+                        if status.is_terminal() {
+                            Claim::Finished(status)
+                        } else {
+                            Claim::Leased
+                        }
+                    }
+                },
+            })
+        })
+        .collect()
 }
 
 /// Extends the lease. Returns the job's status, or `None` when this worker

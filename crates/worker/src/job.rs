@@ -61,14 +61,10 @@ async fn handle_job(
     handback: CancellationToken,
 ) {
     let claim = while_unavailable(&context.stopping, "claiming the job", || async {
-        let client = context.pool.get().await?;
-        jobs::claim(
-            &client,
-            message.job_id,
-            &context.worker_id,
-            context.lease_seconds,
-        )
-        .await
+        match context.claims.submit(message.job_id).await {
+            Ok(claim) => claim,
+            Err(gone) => Err(StoreError::Corrupt(gone.to_string())),
+        }
     })
     .await;
     match claim {

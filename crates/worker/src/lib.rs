@@ -5,6 +5,7 @@
 //! [`run`] is the whole process minus flag parsing: tests call it with a
 //! listener on port 0 and a shutdown future, exactly as `main` does.
 
+mod claims;
 mod consume;
 mod job;
 mod metrics;
@@ -37,6 +38,7 @@ pub(crate) struct Context {
     pub lease_seconds: f64,
     /// Cancelled when shutdown begins (stop waiting on retries).
     pub stopping: CancellationToken,
+    pub claims: claims::ClaimBatcher,
 }
 
 /// A lease owner name that is unique per process start and says where the
@@ -72,13 +74,22 @@ pub async fn run(
     let mut registry = prometheus_client::registry::Registry::with_prefix("syncway_worker");
     let metrics = WorkerMetrics::new(&mut registry);
     let stopping = CancellationToken::new();
+    let worker_id = worker_id();
+    let lease_seconds = settings.worker.lease_seconds as f64;
+    let claims = claims::spawn(
+        pool.clone(),
+        worker_id.clone(),
+        lease_seconds,
+        usize::from(settings.worker.concurrency),
+    );
     let context = Arc::new(Context {
         pool: pool.clone(),
         cipher,
         metrics,
-        worker_id: worker_id(),
-        lease_seconds: settings.worker.lease_seconds as f64,
+        worker_id,
+        lease_seconds,
         stopping: stopping.clone(),
+        claims,
     });
     tracing::info!(worker_id = %context.worker_id, concurrency = settings.worker.concurrency, "worker starting");
 
