@@ -508,6 +508,16 @@ pub struct Batch<'a> {
     pub full_sync: bool,
 }
 
+/// One job's share of a [`commit_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    pub job_id: Uuid,
+    pub source_connection_id: Uuid,
+    pub batch: Batch<'a>,
+    /// With an outcome, the job ends in the same transaction.
+    pub outcome: Option<&'a Outcome>,
+}
+
 /// Commits a batch in ONE statement (hence one transaction): counts its
 /// entities by content hash against what is stored, upserts those that
 /// changed, deletes what the batch (or a completing full sync) says is gone,
@@ -524,60 +534,145 @@ pub async fn commit_batch(
     batch: &Batch<'_>,
     outcome: Option<&Outcome>,
 ) -> Result<Option<(JobStatus, Counts)>, StoreError> {
-    let ids: Vec<&str> = batch
-        .entities
-        .iter()
-        .map(|e| e.entity_id.as_str())
-        .collect();
-    let hashes: Vec<&[u8]> = batch.entities.iter().map(|e| &e.content_hash[..]).collect();
-    let payloads: Vec<&serde_json::Value> = batch.entities.iter().map(|e| &e.payload).collect();
-    let delete_unseen =
-        batch.full_sync && outcome.is_some_and(|outcome| outcome.status == JobStatus::Completed);
+    let commit = Commit {
+        job_id,
+        source_connection_id,
+        batch: *batch,
+        outcome,
+    };
+    commit_many(client, owner, lease_seconds, &[commit])
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("a commit returned no result".into()))
+}
+
+/// [`commit_batch`] for the batches of several jobs (at most one commit per
+/// job) in ONE statement and transaction; each job is fenced on its own and
+/// results come in the order of `commits`.
+pub async fn commit_many(
+    client: &impl GenericClient,
+    owner: &str,
+    lease_seconds: f64,
+    commits: &[Commit<'_>],
+) -> Result<Vec<Option<(JobStatus, Counts)>>, StoreError> {
+    // Per job (n = its place in `commits`).
+    let mut n = Vec::with_capacity(commits.len());
+    let mut job_ids = Vec::with_capacity(commits.len());
+    let mut connections = Vec::with_capacity(commits.len());
+    let mut delete_unseen = Vec::with_capacity(commits.len());
+    let mut failed = Vec::with_capacity(commits.len());
+    let mut statuses: Vec<Option<&str>> = Vec::with_capacity(commits.len());
+    let mut errors: Vec<Option<&str>> = Vec::with_capacity(commits.len());
+    let mut categories: Vec<Option<&str>> = Vec::with_capacity(commits.len());
+    let mut details: Vec<Option<&serde_json::Value>> = Vec::with_capacity(commits.len());
+    let mut cursors: Vec<Option<&serde_json::Value>> = Vec::with_capacity(commits.len());
+    let mut full_sync_jobs = Vec::new();
+    // Per entity and per deleted id: the job's n.
+    let mut entity_n = Vec::new();
+    let mut ids: Vec<&str> = Vec::new();
+    let mut hashes: Vec<&[u8]> = Vec::new();
+    let mut payloads: Vec<&serde_json::Value> = Vec::new();
+    let mut deleted_n = Vec::new();
+    let mut deleted: Vec<&str> = Vec::new();
+    for (at, commit) in commits.iter().enumerate() {
+        let at = i32::try_from(at)
+            .map_err(|_| StoreError::Corrupt("too many commits in one batch".into()))?;
+        let batch = &commit.batch;
+        let outcome = commit.outcome;
+        n.push(at);
+        job_ids.push(commit.job_id);
+        connections.push(commit.source_connection_id);
+        delete_unseen
+            .push(batch.full_sync && outcome.is_some_and(|o| o.status == JobStatus::Completed));
+        failed.push(batch.failed);
+        statuses.push(outcome.map(|o| o.status.as_str()));
+        errors.push(outcome.and_then(|o| o.error.as_deref()));
+        categories.push(outcome.and_then(|o| o.error_category.as_deref()));
+        details.push(outcome.and_then(|o| o.error_details.as_ref()));
+        cursors.push(batch.cursor);
+        if batch.full_sync {
+            full_sync_jobs.push(commit.job_id);
+        }
+        for entity in batch.entities {
+            entity_n.push(at);
+            ids.push(&entity.entity_id);
+            hashes.push(&entity.content_hash[..]);
+            payloads.push(&entity.payload);
+        }
+        for id in batch.deleted {
+            deleted_n.push(at);
+            deleted.push(id);
+        }
+    }
     // Statements in a WITH see one snapshot, so every count below is taken
-    // from the state before this batch, and no two parts touch the same row:
-    // `up` writes the batch's ids, `gone` deletes only other ids.
+    // from the state before this statement, and no two parts touch the same
+    // row: `up` writes the batches' ids, `gone` deletes only other ids.
     let statement = client
         .prepare_cached(
-            "WITH input AS (
-                 SELECT * FROM unnest($4::text[], $5::bytea[], $6::jsonb[])
-                     AS i(entity_id, content_hash, payload)
+            "WITH b AS (
+                 SELECT * FROM unnest($3::int[], $4::uuid[], $5::uuid[], $6::bool[],
+                                      $7::bigint[], $8::text[], $9::text[], $10::text[],
+                                      $11::jsonb[], $12::jsonb[])
+                     AS b(n, job_id, conn_id, delete_unseen, failed, status, error,
+                          error_category, error_details, cursor)
+             ), input AS (
+                 SELECT i.n, b.job_id, b.conn_id, i.entity_id, i.content_hash, i.payload
+                 FROM unnest($13::int[], $14::text[], $15::bytea[], $16::jsonb[])
+                     AS i(n, entity_id, content_hash, payload)
+                 JOIN b ON b.n = i.n
              ), old AS (
-                 SELECT e.entity_id, e.content_hash FROM entities e
-                 WHERE e.source_connection_id = $3 AND e.entity_id = ANY($4)
+                 SELECT i.n, e.entity_id, e.content_hash FROM input i
+                 JOIN entities e
+                     ON e.source_connection_id = i.conn_id AND e.entity_id = i.entity_id
              ), diff AS (
-                 SELECT count(*) FILTER (WHERE o.entity_id IS NULL) AS inserted,
+                 SELECT i.n,
+                        count(*) FILTER (WHERE o.entity_id IS NULL) AS inserted,
                         count(*) FILTER (WHERE o.content_hash <> i.content_hash) AS updated
-                 FROM input i LEFT JOIN old o ON o.entity_id = i.entity_id
+                 FROM input i LEFT JOIN old o ON o.n = i.n AND o.entity_id = i.entity_id
+                 GROUP BY i.n
              ), doomed AS (
-                 SELECT e.entity_id FROM entities e
-                 WHERE e.source_connection_id = $3 AND e.entity_id = ANY($7)
+                 SELECT b.n, e.source_connection_id, e.entity_id
+                 FROM unnest($17::int[], $18::text[]) AS d(n, entity_id)
+                 JOIN b ON b.n = d.n
+                 JOIN entities e
+                     ON e.source_connection_id = b.conn_id AND e.entity_id = d.entity_id
                  UNION
-                 SELECT e.entity_id FROM entities e
-                 WHERE $9 AND e.source_connection_id = $3
-                   AND e.last_seen_job IS DISTINCT FROM $1 AND e.entity_id <> ALL($4)
+                 SELECT b.n, e.source_connection_id, e.entity_id FROM b
+                 JOIN entities e ON e.source_connection_id = b.conn_id
+                 WHERE b.delete_unseen AND e.last_seen_job IS DISTINCT FROM b.job_id
+                   AND NOT EXISTS (
+                       SELECT 1 FROM input i WHERE i.n = b.n AND i.entity_id = e.entity_id)
+             ), tally AS (
+                 SELECT b.*, COALESCE(d.inserted, 0) AS inserted, COALESCE(d.updated, 0) AS updated,
+                        (SELECT count(*) FROM doomed x WHERE x.n = b.n) AS deleted
+                 FROM b LEFT JOIN diff d ON d.n = b.n
              ), j AS (
-                 UPDATE sync_jobs SET
-                     entities_inserted = entities_inserted + (SELECT inserted FROM diff),
-                     entities_updated = entities_updated + (SELECT updated FROM diff),
-                     entities_deleted = entities_deleted + (SELECT count(*) FROM doomed),
-                     entities_failed = entities_failed + $10,
-                     status = COALESCE($11, status),
-                     completed_at = CASE WHEN $11::text IS NOT NULL THEN now() END,
-                     lease_owner = CASE WHEN $11::text IS NULL THEN lease_owner END,
-                     lease_expires_at = CASE WHEN $11::text IS NULL
-                         THEN now() + make_interval(secs => $12) END,
-                     error = CASE WHEN $11::text IS NULL THEN error ELSE $13 END,
-                     error_category = CASE WHEN $11::text IS NULL THEN error_category ELSE $14 END,
-                     error_details = CASE WHEN $11::text IS NULL THEN error_details ELSE $15 END,
+                 UPDATE sync_jobs s SET
+                     entities_inserted = s.entities_inserted + t.inserted,
+                     entities_updated = s.entities_updated + t.updated,
+                     entities_deleted = s.entities_deleted + t.deleted,
+                     entities_failed = s.entities_failed + t.failed,
+                     status = COALESCE(t.status, s.status),
+                     completed_at = CASE WHEN t.status IS NOT NULL THEN now() END,
+                     lease_owner = CASE WHEN t.status IS NULL THEN s.lease_owner END,
+                     lease_expires_at = CASE WHEN t.status IS NULL
+                         THEN now() + make_interval(secs => $2) END,
+                     error = CASE WHEN t.status IS NULL THEN s.error ELSE t.error END,
+                     error_category = CASE WHEN t.status IS NULL
+                         THEN s.error_category ELSE t.error_category END,
+                     error_details = CASE WHEN t.status IS NULL
+                         THEN s.error_details ELSE t.error_details END,
                      modified_at = now()
-                 WHERE id = $1 AND lease_owner = $2 AND status IN ('running', 'cancelling')
-                   AND ($11::text IS DISTINCT FROM 'cancelled' OR status = 'cancelling')
-                 RETURNING status
+                 FROM tally t
+                 WHERE s.id = t.job_id AND s.lease_owner = $1
+                   AND s.status IN ('running', 'cancelling')
+                   AND (t.status IS DISTINCT FROM 'cancelled' OR s.status = 'cancelling')
+                 RETURNING t.n, s.status
              ), up AS (
                  INSERT INTO entities AS e
                      (source_connection_id, entity_id, content_hash, payload, last_seen_job)
-                 SELECT $3, entity_id, content_hash, payload, $1 FROM input
-                 WHERE EXISTS (SELECT 1 FROM j)
+                 SELECT i.conn_id, i.entity_id, i.content_hash, i.payload, i.job_id FROM input i
+                 WHERE i.n IN (SELECT n FROM j)
                  ON CONFLICT (source_connection_id, entity_id) DO UPDATE SET
                      content_hash = excluded.content_hash,
                      payload = CASE WHEN e.content_hash = excluded.content_hash
@@ -585,61 +680,80 @@ pub async fn commit_batch(
                      updated_at = CASE WHEN e.content_hash = excluded.content_hash
                          THEN e.updated_at ELSE now() END,
                      last_seen_job = excluded.last_seen_job
-                 WHERE e.content_hash <> excluded.content_hash OR $8
+                 -- Full syncs stamp unchanged entities too.
+                 WHERE e.content_hash <> excluded.content_hash
+                    OR excluded.last_seen_job = ANY($19::uuid[])
              ), gone AS (
-                 DELETE FROM entities
-                 WHERE source_connection_id = $3 AND entity_id IN (SELECT entity_id FROM doomed)
-                   AND EXISTS (SELECT 1 FROM j)
+                 DELETE FROM entities e USING doomed d
+                 WHERE e.source_connection_id = d.source_connection_id
+                   AND e.entity_id = d.entity_id AND d.n IN (SELECT n FROM j)
              ), state AS (
-                 UPDATE cursors SET
-                     entity_count = entity_count + (SELECT inserted FROM diff)
-                         - (SELECT count(*) FROM doomed),
-                     value = COALESCE($16, value),
-                     job_id = CASE WHEN $16::jsonb IS NULL THEN job_id ELSE $1 END,
+                 UPDATE cursors c SET
+                     entity_count = c.entity_count + t.inserted - t.deleted,
+                     value = COALESCE(t.cursor, c.value),
+                     job_id = CASE WHEN t.cursor IS NULL THEN c.job_id ELSE t.job_id END,
                      updated_at = now()
-                 WHERE source_connection_id = $3 AND EXISTS (SELECT 1 FROM j)
+                 FROM tally t
+                 WHERE c.source_connection_id = t.conn_id AND t.n IN (SELECT n FROM j)
              ), reauth AS (
-                 UPDATE source_connections SET
-                     needs_reauth = true, auth_error_category = $14,
-                     auth_error_message = $13, modified_at = now()
-                 WHERE id = $3 AND $14::text IS NOT NULL AND EXISTS (SELECT 1 FROM j)
+                 UPDATE source_connections s SET
+                     needs_reauth = true, auth_error_category = t.error_category,
+                     auth_error_message = t.error, modified_at = now()
+                 FROM tally t
+                 WHERE s.id = t.conn_id AND t.error_category IS NOT NULL
+                   AND t.n IN (SELECT n FROM j)
              )
-             SELECT j.status, diff.inserted, diff.updated, (SELECT count(*) FROM doomed)
-             FROM j, diff",
+             SELECT t.n, j.status, t.inserted, t.updated, t.deleted
+             FROM tally t LEFT JOIN j ON j.n = t.n
+             ORDER BY t.n",
         )
         .await?;
-    let status = outcome.map(|outcome| outcome.status.as_str());
-    let row = client
-        .query_opt(
+    let rows = client
+        .query(
             &statement,
             &[
-                &job_id,
                 &owner,
-                &source_connection_id,
+                &lease_seconds,
+                &n,
+                &job_ids,
+                &connections,
+                &delete_unseen,
+                &failed,
+                &statuses,
+                &errors,
+                &categories,
+                &details,
+                &cursors,
+                &entity_n,
                 &ids,
                 &hashes,
                 &payloads,
-                &batch.deleted,
-                &batch.full_sync,
-                &delete_unseen,
-                &batch.failed,
-                &status,
-                &lease_seconds,
-                &outcome.and_then(|outcome| outcome.error.as_deref()),
-                &outcome.and_then(|outcome| outcome.error_category.as_deref()),
-                &outcome.and_then(|outcome| outcome.error_details.as_ref()),
-                &batch.cursor,
+                &deleted_n,
+                &deleted,
+                &full_sync_jobs,
             ],
         )
         .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let counts = Counts {
-        inserted: row.get(1),
-        updated: row.get(2),
-        deleted: row.get(3),
-        failed: batch.failed,
-    };
-    Ok(Some((parse_status(row.get(0))?, counts)))
+    if rows.len() != commits.len() {
+        return Err(StoreError::Corrupt(format!(
+            "a commit of {} batches returned {} rows",
+            commits.len(),
+            rows.len()
+        )));
+    }
+    rows.iter()
+        .zip(commits)
+        .map(|(row, commit)| {
+            let Some(status) = row.get::<_, Option<&str>>(1) else {
+                return Ok(None);
+            };
+            let counts = Counts {
+                inserted: row.get(2),
+                updated: row.get(3),
+                deleted: row.get(4),
+                failed: commit.batch.failed,
+            };
+            Ok(Some((parse_status(status)?, counts)))
+        })
+        .collect()
 }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::Context;
+use crate::commits::PendingCommit;
 use crate::retry::{GaveUp, while_unavailable};
 
 /// Handles one delivery to the end. `handback` is cancelled when the
@@ -150,11 +151,11 @@ enum Signal {
 
 /// A source batch, hashed and de-duplicated, ready to write.
 #[derive(Debug, Default)]
-struct PreparedBatch {
-    entities: Vec<EntityWrite>,
-    deleted: Vec<String>,
-    failed: i64,
-    cursor: Option<serde_json::Value>,
+pub(crate) struct PreparedBatch {
+    pub entities: Vec<EntityWrite>,
+    pub deleted: Vec<String>,
+    pub failed: i64,
+    pub cursor: Option<serde_json::Value>,
 }
 
 impl PreparedBatch {
@@ -289,7 +290,7 @@ impl JobRun {
                 Ok(Some(batch)) => {
                     let batch = PreparedBatch::new(batch);
                     if let Some(ready) = pending.replace(batch) {
-                        match self.write(Some(&ready), None).await {
+                        match self.write(Some(ready), None).await {
                             Ok(Some(JobStatus::Cancelling)) => {
                                 return self.finish(pending, cancelled()).await;
                             }
@@ -310,7 +311,7 @@ impl JobRun {
 
     /// Commits `batch` (if any) and ends the job with `outcome`.
     async fn finish(&self, batch: Option<PreparedBatch>, outcome: Outcome) -> Ended {
-        match self.write(batch.as_ref(), Some(&outcome)).await {
+        match self.write(batch, Some(outcome)).await {
             Ok(Some(status)) => Ended::Finished(status),
             Ok(None) => Ended::LostLease,
             Err(ended) => ended,
@@ -321,11 +322,12 @@ impl JobRun {
     /// through database outages. `Ok(None)`: the lease was lost.
     async fn write(
         &self,
-        batch: Option<&PreparedBatch>,
-        outcome: Option<&Outcome>,
+        batch: Option<PreparedBatch>,
+        outcome: Option<Outcome>,
     ) -> Result<Option<JobStatus>, Ended> {
+        let commit = self.commit(batch, outcome);
         let written = while_unavailable(&self.context.stopping, "writing a batch", || {
-            self.write_once(batch, outcome)
+            self.write_once(commit.clone())
         })
         .await;
         match written {
@@ -339,7 +341,7 @@ impl JobRun {
                 tracing::error!(error = %format!("{:#}", anyhow::Error::from(error)), "writing the job's data failed");
                 // Record the failure without the batch, so the job ends.
                 let failed = permanent("internal error while storing the sync's data".into());
-                match self.write_once(None, Some(&failed)).await {
+                match self.write_once(self.commit(None, Some(failed))).await {
                     Ok(Some((status, _))) => Err(Ended::Finished(status)),
                     Ok(None) => Err(Ended::LostLease),
                     Err(_) => Err(Ended::Stopped),
@@ -348,32 +350,27 @@ impl JobRun {
         }
     }
 
-    /// One attempt at [`Self::write`]: a single statement. `None`: the
+    fn commit(&self, batch: Option<PreparedBatch>, outcome: Option<Outcome>) -> Arc<PendingCommit> {
+        Arc::new(PendingCommit {
+            job_id: self.job.id,
+            source_connection_id: self.job.source_connection_id,
+            full_sync: self.full_sync,
+            batch: batch.unwrap_or_default(),
+            outcome,
+        })
+    }
+
+    /// One attempt at [`Self::write`]: a single statement, shared with the
+    /// commits of other jobs that are ready at the same time. `None`: the
     /// lease was lost and nothing was written.
     async fn write_once(
         &self,
-        batch: Option<&PreparedBatch>,
-        outcome: Option<&Outcome>,
+        commit: Arc<PendingCommit>,
     ) -> Result<Option<(JobStatus, Counts)>, StoreError> {
-        let empty = PreparedBatch::default();
-        let batch = batch.unwrap_or(&empty);
-        let client = self.context.pool.get().await?;
-        jobs::commit_batch(
-            &client,
-            self.job.id,
-            self.job.source_connection_id,
-            &self.context.worker_id,
-            self.context.lease_seconds,
-            &jobs::Batch {
-                entities: &batch.entities,
-                deleted: &batch.deleted,
-                failed: batch.failed,
-                cursor: batch.cursor.as_ref(),
-                full_sync: self.full_sync,
-            },
-            outcome,
-        )
-        .await
+        match self.context.commits.submit(commit).await {
+            Ok(written) => written,
+            Err(gone) => Err(StoreError::Corrupt(gone.to_string())),
+        }
     }
 
     fn count(&self, counts: Counts) {
@@ -395,7 +392,7 @@ impl JobRun {
     /// Shutdown grace is over: commit what was read, release the lease.
     async fn hand_back(&self, pending: Option<PreparedBatch>) -> Ended {
         if let Some(batch) = pending {
-            match self.write(Some(&batch), None).await {
+            match self.write(Some(batch), None).await {
                 Ok(Some(_)) => {}
                 Ok(None) => return Ended::LostLease,
                 Err(ended) => return ended,

@@ -6,6 +6,7 @@
 //! listener on port 0 and a shutdown future, exactly as `main` does.
 
 mod claims;
+mod commits;
 mod consume;
 mod job;
 mod metrics;
@@ -39,6 +40,7 @@ pub(crate) struct Context {
     /// Cancelled when shutdown begins (stop waiting on retries).
     pub stopping: CancellationToken,
     pub claims: claims::ClaimBatcher,
+    pub commits: commits::CommitBatcher,
 }
 
 /// A lease owner name that is unique per process start and says where the
@@ -82,6 +84,12 @@ pub async fn run(
         lease_seconds,
         usize::from(settings.worker.concurrency),
     );
+    let commits = commits::spawn(
+        pool.clone(),
+        worker_id.clone(),
+        lease_seconds,
+        usize::from(settings.worker.concurrency),
+    );
     let context = Arc::new(Context {
         pool: pool.clone(),
         cipher,
@@ -90,6 +98,7 @@ pub async fn run(
         lease_seconds,
         stopping: stopping.clone(),
         claims,
+        commits,
     });
     tracing::info!(worker_id = %context.worker_id, concurrency = settings.worker.concurrency, "worker starting");
 

@@ -1,0 +1,70 @@
+//! Batch commits are batched across jobs: the commits that become ready
+//! while a commit statement runs go together in the next one (see
+//! [`syncway_runtime::batcher`]). Each job is still fenced, counted and
+//! written on its own inside that statement ([`jobs::commit_many`]).
+
+use std::sync::Arc;
+
+use syncway_model::JobStatus;
+use syncway_runtime::{Batcher, all_or_each};
+use syncway_store::jobs::{self, Batch, Commit, Counts, Outcome};
+use syncway_store::{Pool, StoreError};
+use uuid::Uuid;
+
+use crate::job::PreparedBatch;
+
+/// One job's batch and/or outcome, shared between the attempts to write it.
+#[derive(Debug)]
+pub struct PendingCommit {
+    pub job_id: Uuid,
+    pub source_connection_id: Uuid,
+    pub full_sync: bool,
+    pub batch: PreparedBatch,
+    pub outcome: Option<Outcome>,
+}
+
+impl PendingCommit {
+    fn as_commit(&self) -> Commit<'_> {
+        Commit {
+            job_id: self.job_id,
+            source_connection_id: self.source_connection_id,
+            batch: Batch {
+                entities: &self.batch.entities,
+                deleted: &self.batch.deleted,
+                failed: self.batch.failed,
+                cursor: self.batch.cursor.as_ref(),
+                full_sync: self.full_sync,
+            },
+            outcome: self.outcome.as_ref(),
+        }
+    }
+}
+
+pub type CommitResult = Result<Option<(JobStatus, Counts)>, StoreError>;
+pub type CommitBatcher = Batcher<Arc<PendingCommit>, CommitResult>;
+
+/// Commit statements in flight at once; each holds one pool connection.
+const LANES: usize = 2;
+
+pub fn spawn(pool: Pool, owner: String, lease_seconds: f64, max_batch: usize) -> CommitBatcher {
+    Batcher::spawn("commit", LANES, max_batch, move |commits| {
+        let pool = pool.clone();
+        let owner = owner.clone();
+        async move {
+            let run = |commits: Vec<Arc<PendingCommit>>| {
+                let pool = pool.clone();
+                let owner = owner.clone();
+                async move {
+                    let client = pool.get().await?;
+                    let commits: Vec<Commit<'_>> =
+                        commits.iter().map(|commit| commit.as_commit()).collect();
+                    jobs::commit_many(&client, &owner, lease_seconds, &commits).await
+                }
+            };
+            all_or_each("commits", commits, run, || {
+                StoreError::Corrupt("a commit batch returned too few results".into())
+            })
+            .await
+        }
+    })
+}
