@@ -120,3 +120,29 @@ async fn one_trigger_batch_answers_every_request_on_its_own() {
     );
     assert_eq!(counts.2, 1);
 }
+
+/// Batched statements take 1 to thousands of items: every session plans
+/// them for their actual parameters, keeping the options the URL gives.
+#[tokio::test]
+async fn sessions_plan_each_statement_for_its_parameters() {
+    let env = TestEnv::new().await;
+    let url = format!(
+        "{}?options=-c%20statement_timeout%3D12345",
+        env.database_url()
+    );
+    let pool = syncway_store::open(&url, 1, false)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let client = pool.get().await.unwrap_or_else(|error| panic!("{error}"));
+    let row = client
+        .query_one(
+            "SELECT current_setting('plan_cache_mode'), current_setting('statement_timeout')",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("force_custom_plan".to_string(), "12345ms".to_string())
+    );
+}

@@ -85,7 +85,7 @@ async fn measure(options: &Options, env: &BenchEnv) -> anyhow::Result<(f64, f64)
         .context("collection vanished")?;
         connections.push(connection.id);
     }
-    client.batch_execute("VACUUM ANALYZE").await?;
+    client.batch_execute(crate::e2e::SETTLE).await?;
     client.batch_execute("CHECKPOINT").await?;
     drop(client);
 

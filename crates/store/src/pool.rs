@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{CreatePoolError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::StoreError;
@@ -21,22 +21,41 @@ pub struct PoolSettings {
     pub wait_timeout: Duration,
 }
 
+/// Every session plans each statement for its actual parameters (a custom
+/// plan) rather than caching a generic plan. The batched statements
+/// (`trigger_many`, `claim_many`, `commit_many`) take arrays of 1 to
+/// thousands of items, and a generic plan cached while a table was still
+/// small keeps sequential scans long after it has grown (measured: the
+/// commit statement reading every stored entity, throughput down by half
+/// after 20,000 jobs on a fresh database). Planning per execution costs less
+/// than that, and the batches share it.
+const SESSION_OPTIONS: &str = "-c plan_cache_mode=force_custom_plan";
+
 /// Creates the pool. No connection is made until one is needed, so this
 /// succeeds while Postgres is down; callers see errors per request instead.
 pub fn connect(settings: &PoolSettings) -> Result<Pool, StoreError> {
-    let mut config = deadpool_postgres::Config::new();
-    config.url = Some(settings.url.clone());
-    config.manager = Some(ManagerConfig {
-        recycling_method: RecyclingMethod::Fast,
-    });
-    let mut pool = deadpool_postgres::PoolConfig::new(settings.max_size);
-    pool.timeouts = Timeouts {
-        wait: Some(settings.wait_timeout),
-        create: Some(settings.wait_timeout),
-        recycle: Some(settings.wait_timeout),
+    let mut config: tokio_postgres::Config = settings.url.parse()?;
+    // Keep whatever options the URL carries.
+    let options = match config.get_options() {
+        Some(options) if !options.trim().is_empty() => format!("{options} {SESSION_OPTIONS}"),
+        _ => SESSION_OPTIONS.to_owned(),
     };
-    config.pool = Some(pool);
-    Ok(config.create_pool(Some(Runtime::Tokio1), NoTls)?)
+    config.options(&options);
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(settings.max_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(settings.wait_timeout))
+        .create_timeout(Some(settings.wait_timeout))
+        .recycle_timeout(Some(settings.wait_timeout))
+        .build()
+        .map_err(|error| StoreError::CreatePool(CreatePoolError::Build(error)))
 }
 
 /// What both binaries do at start-up: apply the migrations (when `migrate`)
