@@ -121,10 +121,34 @@ async fn one_trigger_batch_answers_every_request_on_its_own() {
     assert_eq!(counts.2, 1);
 }
 
-/// Batched statements take 1 to thousands of items: every session plans
-/// them for their actual parameters, keeping the options the URL gives.
+/// Cached statement plans are refreshed as a connection is reused (see
+/// `syncway_store::pool`): the statement cache is emptied on the 16th and
+/// 32nd reuse, and kept otherwise.
 #[tokio::test]
-async fn sessions_plan_each_statement_for_its_parameters() {
+async fn pooled_connections_refresh_their_statement_plans() {
+    let env = TestEnv::new().await;
+    let pool = syncway_store::open(&env.database_url(), 1, false)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let mut emptied = Vec::new();
+    for get in 1..=40 {
+        let client = pool.get().await.unwrap_or_else(|error| panic!("{error}"));
+        if client.statement_cache.size() == 0 {
+            emptied.push(get);
+        }
+        client
+            .prepare_cached("SELECT 1")
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+    // The first get makes the connection; the next 16 reuse it.
+    assert_eq!(emptied, [1, 18, 34]);
+}
+
+/// Sessions use generic plans (see `syncway_store::pool`), after whatever
+/// options the database URL gives.
+#[tokio::test]
+async fn sessions_use_generic_plans_and_keep_the_urls_options() {
     let env = TestEnv::new().await;
     let url = format!(
         "{}?options=-c%20statement_timeout%3D12345",
@@ -143,6 +167,6 @@ async fn sessions_plan_each_statement_for_its_parameters() {
         .unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(
         (row.get::<_, String>(0), row.get::<_, String>(1)),
-        ("force_custom_plan".to_string(), "12345ms".to_string())
+        ("force_generic_plan".to_string(), "12345ms".to_string())
     );
 }

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{CreatePoolError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    CreatePoolError, Hook, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime,
+};
 use tokio_postgres::NoTls;
 
 use crate::StoreError;
@@ -21,21 +23,37 @@ pub struct PoolSettings {
     pub wait_timeout: Duration,
 }
 
-/// Every session plans each statement for its actual parameters (a custom
-/// plan) rather than caching a generic plan. The batched statements
-/// (`trigger_many`, `claim_many`, `commit_many`) take arrays of 1 to
-/// thousands of items, and a generic plan cached while a table was still
-/// small keeps sequential scans long after it has grown (measured: the
-/// commit statement reading every stored entity, throughput down by half
-/// after 20,000 jobs on a fresh database). Planning per execution costs less
-/// than that, and the batches share it.
-const SESSION_OPTIONS: &str = "-c plan_cache_mode=force_custom_plan";
+/// How syncway's sessions plan statements, and when they plan again.
+///
+/// Every statement is prepared once per connection and runs with a generic
+/// plan (`plan_cache_mode = force_generic_plan`). Left to choose, Postgres
+/// planned the batched statements (`claim_many`, `commit_many`) afresh on
+/// almost every execution, because a plan that knows the array sizes looks
+/// cheaper; planning the commit statement cost more CPU than running it.
+///
+/// A cached plan is only as good as the table sizes it was made for, and
+/// Postgres keeps it until the tables are analyzed. On a fresh database the
+/// job and entity tables grow from nothing in seconds, and a plan made while
+/// they were empty keeps scanning them sequentially (measured: the commit
+/// statement read every stored entity; half the throughput after 20,000
+/// jobs). So each connection drops its prepared statements, to prepare and
+/// plan them again, on its checkouts number 16, 32, 64, ... 4,096, and then
+/// on every 4,096th: often while it is young, rarely after.
+const SESSION_OPTIONS: &str = "-c plan_cache_mode=force_generic_plan";
+const PLAN_REFRESH_FIRST: usize = 16;
+const PLAN_REFRESH_LIMIT: usize = 4096;
+
+fn refresh_plans_now(checkouts: usize) -> bool {
+    checkouts >= PLAN_REFRESH_FIRST
+        && (checkouts.is_multiple_of(PLAN_REFRESH_LIMIT)
+            || (checkouts < PLAN_REFRESH_LIMIT && checkouts.is_power_of_two()))
+}
 
 /// Creates the pool. No connection is made until one is needed, so this
 /// succeeds while Postgres is down; callers see errors per request instead.
 pub fn connect(settings: &PoolSettings) -> Result<Pool, StoreError> {
     let mut config: tokio_postgres::Config = settings.url.parse()?;
-    // Keep whatever options the URL carries.
+    // Keep whatever options the URL carries; ours go after them.
     let options = match config.get_options() {
         Some(options) if !options.trim().is_empty() => format!("{options} {SESSION_OPTIONS}"),
         _ => SESSION_OPTIONS.to_owned(),
@@ -54,6 +72,12 @@ pub fn connect(settings: &PoolSettings) -> Result<Pool, StoreError> {
         .wait_timeout(Some(settings.wait_timeout))
         .create_timeout(Some(settings.wait_timeout))
         .recycle_timeout(Some(settings.wait_timeout))
+        .post_recycle(Hook::sync_fn(|client, metrics| {
+            if refresh_plans_now(metrics.recycle_count) {
+                client.statement_cache.clear();
+            }
+            Ok(())
+        }))
         .build()
         .map_err(|error| StoreError::CreatePool(CreatePoolError::Build(error)))
 }
@@ -97,4 +121,23 @@ pub async fn migrate(url: &str) -> Result<Vec<i32>, StoreError> {
         .map(|migration| migration.version())
         .collect();
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refresh_plans_now;
+
+    #[test]
+    fn plans_refresh_often_while_young_then_every_4096_checkouts() {
+        let refreshed: Vec<usize> = (0..=20_000).filter(|&n| refresh_plans_now(n)).collect();
+        assert_eq!(
+            refreshed,
+            [
+                16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 12288, 16384, 20480
+            ]
+            .into_iter()
+            .filter(|&n| n <= 20_000)
+            .collect::<Vec<_>>()
+        );
+    }
 }
