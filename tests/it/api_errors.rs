@@ -37,6 +37,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/source-connections/{c}/jobs"),
     ("GET", "/source-connections/{c}/jobs/{j}"),
     ("POST", "/source-connections/{c}/jobs/{j}/cancel"),
+    ("GET", "/source-connections/{c}/entities"),
     ("POST", "/collections"),
     ("GET", "/collections/x"),
     ("POST", "/source-connections"),

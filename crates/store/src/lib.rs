@@ -7,6 +7,7 @@
 pub mod api_keys;
 pub mod collections;
 pub mod connections;
+pub mod entities;
 mod error;
 pub mod jobs;
 pub mod outbox;

@@ -4,6 +4,7 @@
 
 mod collections;
 mod connections;
+mod entities;
 mod health;
 mod jobs;
 
@@ -18,6 +19,7 @@ pub fn router(state: AppState) -> Router {
         .merge(jobs::router())
         .merge(collections::router())
         .merge(connections::router())
+        .merge(entities::router())
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     // The run route authenticates in its own batched statement.
     let self_authenticating = jobs::run_router().route_layer(from_fn(auth::identify));
