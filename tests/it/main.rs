@@ -10,4 +10,5 @@ mod concurrency;
 mod delivery;
 mod lifecycle;
 mod outage;
+mod postgres_source;
 mod sync;

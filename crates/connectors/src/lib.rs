@@ -12,6 +12,7 @@
 use futures_util::future::BoxFuture;
 use syncway_model::{ConnectorConfig, ErrorCategory};
 
+pub mod postgres;
 pub mod stub;
 
 /// An entity as the source produced it.
@@ -79,11 +80,17 @@ pub struct SyncStart {
     pub cursor: Option<serde_json::Value>,
     /// Decrypted credentials, if the connection has any.
     pub credentials: Option<serde_json::Value>,
+    /// The connection's `schedule.cursor_field`, for connectors whose
+    /// config may leave the cursor column to it.
+    pub cursor_field: Option<String>,
 }
 
 /// Opens the source a configuration describes.
 pub fn open(config: &ConnectorConfig, start: SyncStart) -> Result<Box<dyn Source>, SourceError> {
     match config {
         ConnectorConfig::Stub(config) => Ok(Box::new(stub::StubSource::new(config, &start)?)),
+        ConnectorConfig::Postgres(config) => {
+            Ok(Box::new(postgres::PostgresSource::new(config, &start)?))
+        }
     }
 }

@@ -183,6 +183,7 @@ mod tests {
         let start = SyncStart {
             cursor: Some(json!(97)),
             credentials: None,
+            cursor_field: None,
         };
         let mut source = StubSource::new(&config(100), &start).unwrap_or_else(|e| panic!("{e}"));
         let batches = drain(&mut source).await.unwrap_or_default();
@@ -194,6 +195,7 @@ mod tests {
         let start = SyncStart {
             cursor: Some(json!(99)),
             credentials: None,
+            cursor_field: None,
         };
         let mut source = StubSource::new(&config(100), &start).unwrap_or_else(|e| panic!("{e}"));
         assert!(drain(&mut source).await.unwrap_or_default().is_empty());

@@ -12,7 +12,7 @@ pub mod error_category;
 pub mod job;
 pub mod message;
 
-pub use config::{ConfigError, ConnectorConfig, StubConfig, StubFailKind};
+pub use config::{ConfigError, ConnectorConfig, PostgresConfig, StubConfig, StubFailKind};
 pub use connection::ConnectionStatus;
 pub use entity::{ContentHash, content_hash};
 pub use error_category::ErrorCategory;

@@ -321,4 +321,6 @@ pub struct SyncSource {
     pub continuous: bool,
     pub credentials: Option<Vec<u8>>,
     pub cursor: Option<serde_json::Value>,
+    /// `schedule.cursor_field`.
+    pub cursor_field: Option<String>,
 }

@@ -365,7 +365,7 @@ pub async fn claim_many(
              )
              SELECT i.id, c.source_connection_id, c.status, c.force_full_sync, c.attempt,
                     s.short_name, s.config, s.continuous, s.credentials, cur.value,
-                    s.id IS NOT NULL, before.status
+                    s.id IS NOT NULL, before.status, s.cursor_field
              FROM input i
              LEFT JOIN claimed c ON c.id = i.id
              LEFT JOIN source_connections s ON s.id = c.source_connection_id
@@ -405,6 +405,7 @@ pub async fn claim_many(
                         continuous: row.get(7),
                         credentials: row.get(8),
                         cursor: row.get(9),
+                        cursor_field: row.get(12),
                     },
                 }),
                 // Claimed, but its connection was deleted meanwhile (and

@@ -249,6 +249,7 @@ impl JobRun {
                 source.cursor.clone()
             },
             credentials,
+            cursor_field: source.cursor_field.clone(),
         };
         tracing::info!(
             connector = %source.short_name,

@@ -1,0 +1,376 @@
+//! The `postgres` connector: one table of any PostgreSQL database.
+//!
+//! One entity per row: the id is the primary key as text, the payload the
+//! row as JSON (`to_jsonb`). A sync reads inside one REPEATABLE READ, READ
+//! ONLY transaction (one consistent snapshot) through a portal, `batch_size`
+//! rows at a time, so memory stays bounded whatever the table's size. A
+//! background task owns the connection and hands batches over a channel of
+//! one; dropping the source (a cancelled job) ends the task and the
+//! transaction.
+//!
+//! With a cursor column, rows are read in (cursor, primary key) order and
+//! each batch's cursor is the last row's value: everything before it was
+//! emitted. An incremental sync reads rows whose cursor is at or after the
+//! stored one, minus `lookback_seconds` for time cursors, so that rows
+//! committed late with an earlier timestamp are still read; re-read rows
+//! are unchanged by hash and count nothing. Without a cursor column every
+//! sync reads the whole table in primary key order.
+//!
+//! Identifiers come from the configuration and are always quoted; the
+//! table and columns are checked against the catalog before reading, so
+//! that a missing one is a clear permanent error.
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use syncway_model::{ErrorCategory, PostgresConfig};
+use tokio::sync::mpsc;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, IsolationLevel, NoTls};
+
+use crate::{EntityBatch, Source, SourceEntity, SourceError, SyncStart};
+
+/// What the reading task hands over: a batch, the end (`Ok(None)`), or
+/// the error that stopped it.
+type Message = Result<Option<EntityBatch>, SourceError>;
+
+pub struct PostgresSource {
+    batches: mpsc::Receiver<Message>,
+    ended: bool,
+}
+
+impl Source for PostgresSource {
+    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<EntityBatch>, SourceError>> {
+        Box::pin(async move {
+            if self.ended {
+                return Ok(None);
+            }
+            match self.batches.recv().await {
+                Some(Ok(Some(batch))) => Ok(Some(batch)),
+                Some(Ok(None)) => {
+                    self.ended = true;
+                    Ok(None)
+                }
+                Some(Err(error)) => Err(error),
+                // The task ended without saying so: never take that for the
+                // end of the table (a full sync would delete the rest).
+                None => Err(SourceError::Transient {
+                    message: "the postgres reader stopped unexpectedly".into(),
+                    retry_after: None,
+                }),
+            }
+        })
+    }
+}
+
+impl PostgresSource {
+    /// Starts reading. The connection's `schedule.cursor_field` is the
+    /// cursor column when the config names none.
+    pub fn new(config: &PostgresConfig, start: &SyncStart) -> Result<Self, SourceError> {
+        let connect = connection_config(start.credentials.as_ref())?;
+        let plan = Plan {
+            config: config.clone(),
+            cursor_column: config
+                .cursor_column
+                .clone()
+                .or_else(|| start.cursor_field.clone()),
+            cursor: start.cursor.clone(),
+        };
+        let (sender, batches) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let last = match read(connect, plan, &sender).await {
+                Ok(()) => Ok(None),
+                Err(error) => Err(error),
+            };
+            // The receiver may be gone (the job stopped); nothing to do.
+            let _ = sender.send(last).await;
+        });
+        Ok(PostgresSource {
+            batches,
+            ended: false,
+        })
+    }
+}
+
+struct Plan {
+    config: PostgresConfig,
+    cursor_column: Option<String>,
+    cursor: Option<Value>,
+}
+
+/// `{url}` or `{host, port, database, user, password}`.
+fn connection_config(credentials: Option<&Value>) -> Result<tokio_postgres::Config, SourceError> {
+    let credentials = credentials.ok_or_else(|| {
+        SourceError::Permanent(
+            "the postgres connector needs authentication.credentials: {url} or \
+             {host, port, database, user, password}"
+                .into(),
+        )
+    })?;
+    let text = |key: &str| credentials.get(key).and_then(Value::as_str);
+    if let Some(url) = text("url") {
+        return url.parse().map_err(|_| {
+            SourceError::Permanent("credentials.url is not a valid PostgreSQL URL".into())
+        });
+    }
+    let mut config = tokio_postgres::Config::new();
+    config.host(text("host").unwrap_or("localhost"));
+    match credentials.get("port") {
+        None => {}
+        Some(port) => {
+            let port = port
+                .as_u64()
+                .or_else(|| port.as_str().and_then(|port| port.parse().ok()))
+                .and_then(|port| u16::try_from(port).ok())
+                .ok_or_else(|| SourceError::Permanent("credentials.port is not a port".into()))?;
+            config.port(port);
+        }
+    }
+    if let Some(database) = text("database") {
+        config.dbname(database);
+    }
+    let user = text("user").ok_or_else(|| {
+        SourceError::Permanent("credentials need a url, or a user (with host, database)".into())
+    })?;
+    config.user(user);
+    if let Some(password) = text("password") {
+        config.password(password);
+    }
+    Ok(config)
+}
+
+/// A double-quoted SQL identifier.
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// How a database error bears on the job.
+fn classify(error: tokio_postgres::Error, doing: &str) -> SourceError {
+    let Some(db) = error.as_db_error() else {
+        // IO, refused connection, closed connection: try again later.
+        return SourceError::Transient {
+            message: format!("{doing}: {error}"),
+            retry_after: None,
+        };
+    };
+    let code = db.code();
+    let message = format!("{doing}: {}", db.message());
+    if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    {
+        return SourceError::Credentials {
+            category: ErrorCategory::ApiKeyInvalid,
+            message,
+        };
+    }
+    let class = code.code().get(..2).unwrap_or_default();
+    // Connection exceptions, insufficient resources, operator intervention,
+    // serialization failures: the database may answer later.
+    if matches!(class, "08" | "53" | "57" | "40") {
+        return SourceError::Transient {
+            message,
+            retry_after: None,
+        };
+    }
+    SourceError::Permanent(message)
+}
+
+/// The columns the sync needs, as the catalog has them.
+struct Columns {
+    table: String,
+    primary_key: String,
+    /// The cursor column and its type, as `format_type` spells it.
+    cursor: Option<(String, String)>,
+    deleted: Option<String>,
+}
+
+async fn inspect(client: &Client, plan: &Plan) -> Result<Columns, SourceError> {
+    let (schema, name) = plan.config.table_parts();
+    let table = match schema {
+        Some(schema) => format!("{}.{}", quote(schema), quote(name)),
+        None => quote(name),
+    };
+    let exists = client
+        .query_opt("SELECT to_regclass($1)::oid", &[&table])
+        .await
+        .map_err(|error| classify(error, "looking up the table"))?
+        .and_then(|row| row.get::<_, Option<u32>>(0));
+    let Some(oid) = exists else {
+        return Err(SourceError::Permanent(format!(
+            "table {} does not exist (or is not visible to this user)",
+            plan.config.table
+        )));
+    };
+    let column_type = |column: String| async move {
+        let row = client
+            .query_opt(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                 WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+                &[&oid, &column],
+            )
+            .await
+            .map_err(|error| classify(error, "looking up a column"))?;
+        match row {
+            Some(row) => Ok((column, row.get::<_, String>(0))),
+            None => Err(SourceError::Permanent(format!(
+                "column {column} does not exist in table {}",
+                plan.config.table
+            ))),
+        }
+    };
+    let (primary_key, _) = column_type(plan.config.primary_key.clone()).await?;
+    let cursor = match &plan.cursor_column {
+        Some(column) => Some(column_type(column.clone()).await?),
+        None => None,
+    };
+    let deleted = match &plan.config.deleted_column {
+        Some(column) => {
+            let (column, kind) = column_type(column.clone()).await?;
+            if kind != "boolean" {
+                return Err(SourceError::Permanent(format!(
+                    "deleted_column {column} is {kind}, not boolean"
+                )));
+            }
+            Some(column)
+        }
+        None => None,
+    };
+    Ok(Columns {
+        table,
+        primary_key,
+        cursor,
+        deleted,
+    })
+}
+
+fn is_time(kind: &str) -> bool {
+    kind.starts_with("timestamp") || kind == "date"
+}
+
+/// The query, and whether it takes the stored cursor as `$1`.
+fn query(columns: &Columns, plan: &Plan) -> (String, bool) {
+    let pk = quote(&columns.primary_key);
+    let deleted = match &columns.deleted {
+        Some(column) => format!("COALESCE(t.{}, false)", quote(column)),
+        None => "false".to_owned(),
+    };
+    let (cursor_select, filter, order) = match &columns.cursor {
+        None => ("NULL::text".to_owned(), String::new(), format!("t.{pk}")),
+        Some((column, kind)) => {
+            let column = quote(column);
+            let filter = match &plan.cursor {
+                None => String::new(),
+                Some(_) if is_time(kind) => format!(
+                    "WHERE t.{column} >= $1::text::{kind} - make_interval(secs => {})",
+                    plan.config.lookback_seconds
+                ),
+                Some(_) => format!("WHERE t.{column} >= $1::text::{kind}"),
+            };
+            (
+                format!("t.{column}::text"),
+                filter,
+                format!("t.{column}, t.{pk}"),
+            )
+        }
+    };
+    let takes_cursor = !filter.is_empty();
+    (
+        format!(
+            "SELECT t.{pk}::text, to_jsonb(t), {cursor_select}, {deleted}
+             FROM {table} t {filter} ORDER BY {order}",
+            table = columns.table,
+        ),
+        takes_cursor,
+    )
+}
+
+/// The stored cursor as the text the query casts back.
+fn cursor_text(cursor: &Value) -> String {
+    match cursor {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn read(
+    connect: tokio_postgres::Config,
+    plan: Plan,
+    sender: &mpsc::Sender<Message>,
+) -> Result<(), SourceError> {
+    let (mut client, connection) = connect
+        .connect(NoTls)
+        .await
+        .map_err(|error| classify(error, "connecting to the source database"))?;
+    let connection = tokio::spawn(connection);
+    let result = stream(&mut client, &plan, sender).await;
+    drop(client);
+    let _ = connection.await;
+    result
+}
+
+async fn stream(
+    client: &mut Client,
+    plan: &Plan,
+    sender: &mpsc::Sender<Message>,
+) -> Result<(), SourceError> {
+    let columns = inspect(client, plan).await?;
+    let (sql, takes_cursor) = query(&columns, plan);
+    let transaction = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|error| classify(error, "starting the read"))?;
+    // A cursor (not a portal): Postgres plans it to return its first rows
+    // fast (`cursor_tuple_fraction`), so with an index on the order columns
+    // rows stream from the table instead of waiting for a sort of all of it.
+    let declare = format!("DECLARE syncway_read NO SCROLL CURSOR FOR {sql}");
+    let cursor = plan.cursor.as_ref().map(cursor_text);
+    if takes_cursor {
+        transaction.execute(declare.as_str(), &[&cursor]).await
+    } else {
+        transaction.execute(declare.as_str(), &[]).await
+    }
+    .map_err(|error| classify(error, "reading the table"))?;
+    let batch_size = plan.config.batch_size;
+    let fetch = format!("FETCH {batch_size} FROM syncway_read");
+    // The cursor so far: a batch without rows keeps the stored one.
+    let mut last_cursor = plan.cursor.clone();
+    loop {
+        let rows = transaction
+            .query(fetch.as_str(), &[])
+            .await
+            .map_err(|error| classify(error, "reading the table"))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut batch = EntityBatch::default();
+        for row in &rows {
+            let id: Option<String> = row.get(0);
+            let Some(id) = id else {
+                // A row without a key cannot be stored; count it.
+                batch.failed += 1;
+                continue;
+            };
+            if let Some(cursor) = row.get::<_, Option<String>>(2) {
+                last_cursor = Some(Value::String(cursor));
+            }
+            if row.get::<_, bool>(3) {
+                batch.deleted.push(id);
+            } else {
+                batch.entities.push(SourceEntity {
+                    id,
+                    payload: row.get(1),
+                });
+            }
+        }
+        batch.cursor = last_cursor.clone();
+        let last = rows.len() < batch_size as usize;
+        if sender.send(Ok(Some(batch))).await.is_err() {
+            // The job stopped reading.
+            return Ok(());
+        }
+        if last {
+            return Ok(());
+        }
+    }
+}
