@@ -9,6 +9,7 @@ mod api_errors;
 mod concurrency;
 mod delivery;
 mod lifecycle;
+mod local_files_source;
 mod outage;
 mod postgres_source;
 mod sync;

@@ -12,6 +12,7 @@
 use futures_util::future::BoxFuture;
 use syncway_model::{ConnectorConfig, ErrorCategory};
 
+pub mod local_files;
 pub mod postgres;
 pub mod stub;
 
@@ -92,5 +93,8 @@ pub fn open(config: &ConnectorConfig, start: SyncStart) -> Result<Box<dyn Source
         ConnectorConfig::Postgres(config) => {
             Ok(Box::new(postgres::PostgresSource::new(config, &start)?))
         }
+        ConnectorConfig::LocalFiles(config) => Ok(Box::new(local_files::LocalFilesSource::new(
+            config, &start,
+        )?)),
     }
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The connector short names this build knows, in the order they are listed.
-pub const SHORT_NAMES: &[&str] = &["stub", "postgres"];
+pub const SHORT_NAMES: &[&str] = &["stub", "postgres", "local_files"];
 
 /// A validated connector configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,6 +14,7 @@ pub const SHORT_NAMES: &[&str] = &["stub", "postgres"];
 pub enum ConnectorConfig {
     Stub(StubConfig),
     Postgres(PostgresConfig),
+    LocalFiles(LocalFilesConfig),
 }
 
 /// Why a connector configuration was refused. `field` is the path inside
@@ -58,6 +59,11 @@ impl ConnectorConfig {
                 postgres.validate()?;
                 Ok(ConnectorConfig::Postgres(postgres))
             }
+            "local_files" => {
+                let files: LocalFilesConfig = from_value(config)?;
+                files.validate()?;
+                Ok(ConnectorConfig::LocalFiles(files))
+            }
             other => Err(ConfigError::UnknownConnector(other.to_owned())),
         }
     }
@@ -66,6 +72,7 @@ impl ConnectorConfig {
         match self {
             ConnectorConfig::Stub(_) => "stub",
             ConnectorConfig::Postgres(_) => "postgres",
+            ConnectorConfig::LocalFiles(_) => "local_files",
         }
     }
 
@@ -74,6 +81,7 @@ impl ConnectorConfig {
         match self {
             ConnectorConfig::Stub(config) => serde_json::to_value(config).unwrap_or_default(),
             ConnectorConfig::Postgres(config) => serde_json::to_value(config).unwrap_or_default(),
+            ConnectorConfig::LocalFiles(config) => serde_json::to_value(config).unwrap_or_default(),
         }
     }
 }
@@ -249,6 +257,74 @@ impl PostgresConfig {
     }
 }
 
+/// Configuration of the `local_files` connector: a directory tree, one
+/// entity per file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalFilesConfig {
+    /// The directory, as the worker sees it.
+    pub path: String,
+    /// Only files whose path relative to `path` matches (e.g. `**/*.md`).
+    #[serde(default)]
+    pub glob: Option<String>,
+    /// Text content is stored up to this many bytes (the rest is cut, and
+    /// the payload says so); files that are not UTF-8 text get no content.
+    #[serde(default = "LocalFilesConfig::default_max_content_bytes")]
+    pub max_content_bytes: u32,
+    #[serde(default = "LocalFilesConfig::default_batch_size")]
+    pub batch_size: u32,
+}
+
+impl LocalFilesConfig {
+    pub const MAX_CONTENT_BYTES: u32 = 16 << 20;
+    pub const MAX_BATCH_SIZE: u32 = 1000;
+
+    fn default_max_content_bytes() -> u32 {
+        64 * 1024
+    }
+
+    fn default_batch_size() -> u32 {
+        100
+    }
+
+    /// The compiled `glob`, if any (valid once the config is parsed).
+    pub fn matcher(&self) -> Result<Option<globset::GlobMatcher>, ConfigError> {
+        self.glob
+            .as_deref()
+            .map(|glob| {
+                globset::GlobBuilder::new(glob)
+                    .literal_separator(true)
+                    .build()
+                    .map(|glob| glob.compile_matcher())
+                    .map_err(|error| ConfigError::invalid("glob", format!("invalid glob: {error}")))
+            })
+            .transpose()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.path.trim().is_empty() {
+            return Err(ConfigError::invalid("path", "path must name a directory"));
+        }
+        self.matcher()?;
+        if self.max_content_bytes > Self::MAX_CONTENT_BYTES {
+            return Err(ConfigError::invalid(
+                "max_content_bytes",
+                format!(
+                    "max_content_bytes must be at most {}",
+                    Self::MAX_CONTENT_BYTES
+                ),
+            ));
+        }
+        if self.batch_size == 0 || self.batch_size > Self::MAX_BATCH_SIZE {
+            return Err(ConfigError::invalid(
+                "batch_size",
+                format!("batch_size must be between 1 and {}", Self::MAX_BATCH_SIZE),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,6 +400,26 @@ mod tests {
             ConnectorConfig::parse("postgres", &json!({"table": "t", "colour": 1})),
             Err(ConfigError::Invalid { message, .. }) if message.contains("colour")
         ));
+    }
+
+    #[test]
+    fn local_files_configs_check_path_and_glob() {
+        let parsed =
+            ConnectorConfig::parse("local_files", &json!({"path": "/data", "glob": "**/*.md"}));
+        let Ok(ConnectorConfig::LocalFiles(config)) = parsed else {
+            panic!("expected a local_files config, got {parsed:?}");
+        };
+        assert_eq!((config.max_content_bytes, config.batch_size), (65536, 100));
+        let field_of = |value| match ConnectorConfig::parse("local_files", &value) {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("expected invalid, got {other:?}"),
+        };
+        assert_eq!(field_of(json!({"path": " "})), ["path"]);
+        assert_eq!(field_of(json!({"path": "/d", "glob": "a[b"})), ["glob"]);
+        assert_eq!(
+            field_of(json!({"path": "/d", "batch_size": 0})),
+            ["batch_size"]
+        );
     }
 
     #[test]

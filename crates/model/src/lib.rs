@@ -12,7 +12,9 @@ pub mod error_category;
 pub mod job;
 pub mod message;
 
-pub use config::{ConfigError, ConnectorConfig, PostgresConfig, StubConfig, StubFailKind};
+pub use config::{
+    ConfigError, ConnectorConfig, LocalFilesConfig, PostgresConfig, StubConfig, StubFailKind,
+};
 pub use connection::ConnectionStatus;
 pub use entity::{ContentHash, content_hash};
 pub use error_category::ErrorCategory;

@@ -1,0 +1,178 @@
+//! The `local_files` connector against a real directory tree.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::harness::{TestApp, TestEnv, id_of};
+
+/// A directory of the test's own, removed on drop.
+struct Tree(PathBuf);
+
+impl Tree {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("syncway-test-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).unwrap_or_else(|error| panic!("{error}"));
+        Tree(path)
+    }
+
+    /// Writes `content` to `relative`, modified `age` ago.
+    fn write(&self, relative: &str, content: &[u8], age: Duration) {
+        let path = self.0.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|error| panic!("{error}"));
+        }
+        std::fs::write(&path, content).unwrap_or_else(|error| panic!("{error}"));
+        let file = std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|error| panic!("{error}"));
+        file.set_modified(SystemTime::now() - age)
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn create(app: &TestApp, config: Value) -> (StatusCode, Value) {
+    let collection = app.create_collection().await;
+    app.call(
+        "POST",
+        "/source-connections",
+        Some(json!({
+            "short_name": "local_files",
+            "readable_collection_id": collection,
+            "config": config,
+            "schedule": {"continuous": true},
+        })),
+    )
+    .await
+}
+
+fn counts(job: &Value) -> [i64; 4] {
+    ["inserted", "updated", "deleted", "failed"]
+        .map(|kind| job[format!("entities_{kind}")].as_i64().unwrap_or(-1))
+}
+
+async fn sync(app: &TestApp, connection: Uuid, force_full_sync: bool) -> Value {
+    let job = app.run(connection, force_full_sync).await;
+    app.finished_job(connection, job).await
+}
+
+/// Stored entity ids, sorted, with their payloads.
+async fn stored(app: &TestApp, connection: Uuid) -> Vec<(String, Value)> {
+    app.db()
+        .await
+        .query(
+            "SELECT entity_id, payload FROM entities WHERE source_connection_id = $1
+             ORDER BY entity_id COLLATE \"C\"",
+            &[&connection],
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn files_sync_fully_then_incrementally_by_modification_time() {
+    let app = TestApp::spawn().await;
+    let tree = Tree::new();
+    let hour = Duration::from_secs(3600);
+    tree.write("a.md", b"alpha", hour);
+    tree.write("b.md", b"beta", hour);
+    tree.write("sub/c.md", "caf\u{e9} ".repeat(10).as_bytes(), hour);
+    tree.write("notes.txt", b"not matched", hour);
+    tree.write("raw.md", &[0xff, 0xfe, 0x00, 0x01], hour);
+    let (status, body) = create(
+        &app,
+        json!({"path": tree.path().to_string_lossy(), "glob": "**/*.md",
+               "max_content_bytes": 16, "batch_size": 2}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let connection = id_of(&body);
+
+    let job = sync(&app, connection, false).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(counts(&job), [4, 0, 0, 0], "{job}");
+    let entities = stored(&app, connection).await;
+    let ids: Vec<&str> = entities.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["a.md", "b.md", "raw.md", "sub/c.md"]);
+    let payload = |id: &str| {
+        entities
+            .iter()
+            .find(|(entity, _)| entity == id)
+            .map(|(_, payload)| payload.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(payload("a.md")["content"], "alpha");
+    assert_eq!(payload("a.md")["size"], 5);
+    assert_eq!(payload("a.md")["truncated"], false);
+    // Cut at 16 bytes, on a character boundary.
+    assert_eq!(payload("sub/c.md")["content"], "caf\u{e9} caf\u{e9} caf");
+    assert_eq!(payload("sub/c.md")["truncated"], true);
+    assert!(payload("raw.md")["content"].is_null());
+    // The cursor is the newest modification time.
+    let cursor = app.connection(connection).await["schedule"]["cursor_value"].clone();
+    assert!(
+        cursor.as_str().is_some_and(|c| c.ends_with('Z')),
+        "{cursor}"
+    );
+
+    // Nothing changed: nothing counted, incremental or full.
+    for force in [false, true] {
+        let job = sync(&app, connection, force).await;
+        assert_eq!(counts(&job), [0, 0, 0, 0], "force_full_sync={force}: {job}");
+    }
+
+    // One file changed, one added, one deleted.
+    tree.write("b.md", b"beta, edited", Duration::ZERO);
+    tree.write("d.md", b"delta", Duration::ZERO);
+    std::fs::remove_file(tree.path().join("a.md")).unwrap_or_else(|error| panic!("{error}"));
+    let job = sync(&app, connection, false).await;
+    assert_eq!(counts(&job), [1, 1, 0, 0], "{job}");
+    // The deletion needs a full sync.
+    let job = sync(&app, connection, true).await;
+    assert_eq!(counts(&job), [0, 0, 1, 0], "{job}");
+    let ids: Vec<String> = stored(&app, connection)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["b.md", "d.md", "raw.md", "sub/c.md"]);
+}
+
+#[tokio::test]
+async fn a_missing_directory_fails_the_job_and_a_bad_glob_is_refused() {
+    let app = TestApp::spawn().await;
+    let missing = std::env::temp_dir().join(format!("syncway-missing-{}", Uuid::new_v4()));
+    let (status, body) = create(&app, json!({"path": missing.to_string_lossy()})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let job = sync(&app, id_of(&body), false).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_details"]["kind"], "permanent", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("does not exist")),
+        "{job}"
+    );
+
+    let app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    let (status, body) = create(&app, json!({"path": "/tmp", "glob": "a[b"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.to_string().contains("glob"), "{body}");
+}
