@@ -11,6 +11,7 @@ mod cpu;
 mod e2e;
 mod processes;
 mod sql;
+mod sync;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ enum Command {
     E2e(e2e::Options),
     /// The statements every job costs, alone: the ceiling of `e2e`.
     Sql(sql::Options),
+    /// One large sync: full, unchanged, incremental (beside copy-limit.sh).
+    Sync(sync::Options),
 }
 
 #[tokio::main]
@@ -34,5 +37,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::E2e(options) => e2e::run(options).await,
         Command::Sql(options) => sql::run(options).await,
+        Command::Sync(options) => sync::run(options).await,
     }
 }

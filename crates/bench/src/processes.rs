@@ -26,7 +26,7 @@ pub struct BenchEnv {
     pub database: String,
     pub namespace: String,
     pub amqp: String,
-    children: Vec<Child>,
+    children: Vec<(String, Child)>,
 }
 
 impl BenchEnv {
@@ -76,12 +76,21 @@ impl BenchEnv {
         let child = command
             .spawn()
             .with_context(|| format!("starting {}", path.display()))?;
-        self.children.push(child);
+        self.children.push((binary.to_owned(), child));
         Ok(())
     }
 
+    /// Process ids of the running `binary` children.
+    pub fn pids(&self, binary: &str) -> Vec<u32> {
+        self.children
+            .iter()
+            .filter(|(name, _)| name == binary)
+            .map(|(_, child)| child.id())
+            .collect()
+    }
+
     fn stop_children(&mut self) {
-        for child in &mut self.children {
+        for (_, child) in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
         }

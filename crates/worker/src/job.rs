@@ -191,6 +191,66 @@ impl PreparedBatch {
     }
 }
 
+/// Reads and prepares (hashes) the source's batches in a task of its own,
+/// one batch ahead, so that the next batch is read while the current one is
+/// written. At most three batches are in memory: one being written, one
+/// ready, one being read.
+struct Prefetch {
+    batches: tokio::sync::mpsc::Receiver<Result<Option<PreparedBatch>, SourceError>>,
+    task: tokio::task::AbortHandle,
+    ended: bool,
+}
+
+impl Prefetch {
+    fn spawn(mut source: Box<dyn syncway_connectors::Source>) -> Self {
+        let (sender, batches) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            loop {
+                let next = match source.next_batch().await {
+                    Ok(Some(batch)) => Ok(Some(PreparedBatch::new(batch))),
+                    Ok(None) => Ok(None),
+                    Err(error) => Err(error),
+                };
+                let more = matches!(next, Ok(Some(_)));
+                if sender.send(next).await.is_err() || !more {
+                    return;
+                }
+            }
+        })
+        .abort_handle();
+        Prefetch {
+            batches,
+            task,
+            ended: false,
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<PreparedBatch>, SourceError> {
+        if self.ended {
+            return Ok(None);
+        }
+        match self.batches.recv().await {
+            Some(Ok(None)) => {
+                self.ended = true;
+                Ok(None)
+            }
+            Some(next) => next,
+            // The reading task died (a panic in a connector): that is not
+            // the end of the source, or a full sync would delete the rest.
+            None => Err(SourceError::Transient {
+                message: "the source reader stopped unexpectedly".into(),
+                retry_after: None,
+            }),
+        }
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 struct JobRun {
     context: Arc<Context>,
     job: ClaimedJob,
@@ -258,7 +318,7 @@ impl JobRun {
             "sync starting"
         );
         let mut reader = match syncway_connectors::open(&config, start) {
-            Ok(reader) => reader,
+            Ok(source) => Prefetch::spawn(source),
             Err(error) => return self.finish(None, self.failure(&error)).await,
         };
 
@@ -285,11 +345,10 @@ impl JobRun {
                         }
                     }
                 }
-                next = reader.next_batch() => next,
+                next = reader.next() => next,
             };
             match next {
                 Ok(Some(batch)) => {
-                    let batch = PreparedBatch::new(batch);
                     if let Some(ready) = pending.replace(batch) {
                         match self.write(Some(ready), None).await {
                             Ok(Some(JobStatus::Cancelling)) => {
