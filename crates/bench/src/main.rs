@@ -34,6 +34,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    syncway_connectors::install_tls_provider();
     match Cli::parse().command {
         Command::E2e(options) => e2e::run(options).await,
         Command::Sql(options) => sql::run(options).await,

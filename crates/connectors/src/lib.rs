@@ -12,6 +12,7 @@
 use futures_util::future::BoxFuture;
 use syncway_model::{ConnectorConfig, ErrorCategory};
 
+pub mod http_json;
 pub mod local_files;
 pub mod postgres;
 pub mod stub;
@@ -86,6 +87,16 @@ pub struct SyncStart {
     pub cursor_field: Option<String>,
 }
 
+/// Installs the TLS crypto provider (ring) that HTTP clients use; calling it
+/// again is harmless. reqwest is built without a provider of its own (the
+/// default one needs a C toolchain for aws-lc), so every process that builds
+/// a reqwest client calls this first: the worker (through `http_json`), the
+/// tests and the bench.
+pub fn install_tls_provider() {
+    // Refused (harmlessly) when a provider is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Opens the source a configuration describes.
 pub fn open(config: &ConnectorConfig, start: SyncStart) -> Result<Box<dyn Source>, SourceError> {
     match config {
@@ -96,5 +107,8 @@ pub fn open(config: &ConnectorConfig, start: SyncStart) -> Result<Box<dyn Source
         ConnectorConfig::LocalFiles(config) => Ok(Box::new(local_files::LocalFilesSource::new(
             config, &start,
         )?)),
+        ConnectorConfig::HttpJson(config) => {
+            Ok(Box::new(http_json::HttpJsonSource::new(config, &start)?))
+        }
     }
 }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The connector short names this build knows, in the order they are listed.
-pub const SHORT_NAMES: &[&str] = &["stub", "postgres", "local_files"];
+pub const SHORT_NAMES: &[&str] = &["stub", "postgres", "local_files", "http_json"];
 
 /// A validated connector configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,6 +15,7 @@ pub enum ConnectorConfig {
     Stub(StubConfig),
     Postgres(PostgresConfig),
     LocalFiles(LocalFilesConfig),
+    HttpJson(HttpJsonConfig),
 }
 
 /// Why a connector configuration was refused. `field` is the path inside
@@ -64,6 +65,11 @@ impl ConnectorConfig {
                 files.validate()?;
                 Ok(ConnectorConfig::LocalFiles(files))
             }
+            "http_json" => {
+                let http: HttpJsonConfig = from_value(config)?;
+                http.validate()?;
+                Ok(ConnectorConfig::HttpJson(http))
+            }
             other => Err(ConfigError::UnknownConnector(other.to_owned())),
         }
     }
@@ -73,6 +79,7 @@ impl ConnectorConfig {
             ConnectorConfig::Stub(_) => "stub",
             ConnectorConfig::Postgres(_) => "postgres",
             ConnectorConfig::LocalFiles(_) => "local_files",
+            ConnectorConfig::HttpJson(_) => "http_json",
         }
     }
 
@@ -82,6 +89,7 @@ impl ConnectorConfig {
             ConnectorConfig::Stub(config) => serde_json::to_value(config).unwrap_or_default(),
             ConnectorConfig::Postgres(config) => serde_json::to_value(config).unwrap_or_default(),
             ConnectorConfig::LocalFiles(config) => serde_json::to_value(config).unwrap_or_default(),
+            ConnectorConfig::HttpJson(config) => serde_json::to_value(config).unwrap_or_default(),
         }
     }
 }
@@ -325,6 +333,125 @@ impl LocalFilesConfig {
     }
 }
 
+/// Configuration of the `http_json` connector: a paginated JSON API.
+/// Dotted paths (`data.items`) address fields inside a response or item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpJsonConfig {
+    /// The first page (http or https).
+    pub url: String,
+    /// Where the items are in a page; the page itself when absent.
+    #[serde(default)]
+    pub items_path: Option<String>,
+    #[serde(default = "HttpJsonConfig::default_id_field")]
+    pub id_field: String,
+    /// Incremental syncs send the stored cursor as this query parameter...
+    #[serde(default)]
+    pub cursor_param: Option<String>,
+    /// ...and the cursor is the largest value of this item field seen.
+    #[serde(default)]
+    pub cursor_field: Option<String>,
+    /// Pagination by next link: where the next page's URL is in a page.
+    #[serde(default)]
+    pub next_link_path: Option<String>,
+    /// Pagination by page token: where the next token is in a page...
+    #[serde(default)]
+    pub page_token_path: Option<String>,
+    /// ...and the query parameter it is sent as.
+    #[serde(default)]
+    pub page_token_param: Option<String>,
+    /// The header an `api_key` credential is sent in.
+    #[serde(default = "HttpJsonConfig::default_api_key_header")]
+    pub api_key_header: String,
+    /// Where a `refresh_token` credential is exchanged (OAuth2).
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default = "HttpJsonConfig::default_timeout_seconds")]
+    pub timeout_seconds: u32,
+    /// A 429 or 503 with a Retry-After of at most `max_retry_wait_seconds`
+    /// is retried after that wait, up to this many times per request.
+    #[serde(default = "HttpJsonConfig::default_max_retries")]
+    pub max_retries: u32,
+    #[serde(default = "HttpJsonConfig::default_max_retry_wait_seconds")]
+    pub max_retry_wait_seconds: u32,
+}
+
+impl HttpJsonConfig {
+    fn default_id_field() -> String {
+        "id".to_owned()
+    }
+
+    fn default_api_key_header() -> String {
+        "X-API-Key".to_owned()
+    }
+
+    fn default_timeout_seconds() -> u32 {
+        30
+    }
+
+    fn default_max_retries() -> u32 {
+        3
+    }
+
+    fn default_max_retry_wait_seconds() -> u32 {
+        30
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let http = |field: &str, url: &str| {
+            if url.starts_with("http://") || url.starts_with("https://") {
+                Ok(())
+            } else {
+                Err(ConfigError::invalid(
+                    field,
+                    format!("{field} must be an http(s) URL"),
+                ))
+            }
+        };
+        http("url", &self.url)?;
+        if let Some(token_url) = &self.token_url {
+            http("token_url", token_url)?;
+        }
+        if self.id_field.is_empty() {
+            return Err(ConfigError::invalid(
+                "id_field",
+                "id_field must not be empty",
+            ));
+        }
+        if self.cursor_param.is_some() != self.cursor_field.is_some() {
+            return Err(ConfigError::invalid(
+                "cursor_field",
+                "cursor_param and cursor_field go together",
+            ));
+        }
+        if self.page_token_path.is_some() != self.page_token_param.is_some() {
+            return Err(ConfigError::invalid(
+                "page_token_param",
+                "page_token_path and page_token_param go together",
+            ));
+        }
+        if self.page_token_path.is_some() && self.next_link_path.is_some() {
+            return Err(ConfigError::invalid(
+                "next_link_path",
+                "use next_link_path or page_token_path, not both",
+            ));
+        }
+        if self.timeout_seconds == 0 || self.timeout_seconds > 600 {
+            return Err(ConfigError::invalid(
+                "timeout_seconds",
+                "timeout_seconds must be between 1 and 600",
+            ));
+        }
+        if self.max_retries > 10 || self.max_retry_wait_seconds > 600 {
+            return Err(ConfigError::invalid(
+                "max_retries",
+                "max_retries must be at most 10 and max_retry_wait_seconds at most 600",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,6 +546,40 @@ mod tests {
         assert_eq!(
             field_of(json!({"path": "/d", "batch_size": 0})),
             ["batch_size"]
+        );
+    }
+
+    #[test]
+    fn http_json_configs_check_urls_and_pairs() {
+        let parsed =
+            ConnectorConfig::parse("http_json", &json!({"url": "https://api.example/items"}));
+        let Ok(ConnectorConfig::HttpJson(config)) = parsed else {
+            panic!("expected an http_json config, got {parsed:?}");
+        };
+        assert_eq!(
+            (config.id_field.as_str(), config.timeout_seconds),
+            ("id", 30)
+        );
+        let field_of = |value| match ConnectorConfig::parse("http_json", &value) {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("expected invalid, got {other:?}"),
+        };
+        assert_eq!(field_of(json!({"url": "ftp://x"})), ["url"]);
+        assert_eq!(
+            field_of(json!({"url": "http://x", "cursor_param": "since"})),
+            ["cursor_field"]
+        );
+        assert_eq!(
+            field_of(json!({"url": "http://x", "page_token_path": "next"})),
+            ["page_token_param"]
+        );
+        assert_eq!(
+            field_of(json!({"url": "http://x", "token_url": "x"})),
+            ["token_url"]
+        );
+        assert_eq!(
+            field_of(json!({"url": "http://x", "timeout_seconds": 0})),
+            ["timeout_seconds"]
         );
     }
 

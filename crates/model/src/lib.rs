@@ -13,7 +13,8 @@ pub mod job;
 pub mod message;
 
 pub use config::{
-    ConfigError, ConnectorConfig, LocalFilesConfig, PostgresConfig, StubConfig, StubFailKind,
+    ConfigError, ConnectorConfig, HttpJsonConfig, LocalFilesConfig, PostgresConfig, StubConfig,
+    StubFailKind,
 };
 pub use connection::ConnectionStatus;
 pub use entity::{ContentHash, content_hash};

@@ -17,6 +17,8 @@ pub struct TestEnv {
 impl TestEnv {
     pub async fn new() -> Self {
         init_logging();
+        // Before any HTTP client is built (see the function).
+        syncway_connectors::install_tls_provider();
         let id = Uuid::new_v4().simple().to_string();
         let env = TestEnv {
             database: format!("syncway_test_{id}"),
