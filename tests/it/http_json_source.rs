@@ -262,3 +262,72 @@ async fn refused_keys_rate_limits_and_outages_are_classified() {
     let job = sync(&app, slow, false).await;
     assert_eq!(job["error_details"]["kind"], "transient", "{job}");
 }
+
+/// A sync stopped between pages and run again: every item stored once,
+/// nothing counted twice.
+#[tokio::test]
+async fn a_sync_stopped_between_pages_resumes_without_counting_twice() {
+    let mut app = TestApp::with_api(crate::harness::TestEnv::new().await, |_| {}).await;
+    app.add_worker(|settings| settings.worker.shutdown_grace_seconds = 0)
+        .await;
+    let api = MockServer::start().await;
+    let page = |ids: std::ops::Range<u32>, next: Value| {
+        json!({"items": ids.map(|id| item(id, 1, "2026-01-01T00:00:00Z")).collect::<Vec<_>>(),
+               "next": next})
+    };
+    Mock::given(method("GET"))
+        .and(path("/items"))
+        .and(query_param_is_missing("page"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(0..10, json!("/items?page=2"))))
+        .mount(&api)
+        .await;
+    // The second page takes a while: the worker is stopped meanwhile.
+    Mock::given(method("GET"))
+        .and(path("/items"))
+        .and(query_param("page", "2"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(page(10..20, json!(null)))
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .mount(&api)
+        .await;
+    let connection = create(
+        &app,
+        json!({"url": format!("{}/items", api.uri()), "items_path": "items",
+               "next_link_path": "next"}),
+        json!({"api_key": "k"}),
+        false,
+    )
+    .await;
+    let job = app.run(connection, false).await;
+    // The worker reads one page ahead: the first page commits only once the
+    // second has arrived (the last page commits with the final status), so
+    // wait until it is in the middle of the slow page.
+    app.job_where(connection, job, "running", |job| job["status"] == "running")
+        .await;
+    let worker = app.workers.remove(0);
+    worker
+        .shutdown()
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
+    let stopped = app.job(connection, job).await;
+    assert_eq!(stopped["status"], "running", "{stopped}");
+    // Handing the job back committed the page it had read, and only that.
+    let committed = counts(&stopped)[0];
+    assert_eq!(committed, 10, "{stopped}");
+
+    app.add_worker(|_| {}).await;
+    let done = app.finished_job(connection, job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        counts(&done),
+        [20, 0, 0, 0],
+        "{done} (first attempt committed {committed})"
+    );
+    assert_eq!(
+        app.connection(connection).await["entities"]["total_entities"],
+        20
+    );
+    assert_eq!(app.attempt(job).await, 2);
+}
