@@ -301,11 +301,21 @@ async fn a_sync_stopped_between_pages_resumes_without_counting_twice() {
     )
     .await;
     let job = app.run(connection, false).await;
-    // The worker reads one page ahead: the first page commits only once the
-    // second has arrived (the last page commits with the final status), so
-    // wait until it is in the middle of the slow page.
-    app.job_where(connection, job, "running", |job| job["status"] == "running")
-        .await;
+    // The worker reads one page ahead (the last page commits with the final
+    // status): once the slow second page is asked for, the first is read
+    // and waiting to be written.
+    crate::harness::eventually(
+        "the second page requested",
+        crate::harness::DEADLINE,
+        || async {
+            let requests = api.received_requests().await.unwrap_or_default();
+            requests
+                .iter()
+                .any(|request| request.url.query() == Some("page=2"))
+                .then_some(())
+        },
+    )
+    .await;
     let worker = app.workers.remove(0);
     worker
         .shutdown()

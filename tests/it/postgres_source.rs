@@ -308,15 +308,17 @@ async fn a_sync_stopped_between_batches_resumes_without_counting_twice() {
     let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
     app.add_worker(|settings| settings.worker.shutdown_grace_seconds = 0)
         .await;
-    // A view that takes 5 ms per row, read in primary key order: rows
-    // stream through the cursor, so batches of 10 come 50 ms apart.
+    // A view that takes 5 ms per row. Its own ORDER BY lets the read use
+    // its order and evaluate the pause per row as it is fetched (without
+    // it, a sort would compute every row before the first batch): batches
+    // of 10 come 50 ms apart.
     source_sql(
         &app,
         "CREATE TABLE src_base (id int PRIMARY KEY, name text NOT NULL);
          INSERT INTO src_base SELECT i, 'row ' || i FROM generate_series(1, 200) i;
          CREATE FUNCTION src_pause(int) RETURNS int LANGUAGE plpgsql AS
              $$ BEGIN PERFORM pg_sleep(0.005); RETURN $1; END $$;
-         CREATE VIEW src_slow AS SELECT id, name, src_pause(id) AS pause FROM src_base;",
+         CREATE VIEW src_slow AS SELECT id, name, src_pause(id) AS pause FROM src_base ORDER BY id;",
     )
     .await;
     let connection = create(
