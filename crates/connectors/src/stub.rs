@@ -15,7 +15,7 @@ use syncway_model::{ErrorCategory, StubConfig, StubFailKind};
 use crate::{EntityBatch, Source, SourceEntity, SourceError, SyncStart};
 
 /// Entities per batch when the source is not slowed down.
-const BATCH_SIZE: u64 = 1000;
+const BATCH_SIZE: u64 = 5000;
 /// A slowed-down source still emits a batch about this often, so that counts
 /// grow visibly while the job runs.
 const SLOW_BATCH_MILLIS: u64 = 200;
