@@ -176,3 +176,51 @@ async fn a_missing_directory_fails_the_job_and_a_bad_glob_is_refused() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body.to_string().contains("glob"), "{body}");
 }
+
+/// A sync stopped between batches and run again: every file stored once,
+/// nothing counted twice.
+#[tokio::test]
+async fn a_sync_stopped_between_batches_resumes_without_counting_twice() {
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    app.add_worker(|settings| settings.worker.shutdown_grace_seconds = 0)
+        .await;
+    let tree = Tree::new();
+    // One file per batch, each its own commit: the sync takes a while.
+    for i in 0..500 {
+        tree.write(
+            &format!("f{i:03}.txt"),
+            format!("file {i}").as_bytes(),
+            Duration::from_secs(600),
+        );
+    }
+    let (status, body) = create(
+        &app,
+        json!({"path": tree.path().to_string_lossy(), "batch_size": 1}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let connection = id_of(&body);
+    let job = app.run(connection, true).await;
+    app.job_where(connection, job, "running with data", |job| {
+        job["status"] == "running" && job["entities_inserted"].as_i64().is_some_and(|n| n > 0)
+    })
+    .await;
+    let worker = app.workers.remove(0);
+    worker
+        .shutdown()
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
+    let stopped = app.job(connection, job).await;
+    let committed = counts(&stopped)[0];
+    assert!(
+        stopped["status"] == "running" && (1..500).contains(&committed),
+        "{stopped}"
+    );
+
+    app.add_worker(|_| {}).await;
+    let done = app.finished_job(connection, job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(counts(&done), [500, 0, 0, 0], "{done}");
+    assert_eq!(stored(&app, connection).await.len(), 500);
+    assert_eq!(app.attempt(job).await, 2);
+}
