@@ -148,6 +148,9 @@ async fn page_tokens_with_a_bearer_token() {
     .await;
     let job = sync(&app, connection, false).await;
     assert_eq!(counts(&job), [3, 0, 0, 0], "{job}");
+    // Nothing changed: a second full sync counts nothing.
+    let job = sync(&app, connection, false).await;
+    assert_eq!(counts(&job), [0, 0, 0, 0], "{job}");
 }
 
 #[tokio::test]

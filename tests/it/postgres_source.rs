@@ -175,14 +175,28 @@ async fn a_row_committed_late_with_an_earlier_timestamp_is_not_missed() {
                                       (2, 'two', now());",
     )
     .await;
-    let connection = create(
-        &app,
-        json!({"table": "src_items", "cursor_column": "updated_at", "lookback_seconds": 60}),
-        json!({"url": app.env.database_url()}),
-        true,
-    )
-    .await;
+    // The cursor column comes from the connection's schedule this time.
+    let collection = app.create_collection().await;
+    let (status, body) = app
+        .call(
+            "POST",
+            "/source-connections",
+            Some(json!({
+                "short_name": "postgres",
+                "readable_collection_id": collection,
+                "config": {"table": "src_items", "lookback_seconds": 60},
+                "authentication": {"credentials": {"url": app.env.database_url()}},
+                "schedule": {"continuous": true, "cursor_field": "updated_at"},
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let connection = id_of(&body);
     assert_eq!(counts(&sync(&app, connection, false).await), [2, 0, 0, 0]);
+    assert_eq!(
+        stored_cursor(&app, connection).await,
+        source_max_cursor(&app).await
+    );
     // A transaction that took its timestamp before the last sync but
     // committed after it: its row is older than the stored cursor.
     source_sql(
@@ -308,24 +322,25 @@ async fn a_sync_stopped_between_batches_resumes_without_counting_twice() {
     let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
     app.add_worker(|settings| settings.worker.shutdown_grace_seconds = 0)
         .await;
-    // A view that takes 5 ms per row. Its own ORDER BY lets the read use
-    // its order and evaluate the pause per row as it is fetched (without
-    // it, a sort would compute every row before the first batch): batches
-    // of 10 come 50 ms apart.
+    // A view that takes 5 ms per row. Its own ORDER BY (the read's order:
+    // cursor, then key) lets the read evaluate the pause per row as it is
+    // fetched (without it, a sort would compute every row before the first
+    // batch): batches of 10 come 50 ms apart.
     source_sql(
         &app,
-        "CREATE TABLE src_base (id int PRIMARY KEY, name text NOT NULL);
-         INSERT INTO src_base SELECT i, 'row ' || i FROM generate_series(1, 200) i;
+        "CREATE TABLE src_base (id int PRIMARY KEY, name text NOT NULL, version int NOT NULL);
+         INSERT INTO src_base SELECT i, 'row ' || i, 1000 + i FROM generate_series(1, 200) i;
          CREATE FUNCTION src_pause(int) RETURNS int LANGUAGE plpgsql AS
              $$ BEGIN PERFORM pg_sleep(0.005); RETURN $1; END $$;
-         CREATE VIEW src_slow AS SELECT id, name, src_pause(id) AS pause FROM src_base ORDER BY id;",
+         CREATE VIEW src_slow AS SELECT id, name, version, src_pause(id) AS pause
+             FROM src_base ORDER BY version, id;",
     )
     .await;
     let connection = create(
         &app,
-        json!({"table": "src_slow", "batch_size": 10}),
+        json!({"table": "src_slow", "batch_size": 10, "cursor_column": "version"}),
         json!({"url": app.env.database_url()}),
-        false,
+        true,
     )
     .await;
     let job = app.run(connection, false).await;
@@ -342,6 +357,24 @@ async fn a_sync_stopped_between_batches_resumes_without_counting_twice() {
     let committed = stopped["entities_inserted"].as_i64().unwrap_or(-1);
     assert!(
         stopped["status"] == "running" && (1..200).contains(&committed),
+        "{stopped}"
+    );
+    // The stored cursor is exactly the newest committed row's: never ahead
+    // of the data.
+    let newest_committed: i32 = app
+        .db()
+        .await
+        .query_one(
+            "SELECT max((payload->>'version')::int) FROM entities
+             WHERE source_connection_id = $1",
+            &[&connection],
+        )
+        .await
+        .map(|row| row.get::<_, Option<i32>>(0).unwrap_or(-1))
+        .unwrap_or(-1);
+    assert_eq!(
+        stored_cursor(&app, connection).await,
+        json!(newest_committed.to_string()),
         "{stopped}"
     );
 
