@@ -2,44 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use serde_json::{Value, json};
-use uuid::Uuid;
 use wiremock::matchers::{
     body_string_contains, header, method, path, query_param, query_param_is_missing,
 };
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::harness::{TestApp, id_of};
-
-async fn create(app: &TestApp, config: Value, credentials: Value, continuous: bool) -> Uuid {
-    let collection = app.create_collection().await;
-    let (status, body) = app
-        .call(
-            "POST",
-            "/source-connections",
-            Some(json!({
-                "short_name": "http_json",
-                "readable_collection_id": collection,
-                "config": config,
-                "authentication": {"credentials": credentials},
-                "schedule": {"continuous": continuous},
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    id_of(&body)
-}
-
-fn counts(job: &Value) -> [i64; 4] {
-    ["inserted", "updated", "deleted", "failed"]
-        .map(|kind| job[format!("entities_{kind}")].as_i64().unwrap_or(-1))
-}
-
-async fn sync(app: &TestApp, connection: Uuid, force_full_sync: bool) -> Value {
-    let job = app.run(connection, force_full_sync).await;
-    app.finished_job(connection, job).await
-}
+use crate::harness::{TestApp, counts};
 
 fn item(id: u32, version: u32, updated_at: &str) -> Value {
     json!({"id": id, "name": format!("item {id} v{version}"), "updated_at": updated_at})
@@ -89,23 +58,24 @@ async fn next_link_pages_with_an_api_key_then_incremental_by_cursor() {
         .mount(&api)
         .await;
 
-    let connection = create(
-        &app,
-        json!({"url": format!("{}/items", api.uri()), "items_path": "data",
+    let connection = app
+        .connection_of(
+            "http_json",
+            json!({"url": format!("{}/items", api.uri()), "items_path": "data",
                "next_link_path": "links.next", "cursor_param": "since",
                "cursor_field": "updated_at"}),
-        json!({"api_key": "secret-key"}),
-        true,
-    )
-    .await;
-    let job = sync(&app, connection, false).await;
+            json!({"api_key": "secret-key"}),
+            true,
+        )
+        .await;
+    let job = app.sync(connection, false).await;
     assert_eq!(job["status"], "completed", "{job}");
     // Four items with ids; the one without is counted as failed.
     assert_eq!(counts(&job), [4, 0, 0, 1], "{job}");
     let body = app.connection(connection).await;
     assert_eq!(body["schedule"]["cursor_value"], "2026-01-01T00:00:05Z");
 
-    let job = sync(&app, connection, false).await;
+    let job = app.sync(connection, false).await;
     assert_eq!(counts(&job), [1, 1, 0, 0], "{job}");
     let body = app.connection(connection).await;
     assert_eq!(body["schedule"]["cursor_value"], "2026-01-01T00:00:07Z");
@@ -113,7 +83,7 @@ async fn next_link_pages_with_an_api_key_then_incremental_by_cursor() {
 
     // A forced full sync reads everything again: item 5 is gone from the
     // full listing (the mock's), so it is deleted; item 2 is back to v1.
-    let job = sync(&app, connection, true).await;
+    let job = app.sync(connection, true).await;
     assert_eq!(counts(&job), [0, 1, 1, 1], "{job}");
 }
 
@@ -138,18 +108,19 @@ async fn page_tokens_with_a_bearer_token() {
             "results": [{"key": "c"}], "next_cursor": ""})))
         .mount(&api)
         .await;
-    let connection = create(
-        &app,
-        json!({"url": format!("{}/v1/things", api.uri()), "items_path": "results",
+    let connection = app
+        .connection_of(
+            "http_json",
+            json!({"url": format!("{}/v1/things", api.uri()), "items_path": "results",
                "id_field": "key", "page_token_path": "next_cursor", "page_token_param": "cursor"}),
-        json!({"bearer_token": "tok"}),
-        false,
-    )
-    .await;
-    let job = sync(&app, connection, false).await;
+            json!({"bearer_token": "tok"}),
+            false,
+        )
+        .await;
+    let job = app.sync(connection, false).await;
     assert_eq!(counts(&job), [3, 0, 0, 0], "{job}");
     // Nothing changed: a second full sync counts nothing.
-    let job = sync(&app, connection, false).await;
+    let job = app.sync(connection, false).await;
     assert_eq!(counts(&job), [0, 0, 0, 0], "{job}");
 }
 
@@ -181,18 +152,26 @@ async fn oauth2_refresh_tokens_are_exchanged_and_refusals_need_reauthentication(
         .await;
     let config = json!({"url": format!("{}/items", api.uri()),
                         "token_url": format!("{}/token", api.uri())});
-    let good = create(
-        &app,
-        config.clone(),
-        json!({"refresh_token": "good", "client_id": "c", "client_secret": "s"}),
-        false,
-    )
-    .await;
-    let job = sync(&app, good, false).await;
+    let good = app
+        .connection_of(
+            "http_json",
+            config.clone(),
+            json!({"refresh_token": "good", "client_id": "c", "client_secret": "s"}),
+            false,
+        )
+        .await;
+    let job = app.sync(good, false).await;
     assert_eq!(counts(&job), [1, 0, 0, 0], "{job}");
 
-    let revoked = create(&app, config, json!({"refresh_token": "revoked"}), false).await;
-    let job = sync(&app, revoked, false).await;
+    let revoked = app
+        .connection_of(
+            "http_json",
+            config,
+            json!({"refresh_token": "revoked"}),
+            false,
+        )
+        .await;
+    let job = app.sync(revoked, false).await;
     assert_eq!(
         (job["status"].as_str(), job["error_category"].as_str()),
         (Some("failed"), Some("oauth_credentials_expired")),
@@ -241,28 +220,41 @@ async fn refused_keys_rate_limits_and_outages_are_classified() {
         .await;
     let at = |route: &str| json!({"url": format!("{}/{route}", api.uri()), "timeout_seconds": 1});
 
-    let refused = create(&app, at("refused"), json!({"api_key": "wrong"}), false).await;
-    let job = sync(&app, refused, false).await;
+    let refused = app
+        .connection_of(
+            "http_json",
+            at("refused"),
+            json!({"api_key": "wrong"}),
+            false,
+        )
+        .await;
+    let job = app.sync(refused, false).await;
     assert_eq!(job["error_category"], "api_key_invalid", "{job}");
 
-    let limited = create(&app, at("limited"), json!({"api_key": "k"}), false).await;
+    let limited = app
+        .connection_of("http_json", at("limited"), json!({"api_key": "k"}), false)
+        .await;
     let started = Instant::now();
-    let job = sync(&app, limited, false).await;
+    let job = app.sync(limited, false).await;
     assert_eq!(counts(&job), [1, 0, 0, 0], "{job}");
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "Retry-After was not waited out"
     );
 
-    let down = create(&app, at("down"), json!({"api_key": "k"}), false).await;
-    let job = sync(&app, down, false).await;
+    let down = app
+        .connection_of("http_json", at("down"), json!({"api_key": "k"}), false)
+        .await;
+    let job = app.sync(down, false).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error_details"]["kind"], "transient", "{job}");
     assert_eq!(job["error_details"]["retry_after_seconds"], 120.0, "{job}");
     assert!(job["error_category"].is_null(), "{job}");
 
-    let slow = create(&app, at("slow"), json!({"api_key": "k"}), false).await;
-    let job = sync(&app, slow, false).await;
+    let slow = app
+        .connection_of("http_json", at("slow"), json!({"api_key": "k"}), false)
+        .await;
+    let job = app.sync(slow, false).await;
     assert_eq!(job["error_details"]["kind"], "transient", "{job}");
 }
 
@@ -295,14 +287,15 @@ async fn a_sync_stopped_between_pages_resumes_without_counting_twice() {
         )
         .mount(&api)
         .await;
-    let connection = create(
-        &app,
-        json!({"url": format!("{}/items", api.uri()), "items_path": "items",
+    let connection = app
+        .connection_of(
+            "http_json",
+            json!({"url": format!("{}/items", api.uri()), "items_path": "items",
                "next_link_path": "next"}),
-        json!({"api_key": "k"}),
-        false,
-    )
-    .await;
+            json!({"api_key": "k"}),
+            false,
+        )
+        .await;
     let job = app.run(connection, false).await;
     // The worker reads one page ahead (the last page commits with the final
     // status): once the slow second page is asked for, the first is read
@@ -319,12 +312,7 @@ async fn a_sync_stopped_between_pages_resumes_without_counting_twice() {
         },
     )
     .await;
-    let worker = app.workers.remove(0);
-    worker
-        .shutdown()
-        .await
-        .unwrap_or_else(|error| panic!("{error:#}"));
-    let stopped = app.job(connection, job).await;
+    let stopped = app.stop_first_worker(connection, job).await;
     assert_eq!(stopped["status"], "running", "{stopped}");
     // Handing the job back committed the page it had read, and only that.
     let committed = counts(&stopped)[0];

@@ -132,12 +132,7 @@ async fn sigterm_past_the_grace_period_hands_the_job_to_another_worker() {
         job["status"] == "running" && job["entities_inserted"].as_i64().is_some_and(|n| n > 0)
     })
     .await;
-    let worker = app.workers.remove(0);
-    worker
-        .shutdown()
-        .await
-        .unwrap_or_else(|error| panic!("{error:#}"));
-    let handed_back = app.job(connection, job).await;
+    let handed_back = app.stop_first_worker(connection, job).await;
     assert_eq!(handed_back["status"], "running");
 
     app.add_worker(|_| {}).await;

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::{TestApp, TestEnv, id_of};
+use crate::harness::{TestApp, TestEnv, counts, id_of};
 
 /// A directory of the test's own, removed on drop.
 struct Tree(PathBuf);
@@ -45,31 +45,6 @@ impl Drop for Tree {
     }
 }
 
-async fn create(app: &TestApp, config: Value) -> (StatusCode, Value) {
-    let collection = app.create_collection().await;
-    app.call(
-        "POST",
-        "/source-connections",
-        Some(json!({
-            "short_name": "local_files",
-            "readable_collection_id": collection,
-            "config": config,
-            "schedule": {"continuous": true},
-        })),
-    )
-    .await
-}
-
-fn counts(job: &Value) -> [i64; 4] {
-    ["inserted", "updated", "deleted", "failed"]
-        .map(|kind| job[format!("entities_{kind}")].as_i64().unwrap_or(-1))
-}
-
-async fn sync(app: &TestApp, connection: Uuid, force_full_sync: bool) -> Value {
-    let job = app.run(connection, force_full_sync).await;
-    app.finished_job(connection, job).await
-}
-
 /// Stored entity ids, sorted, with their payloads.
 async fn stored(app: &TestApp, connection: Uuid) -> Vec<(String, Value)> {
     app.db()
@@ -96,16 +71,19 @@ async fn files_sync_fully_then_incrementally_by_modification_time() {
     tree.write("sub/c.md", "caf\u{e9} ".repeat(10).as_bytes(), hour);
     tree.write("notes.txt", b"not matched", hour);
     tree.write("raw.md", &[0xff, 0xfe, 0x00, 0x01], hour);
-    let (status, body) = create(
-        &app,
-        json!({"path": tree.path().to_string_lossy(), "glob": "**/*.md",
+    let (status, body) = app
+        .try_connection(
+            "local_files",
+            json!({"path": tree.path().to_string_lossy(), "glob": "**/*.md",
                "max_content_bytes": 16, "batch_size": 2}),
-    )
-    .await;
+            None,
+            true,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let connection = id_of(&body);
 
-    let job = sync(&app, connection, false).await;
+    let job = app.sync(connection, false).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(counts(&job), [4, 0, 0, 0], "{job}");
     let entities = stored(&app, connection).await;
@@ -134,7 +112,7 @@ async fn files_sync_fully_then_incrementally_by_modification_time() {
 
     // Nothing changed: nothing counted, incremental or full.
     for force in [false, true] {
-        let job = sync(&app, connection, force).await;
+        let job = app.sync(connection, force).await;
         assert_eq!(counts(&job), [0, 0, 0, 0], "force_full_sync={force}: {job}");
     }
 
@@ -142,10 +120,10 @@ async fn files_sync_fully_then_incrementally_by_modification_time() {
     tree.write("b.md", b"beta, edited", Duration::ZERO);
     tree.write("d.md", b"delta", Duration::ZERO);
     std::fs::remove_file(tree.path().join("a.md")).unwrap_or_else(|error| panic!("{error}"));
-    let job = sync(&app, connection, false).await;
+    let job = app.sync(connection, false).await;
     assert_eq!(counts(&job), [1, 1, 0, 0], "{job}");
     // The deletion needs a full sync.
-    let job = sync(&app, connection, true).await;
+    let job = app.sync(connection, true).await;
     assert_eq!(counts(&job), [0, 0, 1, 0], "{job}");
     let ids: Vec<String> = stored(&app, connection)
         .await
@@ -159,9 +137,16 @@ async fn files_sync_fully_then_incrementally_by_modification_time() {
 async fn a_missing_directory_fails_the_job_and_a_bad_glob_is_refused() {
     let app = TestApp::spawn().await;
     let missing = std::env::temp_dir().join(format!("syncway-missing-{}", Uuid::new_v4()));
-    let (status, body) = create(&app, json!({"path": missing.to_string_lossy()})).await;
+    let (status, body) = app
+        .try_connection(
+            "local_files",
+            json!({"path": missing.to_string_lossy()}),
+            None,
+            true,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let job = sync(&app, id_of(&body), false).await;
+    let job = app.sync(id_of(&body), false).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error_details"]["kind"], "permanent", "{job}");
     assert!(
@@ -172,7 +157,14 @@ async fn a_missing_directory_fails_the_job_and_a_bad_glob_is_refused() {
     );
 
     let app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
-    let (status, body) = create(&app, json!({"path": "/tmp", "glob": "a[b"})).await;
+    let (status, body) = app
+        .try_connection(
+            "local_files",
+            json!({"path": "/tmp", "glob": "a[b"}),
+            None,
+            true,
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body.to_string().contains("glob"), "{body}");
 }
@@ -193,11 +185,14 @@ async fn a_sync_stopped_between_batches_resumes_without_counting_twice() {
             Duration::from_secs(600),
         );
     }
-    let (status, body) = create(
-        &app,
-        json!({"path": tree.path().to_string_lossy(), "batch_size": 1}),
-    )
-    .await;
+    let (status, body) = app
+        .try_connection(
+            "local_files",
+            json!({"path": tree.path().to_string_lossy(), "batch_size": 1}),
+            None,
+            true,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let connection = id_of(&body);
     let job = app.run(connection, true).await;
@@ -205,12 +200,7 @@ async fn a_sync_stopped_between_batches_resumes_without_counting_twice() {
         job["status"] == "running" && job["entities_inserted"].as_i64().is_some_and(|n| n > 0)
     })
     .await;
-    let worker = app.workers.remove(0);
-    worker
-        .shutdown()
-        .await
-        .unwrap_or_else(|error| panic!("{error:#}"));
-    let stopped = app.job(connection, job).await;
+    let stopped = app.stop_first_worker(connection, job).await;
     let committed = counts(&stopped)[0];
     assert!(
         stopped["status"] == "running" && (1..500).contains(&committed),

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::{TestApp, TestEnv, id_of};
+use crate::harness::{TestApp, TestEnv, counts, id_of};
 
 /// Runs SQL against the test database (the source here).
 async fn source_sql(app: &TestApp, sql: &str) {
@@ -14,36 +14,6 @@ async fn source_sql(app: &TestApp, sql: &str) {
         .batch_execute(sql)
         .await
         .unwrap_or_else(|error| panic!("{sql}: {error}"));
-}
-
-async fn create(app: &TestApp, config: Value, credentials: Value, continuous: bool) -> Uuid {
-    let collection = app.create_collection().await;
-    let (status, body) = app
-        .call(
-            "POST",
-            "/source-connections",
-            Some(json!({
-                "short_name": "postgres",
-                "readable_collection_id": collection,
-                "config": config,
-                "authentication": {"credentials": credentials},
-                "schedule": {"continuous": continuous},
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    id_of(&body)
-}
-
-fn counts(job: &Value) -> [i64; 4] {
-    ["inserted", "updated", "deleted", "failed"]
-        .map(|kind| job[format!("entities_{kind}")].as_i64().unwrap_or(-1))
-}
-
-/// Runs a job to its end and returns it.
-async fn sync(app: &TestApp, connection: Uuid, force_full_sync: bool) -> Value {
-    let job = app.run(connection, force_full_sync).await;
-    app.finished_job(connection, job).await
 }
 
 /// (entity id, stored payload's name) of every stored entity, by id.
@@ -105,17 +75,18 @@ async fn full_incremental_and_forced_full_syncs_count_exactly_what_changed() {
              FROM generate_series(1, 25) i;",
     )
     .await;
-    let connection = create(
-        &app,
-        json!({"table": "public.src_items", "cursor_column": "updated_at",
+    let connection = app
+        .connection_of(
+            "postgres",
+            json!({"table": "public.src_items", "cursor_column": "updated_at",
                "deleted_column": "deleted", "batch_size": 10}),
-        json!({"url": app.env.database_url()}),
-        true,
-    )
-    .await;
+            json!({"url": app.env.database_url()}),
+            true,
+        )
+        .await;
 
     // Full sync into an empty store, three batches.
-    let job = sync(&app, connection, false).await;
+    let job = app.sync(connection, false).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(counts(&job), [25, 0, 0, 0]);
     assert_eq!(stored(&app, connection).await, live_rows(&app).await);
@@ -127,7 +98,7 @@ async fn full_incremental_and_forced_full_syncs_count_exactly_what_changed() {
     // Nothing changed: neither an incremental (which re-reads the look-back
     // window) nor a forced full sync counts anything.
     for force in [false, true] {
-        let job = sync(&app, connection, force).await;
+        let job = app.sync(connection, force).await;
         assert_eq!(counts(&job), [0, 0, 0, 0], "force_full_sync={force}: {job}");
     }
 
@@ -139,7 +110,7 @@ async fn full_incremental_and_forced_full_syncs_count_exactly_what_changed() {
          UPDATE src_items SET deleted = true, updated_at = now() WHERE id = 5;",
     )
     .await;
-    let job = sync(&app, connection, false).await;
+    let job = app.sync(connection, false).await;
     assert_eq!(counts(&job), [3, 2, 1, 0], "{job}");
     assert_eq!(stored(&app, connection).await, live_rows(&app).await);
     assert_eq!(
@@ -153,9 +124,9 @@ async fn full_incremental_and_forced_full_syncs_count_exactly_what_changed() {
 
     // Hard deletes: invisible to an incremental sync, found by a full one.
     source_sql(&app, "DELETE FROM src_items WHERE id IN (1, 2);").await;
-    let job = sync(&app, connection, false).await;
+    let job = app.sync(connection, false).await;
     assert_eq!(counts(&job), [0, 0, 0, 0], "{job}");
-    let job = sync(&app, connection, true).await;
+    let job = app.sync(connection, true).await;
     assert_eq!(counts(&job), [0, 0, 2, 0], "{job}");
     assert_eq!(stored(&app, connection).await, live_rows(&app).await);
     assert_eq!(
@@ -192,7 +163,7 @@ async fn a_row_committed_late_with_an_earlier_timestamp_is_not_missed() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let connection = id_of(&body);
-    assert_eq!(counts(&sync(&app, connection, false).await), [2, 0, 0, 0]);
+    assert_eq!(counts(&app.sync(connection, false).await), [2, 0, 0, 0]);
     assert_eq!(
         stored_cursor(&app, connection).await,
         source_max_cursor(&app).await
@@ -204,7 +175,7 @@ async fn a_row_committed_late_with_an_earlier_timestamp_is_not_missed() {
         "INSERT INTO src_items VALUES (3, 'late', now() - interval '5 seconds');",
     )
     .await;
-    let job = sync(&app, connection, false).await;
+    let job = app.sync(connection, false).await;
     assert_eq!(counts(&job), [1, 0, 0, 0], "{job}");
     assert_eq!(stored(&app, connection).await.len(), 3);
 }
@@ -220,14 +191,15 @@ async fn source_failures_are_classified() {
     let database = app.env.database_url();
 
     // An unknown role: the source refuses the credentials.
-    let refused = create(
-        &app,
-        json!({"table": "src_items"}),
-        json!({"url": database.replace("postgres@", "syncway_no_such_role@")}),
-        false,
-    )
-    .await;
-    let job = sync(&app, refused, false).await;
+    let refused = app
+        .connection_of(
+            "postgres",
+            json!({"table": "src_items"}),
+            json!({"url": database.replace("postgres@", "syncway_no_such_role@")}),
+            false,
+        )
+        .await;
+    let job = app.sync(refused, false).await;
     assert_eq!(
         (job["status"].as_str(), job["error_category"].as_str()),
         (Some("failed"), Some("api_key_invalid")),
@@ -236,14 +208,15 @@ async fn source_failures_are_classified() {
     assert_eq!(app.connection(refused).await["status"], "needs_reauth");
 
     // Nothing listens: transient.
-    let unreachable = create(
-        &app,
-        json!({"table": "src_items"}),
-        json!({"url": "postgres://postgres@127.0.0.1:1/none"}),
-        false,
-    )
-    .await;
-    let job = sync(&app, unreachable, false).await;
+    let unreachable = app
+        .connection_of(
+            "postgres",
+            json!({"table": "src_items"}),
+            json!({"url": "postgres://postgres@127.0.0.1:1/none"}),
+            false,
+        )
+        .await;
+    let job = app.sync(unreachable, false).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error_details"]["kind"], "transient", "{job}");
     assert!(job["error_category"].is_null(), "{job}");
@@ -256,8 +229,10 @@ async fn source_failures_are_classified() {
             "nope",
         ),
     ] {
-        let connection = create(&app, config, json!({"url": database}), true).await;
-        let job = sync(&app, connection, false).await;
+        let connection = app
+            .connection_of("postgres", config, json!({"url": database}), true)
+            .await;
+        let job = app.sync(connection, false).await;
         assert_eq!(job["error_details"]["kind"], "permanent", "{job}");
         assert!(
             job["error"]
@@ -278,14 +253,15 @@ async fn identifiers_are_quoted_never_spliced() {
            CREATE TABLE src_items (id int PRIMARY KEY);"#,
     )
     .await;
-    let connection = create(
-        &app,
-        json!({"table": "odd \"name\"; DROP TABLE src_items; --", "primary_key": "key; --"}),
-        json!({"url": app.env.database_url()}),
-        false,
-    )
-    .await;
-    let job = sync(&app, connection, false).await;
+    let connection = app
+        .connection_of(
+            "postgres",
+            json!({"table": "odd \"name\"; DROP TABLE src_items; --", "primary_key": "key; --"}),
+            json!({"url": app.env.database_url()}),
+            false,
+        )
+        .await;
+    let job = app.sync(connection, false).await;
     assert_eq!(counts(&job), [2, 0, 0, 0], "{job}");
     // The other table is still there.
     source_sql(&app, "SELECT 1 FROM src_items").await;
@@ -336,24 +312,20 @@ async fn a_sync_stopped_between_batches_resumes_without_counting_twice() {
              FROM src_base ORDER BY version, id;",
     )
     .await;
-    let connection = create(
-        &app,
-        json!({"table": "src_slow", "batch_size": 10, "cursor_column": "version"}),
-        json!({"url": app.env.database_url()}),
-        true,
-    )
-    .await;
+    let connection = app
+        .connection_of(
+            "postgres",
+            json!({"table": "src_slow", "batch_size": 10, "cursor_column": "version"}),
+            json!({"url": app.env.database_url()}),
+            true,
+        )
+        .await;
     let job = app.run(connection, false).await;
     app.job_where(connection, job, "running with data", |job| {
         job["status"] == "running" && job["entities_inserted"].as_i64().is_some_and(|n| n > 0)
     })
     .await;
-    let worker = app.workers.remove(0);
-    worker
-        .shutdown()
-        .await
-        .unwrap_or_else(|error| panic!("{error:#}"));
-    let stopped = app.job(connection, job).await;
+    let stopped = app.stop_first_worker(connection, job).await;
     let committed = stopped["entities_inserted"].as_i64().unwrap_or(-1);
     assert!(
         stopped["status"] == "running" && (1..200).contains(&committed),

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::TestApp;
+use crate::harness::{TestApp, counts};
 
 async fn entity_count(app: &TestApp, connection: Uuid) -> i64 {
     app.db()
@@ -17,11 +17,6 @@ async fn entity_count(app: &TestApp, connection: Uuid) -> i64 {
         .await
         .map(|row| row.get(0))
         .unwrap_or(-1)
-}
-
-fn counts(job: &Value) -> [i64; 4] {
-    ["inserted", "updated", "deleted", "failed"]
-        .map(|kind| job[format!("entities_{kind}")].as_i64().unwrap_or(-1))
 }
 
 #[tokio::test]

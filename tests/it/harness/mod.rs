@@ -265,23 +265,63 @@ impl TestApp {
         body["readable_id"].as_str().unwrap_or_default().to_owned()
     }
 
-    /// Creates a stub connection in a new collection.
-    pub async fn stub_connection(&self, config: Value, continuous: bool) -> Uuid {
+    /// Asks for a connection of `short_name` in a new collection; the
+    /// answer as it is.
+    pub async fn try_connection(
+        &self,
+        short_name: &str,
+        config: Value,
+        credentials: impl Into<Option<Value>>,
+        continuous: bool,
+    ) -> (StatusCode, Value) {
         let collection = self.create_collection().await;
+        let mut body = json!({
+            "short_name": short_name,
+            "readable_collection_id": collection,
+            "config": config,
+            "schedule": {"continuous": continuous},
+        });
+        if let Some(credentials) = credentials.into() {
+            body["authentication"] = json!({ "credentials": credentials });
+        }
+        self.call("POST", "/source-connections", Some(body)).await
+    }
+
+    /// Creates a connection of `short_name` in a new collection.
+    pub async fn connection_of(
+        &self,
+        short_name: &str,
+        config: Value,
+        credentials: impl Into<Option<Value>>,
+        continuous: bool,
+    ) -> Uuid {
         let (status, body) = self
-            .call(
-                "POST",
-                "/source-connections",
-                Some(json!({
-                    "short_name": "stub",
-                    "readable_collection_id": collection,
-                    "config": config,
-                    "schedule": {"continuous": continuous},
-                })),
-            )
+            .try_connection(short_name, config, credentials, continuous)
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         id_of(&body)
+    }
+
+    /// Creates a stub connection in a new collection.
+    pub async fn stub_connection(&self, config: Value, continuous: bool) -> Uuid {
+        self.connection_of("stub", config, None, continuous).await
+    }
+
+    /// Runs a job to its end and returns it.
+    pub async fn sync(&self, connection: Uuid, force_full_sync: bool) -> Value {
+        let job = self.run(connection, force_full_sync).await;
+        self.finished_job(connection, job).await
+    }
+
+    /// Stops the first worker as SIGTERM does (its grace period as its
+    /// settings say) and returns the job as the stop left it.
+    pub async fn stop_first_worker(&mut self, connection: Uuid, job: Uuid) -> Value {
+        let worker = self.workers.remove(0);
+        worker
+            .shutdown()
+            .await
+            .unwrap_or_else(|error| panic!("{error:#}"));
+        self.job(connection, job).await
     }
 
     /// Triggers a run and asserts it was accepted; returns the job id.
@@ -356,6 +396,12 @@ impl TestApp {
             .map(|row| row.get(0))
             .unwrap_or(-1)
     }
+}
+
+/// A job's inserted, updated, deleted and failed counts.
+pub fn counts(job: &Value) -> [i64; 4] {
+    ["inserted", "updated", "deleted", "failed"]
+        .map(|kind| job[format!("entities_{kind}")].as_i64().unwrap_or(-1))
 }
 
 pub fn id_of(body: &Value) -> Uuid {
