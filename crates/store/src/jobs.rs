@@ -678,21 +678,21 @@ const COMMIT_MANY: &str = "WITH b AS (
                                       $11::jsonb[], $12::jsonb[])
                      AS b(n, job_id, conn_id, delete_unseen, failed, status, error,
                           error_category, error_details, cursor)
-             ), input AS (
-                 SELECT i.n, b.job_id, b.conn_id, i.entity_id, i.content_hash, i.payload
-                 FROM unnest($13::int[], $14::text[], $15::bytea[], $16::jsonb[])
-                     AS i(n, entity_id, content_hash, payload)
-                 JOIN b ON b.n = i.n
-             ), old AS (
-                 SELECT i.n, e.entity_id, e.content_hash FROM input i
-                 JOIN entities e
-                     ON e.source_connection_id = i.conn_id AND e.entity_id = i.entity_id
+             ), keys AS (
+                 -- The batches' ids and hashes, without the payloads: this
+                 -- is what the counting reads, and it stays small.
+                 SELECT k.n, b.conn_id, k.entity_id, k.content_hash
+                 FROM unnest($13::int[], $14::text[], $15::bytea[])
+                     AS k(n, entity_id, content_hash)
+                 JOIN b ON b.n = k.n
              ), diff AS (
-                 SELECT i.n,
-                        count(*) FILTER (WHERE o.entity_id IS NULL) AS inserted,
-                        count(*) FILTER (WHERE o.content_hash <> i.content_hash) AS updated
-                 FROM input i LEFT JOIN old o ON o.n = i.n AND o.entity_id = i.entity_id
-                 GROUP BY i.n
+                 SELECT k.n,
+                        count(*) FILTER (WHERE e.entity_id IS NULL) AS inserted,
+                        count(*) FILTER (WHERE e.content_hash <> k.content_hash) AS updated
+                 FROM keys k
+                 LEFT JOIN entities e
+                     ON e.source_connection_id = k.conn_id AND e.entity_id = k.entity_id
+                 GROUP BY k.n
              ), doomed AS (
                  SELECT b.n, e.source_connection_id, e.entity_id
                  FROM unnest($17::int[], $18::text[]) AS d(n, entity_id)
@@ -704,7 +704,7 @@ const COMMIT_MANY: &str = "WITH b AS (
                  JOIN entities e ON e.source_connection_id = b.conn_id
                  WHERE b.delete_unseen AND e.last_seen_job IS DISTINCT FROM b.job_id
                    AND NOT EXISTS (
-                       SELECT 1 FROM input i WHERE i.n = b.n AND i.entity_id = e.entity_id)
+                       SELECT 1 FROM keys k WHERE k.n = b.n AND k.entity_id = e.entity_id)
              ), tally AS (
                  SELECT b.*, COALESCE(d.inserted, 0) AS inserted, COALESCE(d.updated, 0) AS updated,
                         (SELECT count(*) FROM doomed x WHERE x.n = b.n) AS deleted
@@ -734,7 +734,10 @@ const COMMIT_MANY: &str = "WITH b AS (
              ), up AS (
                  INSERT INTO entities AS e
                      (source_connection_id, entity_id, content_hash, payload, last_seen_job)
-                 SELECT i.conn_id, i.entity_id, i.content_hash, i.payload, i.job_id FROM input i
+                 SELECT b.conn_id, i.entity_id, i.content_hash, i.payload, b.job_id
+                 FROM unnest($13::int[], $14::text[], $15::bytea[], $16::jsonb[])
+                     AS i(n, entity_id, content_hash, payload)
+                 JOIN b ON b.n = i.n
                  WHERE i.n IN (SELECT n FROM j)
                  ON CONFLICT (source_connection_id, entity_id) DO UPDATE SET
                      content_hash = excluded.content_hash,
