@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::cpu::CpuSnapshot;
-use crate::processes::{BenchEnv, Services, build_binaries, free_port, measure_limit, wait_ready};
+use crate::processes::{BenchEnv, Services, build_binaries, measure_limit};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -133,39 +133,20 @@ impl Report {
 }
 
 async fn run_jobs(options: &Options, env: &mut BenchEnv) -> anyhow::Result<Report> {
-    let api_port = free_port()?;
-    let api = format!("http://127.0.0.1:{api_port}");
-    env.spawn(
-        "syncway-api",
-        &[
-            ("SYNCWAY_API__LISTEN", format!("127.0.0.1:{api_port}")),
-            (
-                "SYNCWAY_METRICS__LISTEN",
-                format!("127.0.0.1:{}", free_port()?),
-            ),
-            ("SYNCWAY_AUTH__BOOTSTRAP_API_KEY", KEY.to_owned()),
-            ("SYNCWAY_DATABASE__POOL_SIZE", options.pool_size.to_string()),
-        ],
-    )?;
+    let pool_size = ("SYNCWAY_DATABASE__POOL_SIZE", options.pool_size.to_string());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(options.clients * 2)
         .build()?;
-    wait_ready(&http, &format!("{api}/readyz")).await?;
+    let api = env
+        .start_api(&http, KEY, std::slice::from_ref(&pool_size))
+        .await?;
     for _ in 0..options.workers {
-        let metrics = free_port()?;
-        env.spawn(
-            "syncway-worker",
-            &[
-                ("SYNCWAY_METRICS__LISTEN", format!("127.0.0.1:{metrics}")),
-                (
-                    "SYNCWAY_WORKER__CONCURRENCY",
-                    options.concurrency.to_string(),
-                ),
-                ("SYNCWAY_DATABASE__MIGRATE", "false".to_owned()),
-                ("SYNCWAY_DATABASE__POOL_SIZE", options.pool_size.to_string()),
-            ],
-        )?;
-        wait_ready(&http, &format!("http://127.0.0.1:{metrics}/readyz")).await?;
+        let concurrency = (
+            "SYNCWAY_WORKER__CONCURRENCY",
+            options.concurrency.to_string(),
+        );
+        env.start_worker(&http, &[concurrency, pool_size.clone()])
+            .await?;
     }
 
     let connections = create_connections(&http, &api, options).await?;

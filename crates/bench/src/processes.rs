@@ -80,6 +80,47 @@ impl BenchEnv {
         Ok(())
     }
 
+    /// Starts the API with the bootstrap `key` and `vars`, waits until it is
+    /// ready, and returns its base URL.
+    pub async fn start_api(
+        &mut self,
+        http: &reqwest::Client,
+        key: &str,
+        vars: &[(&str, String)],
+    ) -> anyhow::Result<String> {
+        let port = free_port()?;
+        let mut all = vec![
+            ("SYNCWAY_API__LISTEN", format!("127.0.0.1:{port}")),
+            (
+                "SYNCWAY_METRICS__LISTEN",
+                format!("127.0.0.1:{}", free_port()?),
+            ),
+            ("SYNCWAY_AUTH__BOOTSTRAP_API_KEY", key.to_owned()),
+        ];
+        all.extend(vars.iter().cloned());
+        self.spawn("syncway-api", &all)?;
+        let api = format!("http://127.0.0.1:{port}");
+        wait_ready(http, &format!("{api}/readyz")).await?;
+        Ok(api)
+    }
+
+    /// Starts a worker with `vars` (migrations left to the API) and waits
+    /// until it is ready.
+    pub async fn start_worker(
+        &mut self,
+        http: &reqwest::Client,
+        vars: &[(&str, String)],
+    ) -> anyhow::Result<()> {
+        let metrics = free_port()?;
+        let mut all = vec![
+            ("SYNCWAY_METRICS__LISTEN", format!("127.0.0.1:{metrics}")),
+            ("SYNCWAY_DATABASE__MIGRATE", "false".to_owned()),
+        ];
+        all.extend(vars.iter().cloned());
+        self.spawn("syncway-worker", &all)?;
+        wait_ready(http, &format!("http://127.0.0.1:{metrics}/readyz")).await
+    }
+
     /// Process ids of the running `binary` children.
     pub fn pids(&self, binary: &str) -> Vec<u32> {
         self.children
@@ -183,7 +224,7 @@ pub fn measure_limit(script: &Path, args: &[String], key: &str) -> anyhow::Resul
 }
 
 /// Polls `url` until it answers 200.
-pub async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         if let Ok(response) = http.get(url).send().await
@@ -199,7 +240,7 @@ pub async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()>
 }
 
 /// A free local port.
-pub fn free_port() -> anyhow::Result<u16> {
+fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

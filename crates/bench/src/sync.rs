@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::processes::{BenchEnv, Services, build_binaries, free_port, measure_limit, wait_ready};
+use crate::processes::{BenchEnv, Services, build_binaries, measure_limit};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -87,30 +87,9 @@ async fn measure(options: &Options, env: &mut BenchEnv) -> anyhow::Result<Report
         &[env.database_url(), options.limit_rows.to_string()],
         "limit_entities_per_s",
     )?;
-    let api_port = free_port()?;
-    let api = format!("http://127.0.0.1:{api_port}");
-    env.spawn(
-        "syncway-api",
-        &[
-            ("SYNCWAY_API__LISTEN", format!("127.0.0.1:{api_port}")),
-            (
-                "SYNCWAY_METRICS__LISTEN",
-                format!("127.0.0.1:{}", free_port()?),
-            ),
-            ("SYNCWAY_AUTH__BOOTSTRAP_API_KEY", KEY.to_owned()),
-        ],
-    )?;
     let http = reqwest::Client::new();
-    wait_ready(&http, &format!("{api}/readyz")).await?;
-    let metrics = free_port()?;
-    env.spawn(
-        "syncway-worker",
-        &[
-            ("SYNCWAY_METRICS__LISTEN", format!("127.0.0.1:{metrics}")),
-            ("SYNCWAY_DATABASE__MIGRATE", "false".to_owned()),
-        ],
-    )?;
-    wait_ready(&http, &format!("http://127.0.0.1:{metrics}/readyz")).await?;
+    let api = env.start_api(&http, KEY, &[]).await?;
+    env.start_worker(&http, &[]).await?;
     let worker = env
         .pids("syncway-worker")
         .first()
