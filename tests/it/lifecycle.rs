@@ -42,10 +42,7 @@ async fn a_running_job_is_cancelled_with_its_committed_data_consistent() {
         )
         .await;
     let job = app.run(connection, false).await;
-    app.job_where(connection, job, "running with data", |job| {
-        job["status"] == "running" && job["entities_inserted"].as_i64().is_some_and(|n| n > 0)
-    })
-    .await;
+    app.running_with_data(connection, job).await;
     let (status, body) = app
         .call(
             "POST",
@@ -128,10 +125,7 @@ async fn sigterm_past_the_grace_period_hands_the_job_to_another_worker() {
         )
         .await;
     let job = app.run(connection, false).await;
-    app.job_where(connection, job, "running with data", |job| {
-        job["status"] == "running" && job["entities_inserted"].as_i64().is_some_and(|n| n > 0)
-    })
-    .await;
+    app.running_with_data(connection, job).await;
     let handed_back = app.stop_first_worker(connection, job).await;
     assert_eq!(handed_back["status"], "running");
 

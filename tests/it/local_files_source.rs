@@ -196,10 +196,7 @@ async fn a_sync_stopped_between_batches_resumes_without_counting_twice() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let connection = id_of(&body);
     let job = app.run(connection, true).await;
-    app.job_where(connection, job, "running with data", |job| {
-        job["status"] == "running" && job["entities_inserted"].as_i64().is_some_and(|n| n > 0)
-    })
-    .await;
+    app.running_with_data(connection, job).await;
     let stopped = app.stop_first_worker(connection, job).await;
     let committed = counts(&stopped)[0];
     assert!(

@@ -313,6 +313,14 @@ impl TestApp {
         self.finished_job(connection, job).await
     }
 
+    /// Waits until the job runs and has committed some entities.
+    pub async fn running_with_data(&self, connection: Uuid, job: Uuid) -> Value {
+        self.job_where(connection, job, "running with data", |job| {
+            job["status"] == "running" && job["entities_inserted"].as_i64().is_some_and(|n| n > 0)
+        })
+        .await
+    }
+
     /// Stops the first worker as SIGTERM does (its grace period as its
     /// settings say) and returns the job as the stop left it.
     pub async fn stop_first_worker(&mut self, connection: Uuid, job: Uuid) -> Value {
