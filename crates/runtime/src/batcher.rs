@@ -141,6 +141,43 @@ where
     results
 }
 
+/// A [`Batcher`] whose batches are one database statement: `run` gets a
+/// pooled connection and the batch's items, and returns one result per item
+/// in order. A batch that fails as a whole is run item by item
+/// ([`all_or_each`]), so that every item gets its own answer.
+pub fn spawn_on_pool<T, R, F, Fut>(
+    name: &'static str,
+    lanes: usize,
+    max_batch: usize,
+    pool: syncway_store::Pool,
+    run: F,
+) -> Batcher<T, Result<R, syncway_store::StoreError>>
+where
+    T: Clone + Send + 'static,
+    R: Send + 'static,
+    F: Fn(deadpool_postgres::Object, Vec<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<R>, syncway_store::StoreError>> + Send + 'static,
+{
+    let run = Arc::new(run);
+    Batcher::spawn(name, lanes, max_batch, move |items| {
+        let pool = pool.clone();
+        let run = run.clone();
+        async move {
+            let once = |items: Vec<T>| {
+                let pool = pool.clone();
+                let run = run.clone();
+                async move { run(pool.get().await?, items).await }
+            };
+            all_or_each(name, items, once, || {
+                syncway_store::StoreError::Corrupt(format!(
+                    "a batch of {name} returned too few results"
+                ))
+            })
+            .await
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

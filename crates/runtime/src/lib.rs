@@ -6,7 +6,7 @@ pub mod credentials;
 pub mod settings;
 pub mod telemetry;
 
-pub use batcher::{Batcher, BatcherGone, all_or_each};
+pub use batcher::{Batcher, BatcherGone, all_or_each, spawn_on_pool};
 pub use credentials::{CredentialCipher, CredentialError};
 pub use settings::{Role, Settings};
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use syncway_model::JobStatus;
-use syncway_runtime::{Batcher, all_or_each};
+use syncway_runtime::{Batcher, spawn_on_pool};
 use syncway_store::jobs::{self, Batch, Commit, Counts, Outcome};
 use syncway_store::{Pool, StoreError};
 use uuid::Uuid;
@@ -47,24 +47,19 @@ pub type CommitBatcher = Batcher<Arc<PendingCommit>, CommitResult>;
 const LANES: usize = 2;
 
 pub fn spawn(pool: Pool, owner: String, lease_seconds: f64, max_batch: usize) -> CommitBatcher {
-    Batcher::spawn("commit", LANES, max_batch, move |commits| {
-        let pool = pool.clone();
-        let owner = owner.clone();
-        async move {
-            let run = |commits: Vec<Arc<PendingCommit>>| {
-                let pool = pool.clone();
-                let owner = owner.clone();
-                async move {
-                    let client = pool.get().await?;
-                    let commits: Vec<Commit<'_>> =
-                        commits.iter().map(|commit| commit.as_commit()).collect();
-                    jobs::commit_many(&client, &owner, lease_seconds, &commits).await
-                }
-            };
-            all_or_each("commits", commits, run, || {
-                StoreError::Corrupt("a commit batch returned too few results".into())
-            })
-            .await
-        }
-    })
+    let owner: Arc<str> = owner.into();
+    spawn_on_pool(
+        "commits",
+        LANES,
+        max_batch,
+        pool,
+        move |client, commits: Vec<Arc<PendingCommit>>| {
+            let owner = owner.clone();
+            async move {
+                let commits: Vec<Commit<'_>> =
+                    commits.iter().map(|commit| commit.as_commit()).collect();
+                jobs::commit_many(&client, &owner, lease_seconds, &commits).await
+            }
+        },
+    )
 }
