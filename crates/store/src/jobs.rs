@@ -56,7 +56,7 @@ pub enum Triggered {
 
 /// Creates a pending job and its outbox message in one statement (hence one
 /// transaction). The database decides [`Triggered::AlreadyActive`] through
-/// [`crate::ONE_ACTIVE_JOB`].
+/// the unique index `one_active_job_per_connection` (`ON CONFLICT`).
 pub async fn trigger(
     client: &impl GenericClient,
     organization_id: Uuid,

@@ -17,7 +17,5 @@ pub use deadpool_postgres::{GenericClient, Pool};
 pub use error::StoreError;
 pub use pool::{PoolSettings, connect, migrate, open};
 
-/// Name of the partial unique index that allows one active job per connection.
-pub const ONE_ACTIVE_JOB: &str = "one_active_job_per_connection";
 /// Name of the unique constraint on a collection's readable id.
 pub const COLLECTION_READABLE_ID_UNIQUE: &str = "collections_readable_id_unique";

@@ -49,9 +49,6 @@ pub(crate) fn triggered(
         Ok(Triggered::NeedsReauth) => Err(ApiError::Conflict(
             "source connection needs re-authentication: update its credentials first".into(),
         )),
-        Err(error) if error.constraint() == Some(syncway_store::ONE_ACTIVE_JOB) => {
-            Err(ApiError::Conflict(ACTIVE_JOB_CONFLICT.into()))
-        }
         Err(error) => Err(error.into()),
     }
 }
