@@ -160,13 +160,22 @@ async fn sessions_use_generic_plans_and_keep_the_urls_options() {
     let client = pool.get().await.unwrap_or_else(|error| panic!("{error}"));
     let row = client
         .query_one(
-            "SELECT current_setting('plan_cache_mode'), current_setting('statement_timeout')",
+            "SELECT current_setting('plan_cache_mode'), current_setting('jit'), \
+             current_setting('statement_timeout')",
             &[],
         )
         .await
         .unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(
-        (row.get::<_, String>(0), row.get::<_, String>(1)),
-        ("force_generic_plan".to_string(), "12345ms".to_string())
+        (
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2)
+        ),
+        (
+            "force_generic_plan".to_string(),
+            "off".to_string(),
+            "12345ms".to_string()
+        )
     );
 }

@@ -482,7 +482,7 @@ async fn connections_are_listed_with_their_status_and_counts() {
 /// fenced on its own.
 #[tokio::test]
 async fn one_commit_statement_keeps_each_jobs_batch_apart() {
-    use syncway_model::{JobStatus, content_hash};
+    use syncway_model::JobStatus;
     use syncway_store::jobs::{
         Batch, Claim, Commit, Counts, EntityWrite, Outcome, claim_many, commit_many,
     };
@@ -508,10 +508,9 @@ async fn one_commit_statement_keeps_each_jobs_batch_apart() {
         .unwrap_or_else(|error| panic!("{error}"));
     assert!(matches!(claimed[..], [Claim::Claimed(_)]));
 
-    let entity = |id: &str, value: i64| EntityWrite {
-        entity_id: id.to_string(),
-        content_hash: content_hash(&json!({ "v": value })),
-        payload: json!({ "v": value }),
+    let entity = |id: &str, value: i64| {
+        EntityWrite::new(id.to_string(), &json!({ "v": value }))
+            .unwrap_or_else(|error| panic!("{error}"))
     };
     // What is stored before: e1..e3 on the full connection, x1 and x2 on
     // the incremental one.
@@ -525,7 +524,7 @@ async fn one_commit_statement_keeps_each_jobs_batch_apart() {
         for write in &stored {
             db.execute(
                 "INSERT INTO entities (source_connection_id, entity_id, content_hash, payload)
-                 VALUES ($1, $2, $3, $4)",
+                 VALUES ($1, $2, $3, $4::text::json)",
                 &[
                     &connection,
                     &write.entity_id,

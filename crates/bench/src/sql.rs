@@ -130,11 +130,7 @@ async fn one_job(pool: &syncway_store::Pool, connection: uuid::Uuid) -> anyhow::
         anyhow::bail!("claim refused");
     };
     let payload = json!({"id": "stub-0", "index": 0, "body": "x".repeat(256)});
-    let entity = EntityWrite {
-        entity_id: "stub-0".into(),
-        content_hash: syncway_model::content_hash(&payload),
-        payload,
-    };
+    let entity = EntityWrite::new("stub-0".into(), &payload)?;
     let cursor = json!(0);
     let outcome = Outcome {
         status: syncway_model::JobStatus::Completed,

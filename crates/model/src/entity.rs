@@ -16,6 +16,14 @@ pub fn content_hash(payload: &serde_json::Value) -> ContentHash {
     *hasher.finalize().as_bytes()
 }
 
+/// A payload's canonical serialization and its [`content_hash`], made in one
+/// pass: the worker hashes and stores the same bytes.
+pub fn canonical_json(payload: &serde_json::Value) -> serde_json::Result<(String, ContentHash)> {
+    let json = serde_json::to_string(payload)?;
+    let hash = *blake3::hash(json.as_bytes()).as_bytes();
+    Ok((json, hash))
+}
+
 struct HashWriter<'a>(&'a mut blake3::Hasher);
 
 impl std::io::Write for HashWriter<'_> {
@@ -33,6 +41,16 @@ impl std::io::Write for HashWriter<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn canonical_json_is_what_the_hash_covers() {
+        let payload = json!({"b": [1, "x\u{e9}"], "a": {"d": null, "c": 1.5}});
+        let Ok((json, hash)) = canonical_json(&payload) else {
+            panic!("a JSON value always serializes");
+        };
+        assert_eq!(json, "{\"a\":{\"c\":1.5,\"d\":null},\"b\":[1,\"x\u{e9}\"]}");
+        assert_eq!(hash, content_hash(&payload));
+    }
 
     #[test]
     fn hash_ignores_key_order_but_not_values() {

@@ -17,7 +17,7 @@ pub use config::{
     StubFailKind,
 };
 pub use connection::ConnectionStatus;
-pub use entity::{ContentHash, content_hash};
+pub use entity::{ContentHash, canonical_json, content_hash};
 pub use error_category::ErrorCategory;
 pub use job::{JobStatus, SourceConnectionJob, UnknownStatus};
 pub use message::{JobMessage, MessageError};

@@ -2,9 +2,11 @@
 //! progress and finish (worker side). Every worker write is fenced by the
 //! lease: it matches only while the worker still owns the job.
 
+use bytes::BytesMut;
 use deadpool_postgres::GenericClient;
 use syncway_model::{ContentHash, JobMessage, JobStatus, SourceConnectionJob};
 use tokio_postgres::Row;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -491,7 +493,47 @@ pub struct EntityWrite {
     pub entity_id: String,
     /// See [`syncway_model::content_hash`].
     pub content_hash: ContentHash,
-    pub payload: serde_json::Value,
+    /// The payload's canonical JSON, which the hash covers. Kept as text:
+    /// it goes to the database as it is, without a second serialization.
+    pub payload: String,
+}
+
+impl EntityWrite {
+    /// Serializes and hashes the payload. Fails only for a payload JSON
+    /// cannot represent (serde_json's values always can).
+    pub fn new(entity_id: String, payload: &serde_json::Value) -> serde_json::Result<Self> {
+        let (payload, content_hash) = syncway_model::canonical_json(payload)?;
+        Ok(EntityWrite {
+            entity_id,
+            content_hash,
+            payload,
+        })
+    }
+}
+
+/// JSON text bound as a `json` (or `jsonb`) parameter as it is.
+#[derive(Debug)]
+struct JsonText<'a>(&'a str);
+
+impl ToSql for JsonText<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        if *ty == Type::JSONB {
+            // jsonb's binary format: a version byte, then the text.
+            out.extend_from_slice(&[1]);
+        }
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSON || *ty == Type::JSONB
+    }
+
+    to_sql_checked!();
 }
 
 /// A batch to commit: entities to upsert (ids unique), ids the source
@@ -572,7 +614,7 @@ pub async fn commit_many(
     let mut entity_n = Vec::new();
     let mut ids: Vec<&str> = Vec::new();
     let mut hashes: Vec<&[u8]> = Vec::new();
-    let mut payloads: Vec<&serde_json::Value> = Vec::new();
+    let mut payloads: Vec<JsonText<'_>> = Vec::new();
     let mut deleted_n = Vec::new();
     let mut deleted: Vec<&str> = Vec::new();
     for (at, commit) in commits.iter().enumerate() {
@@ -598,7 +640,7 @@ pub async fn commit_many(
             entity_n.push(at);
             ids.push(&entity.entity_id);
             hashes.push(&entity.content_hash[..]);
-            payloads.push(&entity.payload);
+            payloads.push(JsonText(&entity.payload));
         }
         for id in batch.deleted {
             deleted_n.push(at);
@@ -735,7 +777,7 @@ const COMMIT_MANY: &str = "WITH b AS (
                  INSERT INTO entities AS e
                      (source_connection_id, entity_id, content_hash, payload, last_seen_job)
                  SELECT b.conn_id, i.entity_id, i.content_hash, i.payload, b.job_id
-                 FROM unnest($13::int[], $14::text[], $15::bytea[], $16::jsonb[])
+                 FROM unnest($13::int[], $14::text[], $15::bytea[], $16::json[])
                      AS i(n, entity_id, content_hash, payload)
                  JOIN b ON b.n = i.n
                  WHERE i.n IN (SELECT n FROM j)

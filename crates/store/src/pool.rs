@@ -39,7 +39,13 @@ pub struct PoolSettings {
 /// jobs). So each connection drops its prepared statements, to prepare and
 /// plan them again, on its checkouts number 16, 32, 64, ... 4,096, and then
 /// on every 4,096th: often while it is young, rarely after.
-const SESSION_OPTIONS: &str = "-c plan_cache_mode=force_generic_plan";
+///
+/// JIT compilation is off (`jit = off`). Our statements are short, and a
+/// generic plan's estimates grow with the tables: once the entity table held
+/// a few hundred thousand rows, every batch commit crossed `jit_above_cost`
+/// and spent 100-115 ms compiling itself, more than it spent running
+/// (measured with auto_explain on the 1M-entity sync benchmark).
+const SESSION_OPTIONS: &str = "-c plan_cache_mode=force_generic_plan -c jit=off";
 const PLAN_REFRESH_FIRST: usize = 16;
 const PLAN_REFRESH_LIMIT: usize = 4096;
 

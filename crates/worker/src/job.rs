@@ -164,11 +164,13 @@ impl PreparedBatch {
     fn new(batch: EntityBatch) -> Self {
         let mut positions: HashMap<String, usize> = HashMap::with_capacity(batch.entities.len());
         let mut entities: Vec<EntityWrite> = Vec::with_capacity(batch.entities.len());
+        let mut failed = batch.failed as i64;
         for entity in batch.entities {
-            let write = EntityWrite {
-                content_hash: syncway_model::content_hash(&entity.payload),
-                entity_id: entity.id,
-                payload: entity.payload,
+            let Ok(write) = EntityWrite::new(entity.id, &entity.payload) else {
+                // Not representable as JSON: counted as failed, like any
+                // entity the source could not produce.
+                failed += 1;
+                continue;
             };
             match positions.get(&write.entity_id) {
                 Some(&at) => entities[at] = write,
@@ -185,7 +187,7 @@ impl PreparedBatch {
         PreparedBatch {
             entities,
             deleted,
-            failed: batch.failed as i64,
+            failed,
             cursor: batch.cursor,
         }
     }
@@ -572,7 +574,7 @@ mod tests {
             .map(|e| e.entity_id.as_str())
             .collect();
         assert_eq!(ids, ["a", "b"]);
-        assert_eq!(batch.entities[0].payload, json!({ "v": 2 }));
+        assert_eq!(batch.entities[0].payload, r#"{"v":2}"#);
         assert_eq!(batch.deleted, ["c"]);
         assert_eq!(batch.failed, 2);
     }
