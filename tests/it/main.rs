@@ -8,6 +8,7 @@ mod harness;
 mod api_errors;
 mod concurrency;
 mod delivery;
+mod faults;
 mod http_json_source;
 mod lifecycle;
 mod local_files_source;

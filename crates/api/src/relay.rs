@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use syncway_queue::{Broker, Publisher, QueueError};
-use syncway_store::{Pool, StoreError, outbox};
+use syncway_queue::{Broker, Publisher, QueueError, Route};
+use syncway_store::outbox::{self, MessageKind};
+use syncway_store::{Pool, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -143,10 +144,19 @@ impl Relay {
             if batch.is_empty() {
                 return Ok(());
             }
-            let payloads: Vec<&[u8]> = batch.iter().map(|m| m.payload.as_slice()).collect();
+            let messages: Vec<(&[u8], Route)> = batch
+                .iter()
+                .map(|message| {
+                    let route = match message.kind {
+                        MessageKind::Job { delay_ms } => Route::Jobs { delay_ms },
+                        MessageKind::Control => Route::Control,
+                    };
+                    (message.payload.as_slice(), route)
+                })
+                .collect();
             // On any error the transaction is dropped: rolled back, the rows
             // are back in the outbox.
-            publisher.publish_jobs(&payloads).await?;
+            publisher.publish(&messages).await?;
             transaction.commit().await.map_err(StoreError::from)?;
             self.metrics.outbox_published.inc_by(batch.len() as u64);
             tracing::debug!(published = batch.len(), "relay published job messages");

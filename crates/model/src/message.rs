@@ -44,16 +44,48 @@ impl JobMessage {
 
     /// Parses a delivery body, rejecting versions this build does not know.
     pub fn decode(body: &[u8]) -> Result<Self, MessageError> {
-        #[derive(Deserialize)]
-        struct Version {
-            v: u32,
-        }
-        let Version { v } = serde_json::from_slice(body)?;
-        if v != CURRENT_VERSION {
-            return Err(MessageError::UnknownVersion(v));
-        }
-        Ok(serde_json::from_slice(body)?)
+        decode_versioned(body)
     }
+}
+
+/// A message fanned out to every worker (the control exchange): whoever
+/// runs the job stops it. Same versioning rules as [`JobMessage`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlMessage {
+    pub v: u32,
+    pub cancel_job_id: Uuid,
+}
+
+impl ControlMessage {
+    pub fn cancel(job_id: Uuid) -> Self {
+        ControlMessage {
+            v: CURRENT_VERSION,
+            cancel_job_id: job_id,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing an integer and a UUID cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, MessageError> {
+        decode_versioned(body)
+    }
+}
+
+/// Reads the version first, so that a message of an unknown version is
+/// reported as such rather than as malformed.
+fn decode_versioned<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, MessageError> {
+    #[derive(Deserialize)]
+    struct Version {
+        v: u32,
+    }
+    let Version { v } = serde_json::from_slice(body)?;
+    if v != CURRENT_VERSION {
+        return Err(MessageError::UnknownVersion(v));
+    }
+    Ok(serde_json::from_slice(body)?)
 }
 
 #[cfg(test)]
@@ -64,6 +96,11 @@ mod tests {
     fn a_message_round_trips() {
         let message = JobMessage::new(Uuid::new_v4(), Uuid::new_v4());
         assert_eq!(JobMessage::decode(&message.encode()).ok(), Some(message));
+        let control = ControlMessage::cancel(Uuid::new_v4());
+        assert_eq!(
+            ControlMessage::decode(&control.encode()).ok(),
+            Some(control)
+        );
     }
 
     #[test]

@@ -2,12 +2,12 @@
 
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 
-use crate::{DELIVERY_LIMIT, JobConsumer, Publisher};
+use crate::{ControlConsumer, DELIVERY_LIMIT, JobConsumer, Publisher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -47,6 +47,41 @@ impl Topology {
     pub fn dead_queue(&self) -> String {
         format!("{}.sync_jobs.dead", self.namespace)
     }
+
+    /// The fanout exchange of control messages (cancel): every worker binds
+    /// a queue of its own to it.
+    pub fn control_exchange(&self) -> String {
+        format!("{}.control", self.namespace)
+    }
+
+    /// The delay queue a retry of `delay_ms` waits in. Messages expire after
+    /// their own delay (per-message TTL) and are dead-lettered back to the
+    /// jobs queue. A queue only expires the message at its head, so delays
+    /// are bucketed by powers of two: within one queue they differ by at
+    /// most 2x, which bounds how long a short delay can wait behind a long
+    /// one.
+    pub fn retry_queue(&self, delay_ms: u64) -> String {
+        format!(
+            "{}.sync_jobs.retry.{}",
+            self.namespace,
+            retry_level(delay_ms)
+        )
+    }
+
+    fn retry_queues(&self) -> impl Iterator<Item = String> + '_ {
+        (0..RETRY_LEVELS).map(|level| format!("{}.sync_jobs.retry.{level}", self.namespace))
+    }
+}
+
+/// Delay buckets: level k holds delays up to 2^k seconds; the last one
+/// everything longer.
+const RETRY_LEVELS: u32 = 10;
+
+fn retry_level(delay_ms: u64) -> u32 {
+    let seconds = delay_ms.div_ceil(1000).max(1);
+    // ceil(log2(seconds))
+    let level = u64::BITS - (seconds - 1).leading_zeros();
+    level.min(RETRY_LEVELS - 1)
 }
 
 /// A connection to RabbitMQ with the topology declared.
@@ -91,17 +126,23 @@ impl Broker {
             durable: true,
             ..QueueDeclareOptions::default()
         };
-        channel
-            .exchange_declare(
-                self.topology.dead_exchange().into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        // Dead letters, and control messages to every worker.
+        for exchange in [
+            self.topology.dead_exchange(),
+            self.topology.control_exchange(),
+        ] {
+            channel
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Fanout,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         let mut quorum = FieldTable::default();
         quorum.insert(
             "x-queue-type".into(),
@@ -131,6 +172,23 @@ impl Broker {
         channel
             .queue_declare(self.topology.jobs_queue().into(), durable, jobs)
             .await?;
+        // Delay queues: durable, classic (they hold few messages, and
+        // per-message TTL is what they are for), dead-lettering expired
+        // messages to the jobs queue through the default exchange.
+        let mut delay = FieldTable::default();
+        delay.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        delay.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(self.topology.jobs_queue().into()),
+        );
+        for queue in self.topology.retry_queues() {
+            channel
+                .queue_declare(queue.as_str().into(), durable, delay.clone())
+                .await?;
+        }
         channel.close(200, "declared".into()).await?;
         Ok(())
     }
@@ -164,6 +222,23 @@ impl Broker {
         Ok(depth)
     }
 
+    /// Consumes control messages: a queue of this process's own (exclusive,
+    /// deleted with the connection) bound to the control exchange.
+    pub async fn control(&self) -> Result<ControlConsumer, QueueError> {
+        ControlConsumer::open(&self.connection, &self.topology).await
+    }
+
+    /// Drops every message ready in a queue of this namespace (tests use it
+    /// to lose messages on purpose). Returns how many were dropped.
+    pub async fn purge(&self, queue: &str) -> Result<u32, QueueError> {
+        let channel = self.connection.create_channel().await?;
+        let purged = channel
+            .queue_purge(queue.into(), QueuePurgeOptions::default())
+            .await?;
+        let _ = channel.close(200, "purged".into()).await;
+        Ok(purged)
+    }
+
     pub async fn close(&self) {
         let _ = self.connection.close(200, "bye".into()).await;
     }
@@ -180,7 +255,10 @@ pub async fn delete_namespace(url: &str, namespace: &str) -> Result<(), Vec<Queu
         .await
         .map_err(|error| vec![error.into()])?;
     let mut failures = Vec::new();
-    for queue in [topology.jobs_queue(), topology.dead_queue()] {
+    let queues = [topology.jobs_queue(), topology.dead_queue()]
+        .into_iter()
+        .chain(topology.retry_queues());
+    for queue in queues {
         let deleted = async {
             let channel = connection.create_channel().await?;
             channel
@@ -193,24 +271,39 @@ pub async fn delete_namespace(url: &str, namespace: &str) -> Result<(), Vec<Queu
             failures.push(error.into());
         }
     }
-    let deleted = async {
-        let channel = connection.create_channel().await?;
-        channel
-            .exchange_delete(
-                topology.dead_exchange().into(),
-                ExchangeDeleteOptions::default(),
-            )
-            .await?;
-        channel.close(200, "deleted".into()).await
-    }
-    .await;
-    if let Err(error) = deleted {
-        failures.push(error.into());
+    for exchange in [topology.dead_exchange(), topology.control_exchange()] {
+        let deleted = async {
+            let channel = connection.create_channel().await?;
+            channel
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await?;
+            channel.close(200, "deleted".into()).await
+        }
+        .await;
+        if let Err(error) = deleted {
+            failures.push(error.into());
+        }
     }
     let _ = connection.close(200, "bye".into()).await;
     if failures.is_empty() {
         Ok(())
     } else {
         Err(failures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_level;
+
+    #[test]
+    fn retry_delays_are_bucketed_by_powers_of_two_seconds() {
+        assert_eq!(retry_level(0), 0);
+        assert_eq!(retry_level(1000), 0);
+        assert_eq!(retry_level(1001), 1);
+        assert_eq!(retry_level(2000), 1);
+        assert_eq!(retry_level(5000), 3);
+        assert_eq!(retry_level(300_000), 9);
+        assert_eq!(retry_level(u64::MAX), 9);
     }
 }

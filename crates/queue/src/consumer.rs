@@ -4,7 +4,7 @@ use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    BasicRejectOptions,
+    BasicRejectOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
@@ -116,5 +116,76 @@ impl JobDelivery {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// A consumer of control messages, on a queue of this process's own bound to
+/// the control exchange. Control messages are acted on at once or not at
+/// all (the worker checks for cancels at every batch anyway), so they are
+/// consumed without acknowledgements.
+pub struct ControlConsumer {
+    channel: Channel,
+    consumer: Consumer,
+}
+
+impl std::fmt::Debug for ControlConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlConsumer").finish_non_exhaustive()
+    }
+}
+
+impl ControlConsumer {
+    pub(crate) async fn open(
+        connection: &Connection,
+        topology: &Topology,
+    ) -> Result<Self, QueueError> {
+        let channel = connection.create_channel().await?;
+        // Server-named, exclusive: deleted when this connection closes.
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                topology.control_exchange().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(ControlConsumer { channel, consumer })
+    }
+
+    /// The next control message's body; `None` when the channel closed.
+    pub async fn next(&mut self) -> Option<Result<Vec<u8>, QueueError>> {
+        let delivery = self.consumer.next().await?;
+        Some(
+            delivery
+                .map(|delivery| delivery.data)
+                .map_err(QueueError::from),
+        )
+    }
+
+    pub async fn close(&self) {
+        let _ = self.channel.close(200, "worker stopping".into()).await;
     }
 }

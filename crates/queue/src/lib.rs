@@ -10,14 +10,18 @@
 //!   are dead-lettered.
 //! - `<ns>.dead` (fanout exchange) -> `<ns>.sync_jobs.dead` (durable queue):
 //!   messages that cannot be run, kept for an operator to inspect.
+//! - `<ns>.sync_jobs.retry.0` .. `.9`: delay queues for retries. A message
+//!   waits out its own TTL, then is dead-lettered back to `<ns>.sync_jobs`.
+//! - `<ns>.control` (fanout exchange): control messages (cancel) to every
+//!   worker, each on an exclusive queue of its own.
 
 mod broker;
 mod consumer;
 mod publisher;
 
 pub use broker::{Broker, QueueError, Topology, delete_namespace};
-pub use consumer::{JobConsumer, JobDelivery};
-pub use publisher::Publisher;
+pub use consumer::{ControlConsumer, JobConsumer, JobDelivery};
+pub use publisher::{Publisher, Route};
 
 /// Quorum-queue delivery limit: a message redelivered this many times (a
 /// worker crash loop, say) is dead-lettered instead of delivered again.

@@ -1,4 +1,4 @@
-//! Confirmed publishing of job messages.
+//! Confirmed publishing of job and control messages.
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
@@ -35,37 +35,65 @@ impl Publisher {
         self.channel.status().connected()
     }
 
-    /// Publishes job messages (persistent, mandatory) and waits until the
-    /// broker has confirmed every one: when this returns `Ok`, each message is
-    /// stored in the queue. Any nack or unroutable message is an error, and
-    /// the caller must publish the whole batch again (consumers tolerate the
-    /// duplicates this may cause).
+    /// Publishes job messages to the jobs queue; see [`Self::publish`].
     pub async fn publish_jobs(&self, payloads: &[&[u8]]) -> Result<(), QueueError> {
-        let queue = self.topology.jobs_queue();
-        let properties = BasicProperties::default()
+        let messages: Vec<(&[u8], Route)> = payloads
+            .iter()
+            .map(|payload| (*payload, Route::Jobs { delay_ms: 0 }))
+            .collect();
+        self.publish(&messages).await
+    }
+
+    /// Publishes messages (persistent) and waits until the broker has
+    /// confirmed every one: when this returns `Ok`, each message is stored in
+    /// its queue. Any nack, or a job message that no queue took, is an error,
+    /// and the caller must publish the whole batch again (consumers tolerate
+    /// the duplicates this may cause). A control message that no worker is
+    /// there to receive is not an error: nobody runs the job it names.
+    pub async fn publish(&self, messages: &[(&[u8], Route)]) -> Result<(), QueueError> {
+        let persistent = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into());
-        let mut confirms = Vec::with_capacity(payloads.len());
-        for payload in payloads {
+        let mut confirms = Vec::with_capacity(messages.len());
+        for (payload, route) in messages {
+            let (exchange, routing_key, properties) = match route {
+                Route::Jobs { delay_ms: 0 } => (
+                    String::new(),
+                    self.topology.jobs_queue(),
+                    persistent.clone(),
+                ),
+                Route::Jobs { delay_ms } => (
+                    String::new(),
+                    self.topology.retry_queue(*delay_ms),
+                    persistent
+                        .clone()
+                        .with_expiration(delay_ms.to_string().into()),
+                ),
+                Route::Control => (
+                    self.topology.control_exchange(),
+                    String::new(),
+                    persistent.clone(),
+                ),
+            };
             let confirm = self
                 .channel
                 .basic_publish(
-                    "".into(),
-                    queue.as_str().into(),
+                    exchange.as_str().into(),
+                    routing_key.as_str().into(),
                     BasicPublishOptions {
-                        mandatory: true,
+                        mandatory: !matches!(route, Route::Control),
                         ..BasicPublishOptions::default()
                     },
                     payload,
-                    properties.clone(),
+                    properties,
                 )
                 .await?;
-            confirms.push(confirm);
+            confirms.push((confirm, routing_key));
         }
-        for confirm in confirms {
+        for (confirm, routing_key) in confirms {
             match confirm.await? {
                 Confirmation::Ack(None) => {}
-                Confirmation::Ack(Some(_)) => return Err(QueueError::Unroutable(queue)),
+                Confirmation::Ack(Some(_)) => return Err(QueueError::Unroutable(routing_key)),
                 Confirmation::Nack(_) | Confirmation::NotRequested => {
                     return Err(QueueError::Nacked);
                 }
@@ -73,4 +101,13 @@ impl Publisher {
         }
         Ok(())
     }
+}
+
+/// Where a published message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The jobs queue; with a delay, through a delay queue first (a retry).
+    Jobs { delay_ms: u64 },
+    /// Every worker, through the control exchange.
+    Control,
 }

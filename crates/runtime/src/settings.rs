@@ -23,6 +23,7 @@ pub struct Settings {
     #[serde(default)]
     pub auth: AuthSettings,
     pub worker: WorkerSettings,
+    pub retry: RetrySettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
     #[serde(default)]
@@ -69,6 +70,22 @@ pub struct WorkerSettings {
     pub lease_seconds: u64,
     /// How long SIGTERM waits for running jobs before handing them back.
     pub shutdown_grace_seconds: u64,
+    /// How often the reaper looks for jobs nobody is working on.
+    pub reap_interval_seconds: u64,
+    /// A pending job whose message has not been claimed for this long is
+    /// re-enqueued (its message may be lost), and a re-enqueued job again
+    /// after this long.
+    pub requeue_after_seconds: u64,
+}
+
+/// Retries of transient failures, through the broker's delay queues.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RetrySettings {
+    /// Runs of a job in all, the first included.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; doubled for each one after.
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +126,11 @@ impl Settings {
             .set_default("worker.concurrency", 4)?
             .set_default("worker.lease_seconds", 30)?
             .set_default("worker.shutdown_grace_seconds", 25)?
+            .set_default("worker.reap_interval_seconds", 10)?
+            .set_default("worker.requeue_after_seconds", 300)?
+            .set_default("retry.max_attempts", 5)?
+            .set_default("retry.base_delay_ms", 5000)?
+            .set_default("retry.max_delay_ms", 300_000)?
             .set_default("metrics.listen", metrics_listen)?
             .set_default("log.format", "text")?
             .set_default("log.level", "info")?;
@@ -140,6 +162,18 @@ impl Settings {
         anyhow::ensure!(
             self.worker.lease_seconds >= 2,
             "worker.lease_seconds must be at least 2"
+        );
+        anyhow::ensure!(
+            self.worker.reap_interval_seconds >= 1 && self.worker.requeue_after_seconds >= 1,
+            "worker.reap_interval_seconds and worker.requeue_after_seconds must be at least 1"
+        );
+        anyhow::ensure!(
+            self.retry.max_attempts >= 1,
+            "retry.max_attempts must be at least 1"
+        );
+        anyhow::ensure!(
+            self.retry.base_delay_ms >= 1 && self.retry.max_delay_ms >= self.retry.base_delay_ms,
+            "retry.base_delay_ms must be at least 1 and at most retry.max_delay_ms"
         );
         anyhow::ensure!(
             self.database.pool_size >= 1,
@@ -185,6 +219,9 @@ mod tests {
                 assert_eq!(settings.amqp.namespace, "staging");
                 // Untouched keys keep their defaults, per role.
                 assert_eq!(settings.worker.lease_seconds, 30);
+                assert_eq!(settings.retry.max_attempts, 5);
+                assert_eq!(settings.retry.base_delay_ms, 5000);
+                assert_eq!(settings.retry.max_delay_ms, 300_000);
                 assert_eq!(settings.metrics.listen, "0.0.0.0:9091");
                 assert!(settings.auth.bootstrap_api_key.is_none());
             },
@@ -201,6 +238,13 @@ mod tests {
             let error = settings.err().map(|e| format!("{e:#}")).unwrap_or_default();
             assert!(error.contains("amqp.namespace"), "{error}");
         });
+        with_file(
+            "[retry]\nbase_delay_ms = 10\nmax_delay_ms = 5\n",
+            |settings| {
+                let error = settings.err().map(|e| format!("{e:#}")).unwrap_or_default();
+                assert!(error.contains("retry.base_delay_ms"), "{error}");
+            },
+        );
         with_file("[worker]\nconcurrency = \"many\"\n", |settings| {
             assert!(settings.is_err());
         });

@@ -270,10 +270,13 @@ pub async fn cancel(
     source_connection_id: Uuid,
     job_id: Uuid,
 ) -> Result<Cancelled, StoreError> {
+    // A running job's worker is told through the control exchange; the
+    // message goes through the outbox, in the same transaction.
+    let control = syncway_model::ControlMessage::cancel(job_id).encode();
     let row = client
         .query_opt(
             &format!(
-                "UPDATE sync_jobs j SET
+                "WITH j AS (UPDATE sync_jobs j SET
                      status = CASE WHEN j.status = 'pending' THEN 'cancelled' ELSE 'cancelling' END,
                      completed_at = CASE WHEN j.status = 'pending' THEN now() END,
                      lease_owner = CASE WHEN j.status = 'pending' THEN NULL ELSE j.lease_owner END,
@@ -283,9 +286,14 @@ pub async fn cancel(
                  WHERE j.id = $1 AND j.source_connection_id = $2
                    AND s.id = j.source_connection_id AND s.organization_id = $3
                    AND j.status IN ('pending', 'running')
-                 RETURNING {JOB_COLUMNS}"
+                 RETURNING j.*
+             ), control AS (
+                 INSERT INTO outbox (job_id, payload, kind)
+                 SELECT id, $4, 'control' FROM j WHERE status = 'cancelling'
+             )
+             SELECT {JOB_COLUMNS} FROM j"
             ),
-            &[&job_id, &source_connection_id, &organization_id],
+            &[&job_id, &source_connection_id, &organization_id, &control],
         )
         .await?;
     if let Some(row) = row {
@@ -359,10 +367,15 @@ pub async fn claim_many(
                      attempt = attempt + 1,
                      lease_owner = $2,
                      lease_expires_at = now() + make_interval(secs => $3),
+                     retry_at = NULL,
                      modified_at = now()
+                 -- A job waiting out a retry backoff is not taken early (a
+                 -- second of slack for clocks: the delay queue's timer is
+                 -- the broker's).
                  WHERE id = ANY($1) AND (status = 'pending'
                      OR (status IN ('running', 'cancelling')
-                         AND (lease_owner IS NULL OR lease_expires_at < now())))
+                         AND (lease_owner IS NULL OR lease_expires_at < now())
+                         AND (retry_at IS NULL OR retry_at <= now() + interval '1 second')))
                  RETURNING id, source_connection_id, status, force_full_sync, attempt
              )
              SELECT i.id, c.source_connection_id, c.status, c.force_full_sync, c.attempt,
@@ -452,7 +465,9 @@ pub async fn heartbeat(
 
 /// Gives the job up without ending it (shutdown): the lease is released so
 /// that the next claim takes the job over at once and resumes from what was
-/// committed. Returns false when this worker did not own it any more.
+/// committed. A handback is not a failed attempt, so the attempt that the
+/// takeover adds is taken back here. Returns false when this worker did not
+/// own it any more.
 pub async fn release(
     client: &impl GenericClient,
     job_id: Uuid,
@@ -460,12 +475,167 @@ pub async fn release(
 ) -> Result<bool, StoreError> {
     let released = client
         .execute(
-            "UPDATE sync_jobs SET lease_owner = NULL, lease_expires_at = NULL, modified_at = now()
+            "UPDATE sync_jobs SET lease_owner = NULL, lease_expires_at = now(),
+                 attempt = greatest(attempt - 1, 0), modified_at = now()
              WHERE id = $1 AND lease_owner = $2 AND status IN ('running', 'cancelling')",
             &[&job_id, &owner],
         )
         .await?;
     Ok(released == 1)
+}
+
+/// A transient failure with attempts left: the job stays `running` with no
+/// lease owner, is not claimed before `delay` has passed, and its message
+/// goes (through the outbox, in the same transaction) to a delay queue that
+/// hands it back to the jobs queue after `delay`. `error` and `details` say
+/// what failed and when the next attempt is due. Returns false when this
+/// worker no longer owns the job (nothing was written).
+pub async fn schedule_retry(
+    client: &impl GenericClient,
+    job: &JobMessage,
+    owner: &str,
+    delay: std::time::Duration,
+    error: &str,
+    details: &serde_json::Value,
+) -> Result<bool, StoreError> {
+    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+    let rows = client
+        .query(
+            "WITH j AS (
+                 UPDATE sync_jobs SET
+                     lease_owner = NULL,
+                     retry_at = now() + make_interval(secs => ($3::bigint / 1000.0)::float8),
+                     -- The reaper counts from here if the message is lost.
+                     lease_expires_at = now() + make_interval(secs => ($3::bigint / 1000.0)::float8),
+                     error = $4, error_details = $5, modified_at = now()
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'running'
+                 RETURNING id
+             )
+             INSERT INTO outbox (job_id, payload, kind, delay_ms)
+             SELECT id, $6, 'job', $3 FROM j
+             RETURNING job_id",
+            &[
+                &job.job_id,
+                &owner,
+                &delay_ms,
+                &error,
+                details,
+                &job.encode(),
+            ],
+        )
+        .await?;
+    Ok(rows.len() == 1)
+}
+
+/// What one pass of [`reap`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    /// Jobs whose message was enqueued again.
+    pub requeued: u64,
+    /// Jobs ended `failed`: their attempts were used up.
+    pub failed: u64,
+    /// `cancelling` jobs whose worker died, ended `cancelled`.
+    pub cancelled: u64,
+}
+
+/// The reaper: finds jobs that nobody is working on and nothing will
+/// deliver, and moves each on, in one transaction (safe to run in every
+/// worker at once: rows another reaper holds are skipped).
+/// - `running`/`cancelling` with a lease expired more than `grace` ago: no
+///   live worker has it, and a redelivered message would have claimed it by
+///   now. A `cancelling` one ends `cancelled` (what it committed is
+///   consistent); a `running` one that used `max_attempts` ends `failed`;
+///   any other is re-enqueued and taken over by the next claim (attempt + 1).
+/// - `pending` for longer than `requeue_after`: its message was lost (a
+///   purged queue, say) or sits behind a long backlog; it is re-enqueued (a
+///   duplicate is harmless: the claim runs a job once).
+///
+/// A job with a message still in the outbox is left alone, and a job is
+/// re-enqueued at most once per `requeue_after`.
+pub async fn reap(
+    client: &mut deadpool_postgres::Object,
+    grace: std::time::Duration,
+    requeue_after: std::time::Duration,
+    max_attempts: i32,
+) -> Result<Reaped, StoreError> {
+    let transaction = client.transaction().await?;
+    let rows = transaction
+        .query(
+            "SELECT id, source_connection_id, status, attempt FROM sync_jobs j
+             WHERE active
+               AND ((status IN ('running', 'cancelling')
+                     AND COALESCE(lease_expires_at, modified_at)
+                         < now() - make_interval(secs => $1))
+                    OR (status = 'pending'
+                        AND created_at < now() - make_interval(secs => $2)))
+               AND (requeued_at IS NULL OR requeued_at < now() - make_interval(secs => $2))
+               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id)
+             ORDER BY created_at
+             LIMIT 500
+             FOR UPDATE SKIP LOCKED",
+            &[&grace.as_secs_f64(), &requeue_after.as_secs_f64()],
+        )
+        .await?;
+    let mut reaped = Reaped::default();
+    let mut requeue_ids = Vec::new();
+    let mut payloads = Vec::new();
+    let mut cancel_ids = Vec::new();
+    let mut fail_ids = Vec::new();
+    for row in &rows {
+        let id: Uuid = row.get(0);
+        let status = parse_status(row.get(2))?;
+        let attempt: i32 = row.get(3);
+        match status {
+            JobStatus::Cancelling => cancel_ids.push(id),
+            JobStatus::Running if attempt >= max_attempts => fail_ids.push(id),
+            _ => {
+                requeue_ids.push(id);
+                payloads.push(JobMessage::new(id, row.get(1)).encode());
+            }
+        }
+    }
+    if !cancel_ids.is_empty() {
+        reaped.cancelled = transaction
+            .execute(
+                "UPDATE sync_jobs SET status = 'cancelled', completed_at = now(),
+                     lease_owner = NULL, lease_expires_at = NULL, retry_at = NULL,
+                     modified_at = now()
+                 WHERE id = ANY($1)",
+                &[&cancel_ids],
+            )
+            .await?;
+    }
+    if !fail_ids.is_empty() {
+        reaped.failed = transaction
+            .execute(
+                "UPDATE sync_jobs SET status = 'failed', completed_at = now(),
+                     lease_owner = NULL, lease_expires_at = NULL, retry_at = NULL,
+                     error = 'gave up after ' || attempt || ' attempts: the last one stopped \
+                              without finishing (its worker died or lost the database)',
+                     error_details = jsonb_build_object('kind', 'exhausted', 'attempts', attempt),
+                     modified_at = now()
+                 WHERE id = ANY($1)",
+                &[&fail_ids],
+            )
+            .await?;
+    }
+    if !requeue_ids.is_empty() {
+        transaction
+            .execute(
+                "UPDATE sync_jobs SET requeued_at = now(), retry_at = NULL WHERE id = ANY($1)",
+                &[&requeue_ids],
+            )
+            .await?;
+        reaped.requeued = transaction
+            .execute(
+                "INSERT INTO outbox (job_id, payload)
+                 SELECT * FROM unnest($1::uuid[], $2::bytea[])",
+                &[&requeue_ids, &payloads],
+            )
+            .await?;
+    }
+    transaction.commit().await?;
+    Ok(reaped)
 }
 
 /// Entity counts a batch adds to its job.

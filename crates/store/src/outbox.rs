@@ -11,6 +11,17 @@ pub struct OutboxMessage {
     pub id: i64,
     pub job_id: Uuid,
     pub payload: Vec<u8>,
+    pub kind: MessageKind,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A job message, to the jobs queue; with a delay (a retry), through a
+    /// delay queue first.
+    Job { delay_ms: u64 },
+    /// A control message (cancel), to every worker.
+    Control,
 }
 
 /// Removes up to `limit` of the oldest messages and returns them, skipping
@@ -25,7 +36,7 @@ pub async fn take_oldest(
         .prepare_cached(
             "DELETE FROM outbox WHERE id IN (
                  SELECT id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-             RETURNING id, job_id, payload",
+             RETURNING id, job_id, payload, kind, delay_ms",
         )
         .await?;
     let rows = client.query(&statement, &[&limit]).await?;
@@ -35,6 +46,12 @@ pub async fn take_oldest(
             id: row.get(0),
             job_id: row.get(1),
             payload: row.get(2),
+            kind: match row.get::<_, &str>(3) {
+                "control" => MessageKind::Control,
+                _ => MessageKind::Job {
+                    delay_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
+                },
+            },
         })
         .collect();
     // RETURNING has no order; publish oldest first.

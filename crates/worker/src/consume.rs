@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use syncway_queue::Broker;
+use syncway_model::ControlMessage;
+use syncway_queue::{Broker, ControlConsumer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -60,6 +61,14 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
             backoff = (backoff * 2).min(MAX_BACKOFF);
             continue;
         };
+        let control = match broker.control().await {
+            Ok(control) => Some(tokio::spawn(listen_for_cancels(context.clone(), control))),
+            Err(error) => {
+                // Cancels still arrive, at the next batch or heartbeat.
+                tracing::warn!(%error, "cannot consume control messages");
+                None
+            }
+        };
         tracing::info!(namespace = %options.namespace, "consuming jobs");
         ready.store(true, Ordering::Relaxed);
         backoff = MIN_BACKOFF;
@@ -87,6 +96,9 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
             }
         }
         ready.store(false, Ordering::Relaxed);
+        if let Some(control) = control {
+            control.abort();
+        }
         if stopping.is_cancelled() {
             // Keep the connection open while jobs finish, so their acks land.
             broker_for_shutdown = Some((broker, consumer));
@@ -116,4 +128,28 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
         broker.close().await;
     }
     tracing::info!("worker stopped");
+}
+
+/// Hands each cancel from the control exchange to the job's run, if it runs
+/// here, until the channel closes (the consume loop reconnects).
+async fn listen_for_cancels(context: Arc<Context>, mut control: ControlConsumer) {
+    while let Some(message) = control.next().await {
+        let body = match message {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::warn!(%error, "control channel failed");
+                break;
+            }
+        };
+        match ControlMessage::decode(&body) {
+            Ok(message) => {
+                if context.running.cancel(message.cancel_job_id) {
+                    context.metrics.cancels_received.inc();
+                    tracing::info!(job_id = %message.cancel_job_id, "cancel received; stopping the job");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "ignoring an unreadable control message"),
+        }
+    }
+    control.close().await;
 }

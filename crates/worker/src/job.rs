@@ -119,6 +119,12 @@ async fn handle_job(
                     tracing::info!("shutting down: job handed back for another worker");
                     settle("requeue", delivery.requeue().await);
                 }
+                Ended::Retrying => {
+                    // The next attempt's message is in the outbox (delay
+                    // queue), committed with the job's retry state.
+                    context.metrics.retries_scheduled.inc();
+                    settle("ack", delivery.ack().await);
+                }
                 Ended::Stopped => {
                     // The database is unreachable and we are stopping: leave
                     // the message unacked; the broker redelivers it when this
@@ -139,6 +145,44 @@ enum Ended {
     LostLease,
     HandedBack,
     Stopped,
+    /// A transient failure: another attempt is scheduled (delay queue).
+    Retrying,
+}
+
+/// The jobs running in this process, by id, each with the channel that
+/// tells its run to stop: a cancel from the control exchange lands here.
+#[derive(Debug, Default)]
+pub(crate) struct Running(std::sync::Mutex<HashMap<uuid::Uuid, Arc<watch::Sender<Signal>>>>);
+
+impl Running {
+    fn insert(&self, job_id: uuid::Uuid, signal: Arc<watch::Sender<Signal>>) {
+        if let Ok(mut running) = self.0.lock() {
+            running.insert(job_id, signal);
+        }
+    }
+
+    fn remove(&self, job_id: uuid::Uuid) {
+        if let Ok(mut running) = self.0.lock() {
+            running.remove(&job_id);
+        }
+    }
+
+    /// Tells the job's run to stop and end `cancelled`; false when the job
+    /// does not run here.
+    pub fn cancel(&self, job_id: uuid::Uuid) -> bool {
+        let signal = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|running| running.get(&job_id).cloned());
+        match signal {
+            Some(signal) => {
+                signal.send_replace(Signal::Cancel);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// What the heartbeat tells the run.
@@ -275,15 +319,32 @@ impl JobRun {
 
     async fn run(self) -> Ended {
         let (signal_tx, mut signal) = watch::channel(Signal::Running);
+        let signal_tx = Arc::new(signal_tx);
+        self.context.running.insert(self.job.id, signal_tx.clone());
         let heartbeat = tokio::spawn(heartbeat(self.context.clone(), self.job.id, signal_tx));
         let ended = self.sync(&mut signal).await;
         heartbeat.abort();
+        self.context.running.remove(self.job.id);
         ended
     }
 
     async fn sync(&self, signal: &mut watch::Receiver<Signal>) -> Ended {
         if self.job.status == JobStatus::Cancelling {
             return self.finish(None, cancelled()).await;
+        }
+        let max_attempts = self.context.retry.max_attempts;
+        if self.job.attempt > max_attempts {
+            // Taken over once too often: each earlier run stopped without
+            // finishing (a worker killed mid-sync, say).
+            let exhausted = Outcome {
+                status: JobStatus::Failed,
+                error: Some(format!(
+                    "gave up after {max_attempts} attempts: each stopped without finishing"
+                )),
+                error_category: None,
+                error_details: Some(json!({ "kind": "exhausted", "attempts": max_attempts })),
+            };
+            return self.finish(None, exhausted).await;
         }
         let source = &self.job.source;
         let config = match ConnectorConfig::parse(&source.short_name, &source.config) {
@@ -365,6 +426,11 @@ impl JobRun {
                 Ok(None) => return self.finish(pending, completed()).await,
                 Err(error) => {
                     tracing::warn!(kind = error.kind(), %error, "source failed");
+                    if let SourceError::Transient { retry_after, .. } = &error
+                        && self.job.attempt < self.context.retry.max_attempts
+                    {
+                        return self.retry(pending, &error, *retry_after).await;
+                    }
                     return self.finish(pending, self.failure(&error)).await;
                 }
             }
@@ -451,6 +517,64 @@ impl JobRun {
         }
     }
 
+    /// A transient failure with attempts left: commit what was read, then
+    /// schedule the next attempt after a backoff (at least the source's
+    /// Retry-After). The job stays `running`; the next attempt resumes from
+    /// what is committed.
+    async fn retry(
+        &self,
+        pending: Option<PreparedBatch>,
+        error: &SourceError,
+        retry_after: Option<Duration>,
+    ) -> Ended {
+        if let Some(batch) = pending {
+            match self.write(Some(batch), None).await {
+                Ok(Some(JobStatus::Cancelling)) => return self.finish(None, cancelled()).await,
+                Ok(Some(_)) => {}
+                Ok(None) => return Ended::LostLease,
+                Err(ended) => return ended,
+            }
+        }
+        let delay = self
+            .context
+            .retry
+            .delay(self.job.attempt)
+            .max(retry_after.unwrap_or_default());
+        let details = json!({
+            "kind": error.kind(),
+            "attempts": self.job.attempt,
+            "next_attempt_in_seconds": delay.as_secs_f64(),
+        });
+        let message = syncway_model::JobMessage::new(self.job.id, self.job.source_connection_id);
+        let error_text = error.to_string();
+        let scheduled = while_unavailable(&self.context.stopping, "scheduling a retry", || async {
+            let client = self.context.pool.get().await?;
+            jobs::schedule_retry(
+                &client,
+                &message,
+                &self.context.worker_id,
+                delay,
+                &error_text,
+                &details,
+            )
+            .await
+        })
+        .await;
+        match scheduled {
+            Ok(true) => {
+                tracing::info!(attempt = self.job.attempt, retry_in = ?delay, "transient failure; retry scheduled");
+                Ended::Retrying
+            }
+            // Cancelled meanwhile (the job is `cancelling`), or taken over.
+            Ok(false) => self.finish(None, cancelled()).await,
+            Err(GaveUp::Stopped) => Ended::Stopped,
+            Err(GaveUp::Failed(error)) => {
+                tracing::error!(error = %format!("{:#}", anyhow::Error::from(error)), "cannot schedule a retry");
+                self.finish(None, self.failure_text(&error_text)).await
+            }
+        }
+    }
+
     /// Shutdown grace is over: commit what was read, release the lease.
     async fn hand_back(&self, pending: Option<PreparedBatch>) -> Ended {
         if let Some(batch) = pending {
@@ -472,6 +596,15 @@ impl JobRun {
                 tracing::warn!(%error, "could not release the lease; it will expire");
                 Ended::HandedBack
             }
+        }
+    }
+
+    fn failure_text(&self, error: &str) -> Outcome {
+        Outcome {
+            status: JobStatus::Failed,
+            error: Some(error.to_owned()),
+            error_category: None,
+            error_details: Some(json!({ "kind": "transient", "attempts": self.job.attempt })),
         }
     }
 
@@ -526,7 +659,7 @@ fn permanent(message: String) -> Outcome {
 
 /// Renews the lease every third of its length; reports a cancel request or
 /// the loss of the job.
-async fn heartbeat(context: Arc<Context>, job_id: uuid::Uuid, signal: watch::Sender<Signal>) {
+async fn heartbeat(context: Arc<Context>, job_id: uuid::Uuid, signal: Arc<watch::Sender<Signal>>) {
     let period = Duration::from_secs_f64(context.lease_seconds / 3.0);
     loop {
         tokio::time::sleep(period).await;

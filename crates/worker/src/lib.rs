@@ -10,6 +10,7 @@ mod commits;
 mod consume;
 mod job;
 mod metrics;
+mod reaper;
 mod retry;
 
 use std::future::Future;
@@ -41,6 +42,56 @@ pub(crate) struct Context {
     pub stopping: CancellationToken,
     pub claims: claims::ClaimBatcher,
     pub commits: commits::CommitBatcher,
+    pub retry: RetryPolicy,
+    /// The jobs running here, by id: where a cancel message is delivered.
+    pub running: job::Running,
+}
+
+/// Backoff of transient failures (`retry.*` settings).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryPolicy {
+    pub max_attempts: i32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait before the attempt after `attempt`: the base delay doubled
+    /// for each attempt made, capped, then scaled by a random factor in
+    /// [0.5, 1] so that jobs failing together do not retry together.
+    pub fn delay(&self, attempt: i32) -> Duration {
+        let doublings = u32::try_from(attempt.saturating_sub(1))
+            .unwrap_or(0)
+            .min(30);
+        let delay = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(doublings))
+            .min(self.max_delay);
+        delay.mul_f64(rand::random_range(0.5..=1.0))
+    }
+}
+
+#[derive(Debug, clap::Parser)]
+#[command(name = "syncway-worker", version, about = "syncway sync-job worker")]
+struct Cli {
+    /// TOML configuration file (also SYNCWAY_CONFIG); environment variables
+    /// SYNCWAY_<SECTION>__<KEY> override it.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+}
+
+/// The `syncway-worker` process: parses flags, loads settings, binds the
+/// metrics listener, and [`run`]s until SIGTERM or Ctrl-C. (The integration
+/// tests build the same process as a binary of their own, to kill it.)
+pub async fn main() -> anyhow::Result<()> {
+    use clap::Parser as _;
+    let cli = Cli::parse();
+    let settings = Settings::load(syncway_runtime::Role::Worker, cli.config.as_deref())?;
+    telemetry::init_logging(&settings.log);
+    let metrics = TcpListener::bind(&settings.metrics.listen)
+        .await
+        .with_context(|| format!("binding the metrics listener {}", settings.metrics.listen))?;
+    run(settings, metrics, syncway_runtime::shutdown_signal()).await
 }
 
 /// A lease owner name that is unique per process start and says where the
@@ -99,6 +150,12 @@ pub async fn run(
         stopping: stopping.clone(),
         claims,
         commits,
+        retry: RetryPolicy {
+            max_attempts: i32::try_from(settings.retry.max_attempts).unwrap_or(i32::MAX),
+            base_delay: Duration::from_millis(settings.retry.base_delay_ms),
+            max_delay: Duration::from_millis(settings.retry.max_delay_ms),
+        },
+        running: job::Running::default(),
     });
     tracing::info!(worker_id = %context.worker_id, concurrency = settings.worker.concurrency, "worker starting");
 
@@ -122,6 +179,13 @@ pub async fn run(
             stopping.cancel();
         }
     });
+    let reaper = tokio::spawn(reaper::run(
+        context.clone(),
+        reaper::Options {
+            interval: Duration::from_secs(settings.worker.reap_interval_seconds),
+            requeue_after: Duration::from_secs(settings.worker.requeue_after_seconds),
+        },
+    ));
     consume::run(
         context,
         consume::Options {
@@ -133,6 +197,7 @@ pub async fn run(
         ready,
     )
     .await;
+    reaper.abort();
     server_stop.cancel();
     let _ = server.await;
     Ok(())
@@ -151,4 +216,28 @@ async fn readiness(State((pool, ready)): State<(Pool, Arc<AtomicBool>)>) -> (Sta
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, format!("postgres: {postgres}, broker: {broker}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RetryPolicy;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap_with_jitter() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(1000),
+            max_delay: Duration::from_millis(5000),
+        };
+        for (attempt, full) in [(1, 1000), (2, 2000), (3, 4000), (4, 5000), (40, 5000)] {
+            for _ in 0..50 {
+                let delay = policy.delay(attempt).as_millis();
+                assert!(
+                    (full / 2..=full).contains(&delay),
+                    "attempt {attempt}: {delay} ms"
+                );
+            }
+        }
+    }
 }

@@ -18,6 +18,9 @@ pub struct WorkerMetrics {
     pub dropped_messages: Counter,
     pub dead_lettered: Counter,
     pub entities: Family<Labels, Counter>,
+    pub retries_scheduled: Counter,
+    pub cancels_received: Counter,
+    pub reaped: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for WorkerMetrics {
@@ -37,6 +40,9 @@ impl WorkerMetrics {
             dropped_messages: Counter::default(),
             dead_lettered: Counter::default(),
             entities: Family::default(),
+            retries_scheduled: Counter::default(),
+            cancels_received: Counter::default(),
+            reaped: Family::default(),
         };
         registry.register(
             "jobs_claimed",
@@ -77,6 +83,21 @@ impl WorkerMetrics {
             "entities",
             "Entities written, by outcome (inserted, updated, deleted, failed)",
             metrics.entities.clone(),
+        );
+        registry.register(
+            "retries_scheduled",
+            "Transient failures sent to a delay queue for another attempt",
+            metrics.retries_scheduled.clone(),
+        );
+        registry.register(
+            "cancels_received",
+            "Cancel messages from the control exchange for a job running here",
+            metrics.cancels_received.clone(),
+        );
+        registry.register(
+            "reaped",
+            "Jobs the reaper moved on, by action (requeued, failed, cancelled)",
+            metrics.reaped.clone(),
         );
         metrics
     }

@@ -50,6 +50,9 @@ impl TestEnv {
         settings.amqp.namespace = self.namespace.clone();
         settings.worker.concurrency = 4;
         settings.worker.shutdown_grace_seconds = 10;
+        // A transient failure ends the job at once unless a test turns
+        // retries on (tests/it/faults.rs): the default backoff is seconds.
+        settings.retry.max_attempts = 1;
         settings
     }
 

@@ -332,6 +332,16 @@ impl TestApp {
         self.job(connection, job).await
     }
 
+    /// Asks to cancel the job; the answer as it is.
+    pub async fn cancel(&self, connection: Uuid, job: Uuid) -> (StatusCode, Value) {
+        self.call(
+            "POST",
+            &format!("/source-connections/{connection}/jobs/{job}/cancel"),
+            None,
+        )
+        .await
+    }
+
     /// Triggers a run and asserts it was accepted; returns the job id.
     pub async fn run(&self, connection: Uuid, force_full_sync: bool) -> Uuid {
         let (status, body) = self

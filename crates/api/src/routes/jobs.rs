@@ -3,7 +3,7 @@
 use axum::extract::{Extension, RawQuery, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use syncway_model::SourceConnectionJob;
+use syncway_model::{JobStatus, SourceConnectionJob};
 use syncway_store::jobs::{self, Cancelled, TriggerRequest, Triggered};
 
 use crate::AppState;
@@ -125,7 +125,13 @@ async fn cancel(
     let job = path_uuid(&params, "job_id")?;
     let client = state.pool().get().await?;
     match jobs::cancel(&client, organization, connection, job).await? {
-        Cancelled::Done(job) => Ok(Json(job)),
+        Cancelled::Done(job) => {
+            if job.status == JobStatus::Cancelling {
+                // The control message that tells its worker is in the outbox.
+                state.wake_relay();
+            }
+            Ok(Json(job))
+        }
         Cancelled::NotFound => Err(ApiError::not_found("sync job")),
         Cancelled::Refused(status) => Err(ApiError::Conflict(format!(
             "sync job is already {status} and cannot be cancelled"

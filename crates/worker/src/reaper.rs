@@ -1,0 +1,67 @@
+//! The reaper: every worker runs one. See [`syncway_store::jobs::reap`] for
+//! what it moves on; rows another worker's reaper holds are skipped, so any
+//! number can run at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Context;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub interval: Duration,
+    pub requeue_after: Duration,
+}
+
+pub async fn run(context: Arc<Context>, options: Options) {
+    // A job's lease expired more than one lease length ago: its worker is
+    // gone, and a redelivered message would have claimed it by now.
+    let grace = Duration::from_secs_f64(context.lease_seconds);
+    loop {
+        // Spread the passes of many workers over the interval.
+        let jitter = options.interval.mul_f64(rand::random_range(0.0..0.2));
+        tokio::select! {
+            () = tokio::time::sleep(options.interval + jitter) => {}
+            () = context.stopping.cancelled() => return,
+        }
+        let reaped = async {
+            let mut client = context.pool.get().await?;
+            syncway_store::jobs::reap(
+                &mut client,
+                grace,
+                options.requeue_after,
+                context.retry.max_attempts,
+            )
+            .await
+        }
+        .await;
+        match reaped {
+            Ok(reaped) => {
+                for (action, count) in [
+                    ("requeued", reaped.requeued),
+                    ("failed", reaped.failed),
+                    ("cancelled", reaped.cancelled),
+                ] {
+                    if count > 0 {
+                        context
+                            .metrics
+                            .reaped
+                            .get_or_create(&vec![("action", action.to_owned())])
+                            .inc_by(count);
+                    }
+                }
+                if reaped != syncway_store::jobs::Reaped::default() {
+                    tracing::info!(
+                        requeued = reaped.requeued,
+                        failed = reaped.failed,
+                        cancelled = reaped.cancelled,
+                        "reaper moved on jobs nobody was working on"
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %format!("{:#}", anyhow::Error::from(error)), "reaper pass failed; trying again next interval");
+            }
+        }
+    }
+}

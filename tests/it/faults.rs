@@ -1,0 +1,203 @@
+//! Faults caused on purpose: a cancel that must reach running code at once,
+//! transient source failures (retries through the delay queues), a lost
+//! message (the reaper), and a worker process killed mid-sync.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::harness::{TestApp, TestEnv, counts, eventually};
+
+#[tokio::test]
+async fn a_running_job_is_cancelled_within_a_second() {
+    // The default lease (30 s) means a heartbeat every 10 s, and this source
+    // takes 3 s per entity, so a batch check would come late: only the
+    // control message can stop the run in time.
+    let app = TestApp::spawn().await;
+    let connection = app
+        .stub_connection(
+            json!({"entity_count": 100, "delay_ms_per_entity": 3000}),
+            true,
+        )
+        .await;
+    let job = app.run(connection, false).await;
+    app.job_where(connection, job, "running", |job| job["status"] == "running")
+        .await;
+    let asked = Instant::now();
+    let (status, body) = app.cancel(connection, job).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelling");
+    let done = app
+        .job_where(connection, job, "cancelled", |job| {
+            job["status"] == "cancelled"
+        })
+        .await;
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(1), "cancel took {took:?}");
+    // What it committed is consistent with the cursor and the store.
+    let inserted = done["entities_inserted"].as_i64().unwrap_or(-1);
+    let body = app.connection(connection).await;
+    assert_eq!(body["entities"]["total_entities"], inserted, "{body}");
+}
+
+#[tokio::test]
+async fn transient_failures_retry_with_backoff_then_fail_with_their_attempts() {
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    app.add_worker(|settings| {
+        settings.retry.max_attempts = 3;
+        settings.retry.base_delay_ms = 400;
+        settings.retry.max_delay_ms = 800;
+    })
+    .await;
+    // A full sync each time, failing after 50 of its 100 entities.
+    let connection = app
+        .stub_connection(json!({"entity_count": 100, "fail_after": 50}), false)
+        .await;
+    let started = Instant::now();
+    let job = app.run(connection, false).await;
+    let done = app.finished_job(connection, job).await;
+    let took = started.elapsed();
+
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error_details"]["attempts"], 3, "{done}");
+    assert_eq!(done["error_details"]["kind"], "transient", "{done}");
+    assert_eq!(app.attempt(job).await, 3);
+    // The first attempt stored 50; the retries found them unchanged.
+    assert_eq!(counts(&done), [50, 0, 0, 0], "{done}");
+    assert_eq!(
+        app.workers[0]
+            .metric("syncway_worker_retries_scheduled_total")
+            .await,
+        2.0
+    );
+    // Backoff, not a hot loop: at least half of 400 ms, then of 800 ms.
+    assert!(took >= Duration::from_millis(600), "took {took:?}");
+}
+
+#[tokio::test]
+async fn a_retried_job_resumes_from_committed_data_and_completes() {
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    app.add_worker(|settings| {
+        settings.retry.max_attempts = 5;
+        settings.retry.base_delay_ms = 100;
+        settings.retry.max_delay_ms = 200;
+    })
+    .await;
+    // Incremental: each attempt reads on from the committed cursor and
+    // fails after 40 entities; the third reads the last 20.
+    let connection = app
+        .stub_connection(json!({"entity_count": 100, "fail_after": 40}), true)
+        .await;
+    let job = app.run(connection, false).await;
+    let done = app.finished_job(connection, job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(counts(&done), [100, 0, 0, 0], "{done}");
+    assert!(done["error"].is_null(), "{done}");
+    assert_eq!(app.attempt(job).await, 3);
+    let body = app.connection(connection).await;
+    assert_eq!(body["entities"]["total_entities"], 100);
+    assert_eq!(body["schedule"]["cursor_value"], 99);
+}
+
+#[tokio::test]
+async fn a_pending_job_whose_message_was_lost_is_requeued_by_the_reaper() {
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    let connection = app
+        .stub_connection(json!({"entity_count": 10}), false)
+        .await;
+    let job = app.run(connection, false).await;
+    // The relay publishes it; then the queue loses it.
+    let broker = app.env.broker().await;
+    let queue = broker.topology().jobs_queue();
+    eventually(
+        "the message to be queued",
+        Duration::from_secs(10),
+        || async { (broker.queue_depth(&queue).await.ok().flatten() == Some(1)).then_some(()) },
+    )
+    .await;
+    assert_eq!(broker.purge(&queue).await.ok(), Some(1));
+    broker.close().await;
+
+    app.add_worker(|settings| {
+        settings.worker.reap_interval_seconds = 1;
+        settings.worker.requeue_after_seconds = 1;
+    })
+    .await;
+    let done = app.finished_job(connection, job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(counts(&done), [10, 0, 0, 0]);
+    assert_eq!(app.attempt(job).await, 1);
+}
+
+/// A worker as a process of its own, killed (SIGKILL) when dropped.
+struct WorkerProcess(Child);
+
+impl WorkerProcess {
+    fn start(env: &TestEnv, lease_seconds: u64) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_syncway-test-worker"))
+            .env("SYNCWAY_DATABASE__URL", env.database_url())
+            .env("SYNCWAY_DATABASE__MIGRATE", "false")
+            .env("SYNCWAY_AMQP__NAMESPACE", &env.namespace)
+            .env("SYNCWAY_METRICS__LISTEN", "127.0.0.1:0")
+            .env("SYNCWAY_WORKER__LEASE_SECONDS", lease_seconds.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting the worker process: {error}"));
+        WorkerProcess(child)
+    }
+
+    fn kill(&mut self) {
+        // SIGKILL: no shutdown code runs, the lease is left to expire.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_sync_is_taken_over_and_the_job_completes_once() {
+    const LEASE: u64 = 2;
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    // Four seconds of data in small batches; a full sync.
+    let connection = app
+        .stub_connection(
+            json!({"entity_count": 2000, "delay_ms_per_entity": 2}),
+            false,
+        )
+        .await;
+    let mut doomed = WorkerProcess::start(&app.env, LEASE);
+    let job = app.run(connection, false).await;
+    let before = app.running_with_data(connection, job).await;
+    app.add_worker(|settings| {
+        settings.worker.lease_seconds = LEASE;
+        settings.worker.reap_interval_seconds = 1;
+        settings.retry.max_attempts = 5;
+    })
+    .await;
+    doomed.kill();
+    let killed = Instant::now();
+
+    let done = app.finished_job(connection, job).await;
+    let recovery = killed.elapsed();
+    assert_eq!(done["status"], "completed", "{done}");
+    // Every entity counted once, across both workers' commits.
+    assert_eq!(counts(&done), [2000, 0, 0, 0], "{done}");
+    let body = app.connection(connection).await;
+    assert_eq!(body["entities"]["total_entities"], 2000);
+    // Taken over exactly once, after the dead worker's lease expired.
+    assert_eq!(app.attempt(job).await, 2);
+    assert!(
+        before["entities_inserted"].as_i64().unwrap_or(0) > 0,
+        "{before}"
+    );
+    eprintln!("kill -9 mid-sync: job completed {recovery:?} after the kill");
+}
