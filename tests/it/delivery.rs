@@ -51,6 +51,62 @@ async fn a_message_delivered_twice_runs_once() {
 }
 
 #[tokio::test]
+async fn the_same_message_delivered_to_two_workers_at_once_runs_once() {
+    let app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    // About a second of work, so that both copies are delivered while it runs.
+    let connection = app
+        .stub_connection(
+            json!({"entity_count": 200, "delay_ms_per_entity": 5}),
+            false,
+        )
+        .await;
+    let job = app.run(connection, false).await;
+    let queue = format!("{}.sync_jobs", app.env.namespace);
+    eventually("the message to be queued", DEADLINE, || async {
+        (queue_depth(&app, &queue).await == Some(1)).then_some(())
+    })
+    .await;
+    // A second copy, as a redelivery or a publish repeated after a lost
+    // confirm would make.
+    let broker = app.env.broker().await;
+    let copy = JobMessage::new(job, connection).encode();
+    let publisher = broker.publisher().await.unwrap_or_else(|e| panic!("{e}"));
+    publisher
+        .publish_jobs(&[copy.as_slice()])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    broker.close().await;
+
+    // Two workers start together, each taking one message at a time.
+    let settings = || {
+        let mut settings = app.env.settings();
+        settings.worker.concurrency = 1;
+        settings
+    };
+    let (first, second) = tokio::join!(
+        crate::harness::start_worker(settings()),
+        crate::harness::start_worker(settings())
+    );
+    let done = app.finished_job(connection, job).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["entities_inserted"], 200, "nothing counted twice");
+    let (claimed, _) = eventually("the copy to be dropped", DEADLINE, || async {
+        let claimed = first.metric("syncway_worker_jobs_claimed_total").await
+            + second.metric("syncway_worker_jobs_claimed_total").await;
+        let duplicates = first
+            .metric("syncway_worker_duplicate_deliveries_total")
+            .await
+            + second
+                .metric("syncway_worker_duplicate_deliveries_total")
+                .await;
+        (duplicates == 1.0).then_some((claimed, duplicates))
+    })
+    .await;
+    assert_eq!(claimed, 1.0);
+    assert_eq!(app.attempt(job).await, 1);
+}
+
+#[tokio::test]
 async fn a_message_for_a_deleted_connection_is_dropped_cleanly() {
     let env = TestEnv::new().await;
     let mut app = TestApp::with_api(env, |_| {}).await;
@@ -94,7 +150,7 @@ async fn a_message_for_a_deleted_connection_is_dropped_cleanly() {
 }
 
 #[tokio::test]
-async fn unreadable_messages_are_dead_lettered_and_the_worker_goes_on() {
+async fn unreadable_messages_and_unknown_jobs_are_dead_lettered_and_the_worker_goes_on() {
     let app = TestApp::spawn().await;
     let broker = app.env.broker().await;
     let publisher = broker.publisher().await.unwrap_or_else(|e| panic!("{e}"));
@@ -103,26 +159,29 @@ async fn unreadable_messages_are_dead_lettered_and_the_worker_goes_on() {
         uuid::Uuid::new_v4(),
         uuid::Uuid::new_v4()
     );
+    // A well-formed message naming a job that never existed.
+    let no_job = JobMessage::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4()).encode();
     publisher
         .publish_jobs(&[
             b"not json".as_slice(),
             b"{}".as_slice(),
             future_version.as_bytes(),
+            no_job.as_slice(),
         ])
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     broker.close().await;
 
     let dead = format!("{}.sync_jobs.dead", app.env.namespace);
-    eventually("three dead letters", DEADLINE, || async {
-        (queue_depth(&app, &dead).await == Some(3)).then_some(())
+    eventually("four dead letters", DEADLINE, || async {
+        (queue_depth(&app, &dead).await == Some(4)).then_some(())
     })
     .await;
     assert_eq!(
         app.workers[0]
             .metric("syncway_worker_dead_lettered_total")
             .await,
-        3.0
+        4.0
     );
 
     let connection = app.stub_connection(json!({"entity_count": 5}), false).await;

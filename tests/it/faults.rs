@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{TestApp, TestEnv, counts, eventually};
+use crate::harness::{DEADLINE, TestApp, TestEnv, counts, eventually};
 
 #[tokio::test]
 async fn a_running_job_is_cancelled_within_a_second() {
@@ -36,6 +36,7 @@ async fn a_running_job_is_cancelled_within_a_second() {
         .await;
     let took = asked.elapsed();
     assert!(took < Duration::from_secs(1), "cancel took {took:?}");
+    eprintln!("cancel of a running job: cancelled {took:?} after the request");
     // What it committed is consistent with the cursor and the store.
     let inserted = done["entities_inserted"].as_i64().unwrap_or(-1);
     let body = app.connection(connection).await;
@@ -185,6 +186,11 @@ async fn a_worker_killed_mid_sync_is_taken_over_and_the_job_completes_once() {
     .await;
     doomed.kill();
     let killed = Instant::now();
+    eventually("another worker to take the job over", DEADLINE, || async {
+        (app.attempt(job).await == 2).then_some(())
+    })
+    .await;
+    let takeover = killed.elapsed();
 
     let done = app.finished_job(connection, job).await;
     let recovery = killed.elapsed();
@@ -199,5 +205,7 @@ async fn a_worker_killed_mid_sync_is_taken_over_and_the_job_completes_once() {
         before["entities_inserted"].as_i64().unwrap_or(0) > 0,
         "{before}"
     );
-    eprintln!("kill -9 mid-sync: job completed {recovery:?} after the kill");
+    eprintln!(
+        "kill -9 mid-sync: taken over {takeover:?} and completed {recovery:?} after the kill"
+    );
 }

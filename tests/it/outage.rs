@@ -1,9 +1,14 @@
-//! Triggers are accepted while the broker is unreachable and published once
-//! it is back: the outbox delays jobs, it never loses them.
+//! Outages of RabbitMQ and Postgres, simulated per test with a TCP proxy
+//! that the test cuts and restores: triggers are accepted while the broker
+//! is unreachable and run once it is back; the API answers 503 while
+//! Postgres is unreachable, and running jobs wait the outage out.
+
+use std::net::SocketAddr;
+use std::time::Instant;
 
 use serde_json::json;
 
-use crate::harness::{TcpProxy, TestApp, TestEnv};
+use crate::harness::{DEADLINE, TcpProxy, TestApp, TestEnv, counts, eventually};
 
 #[tokio::test]
 async fn a_trigger_accepted_while_the_broker_is_unreachable_runs_once_it_is_back() {
@@ -84,4 +89,126 @@ async fn the_api_answers_503_with_retry_after_while_postgres_is_unreachable() {
         response.map(|r| r.status()).ok(),
         Some(reqwest::StatusCode::UNAUTHORIZED)
     );
+}
+
+/// Waits until the API's readiness says `ready` (or not).
+async fn wait_ready(app: &TestApp, ready: bool) {
+    let expected = if ready {
+        reqwest::StatusCode::OK
+    } else {
+        reqwest::StatusCode::SERVICE_UNAVAILABLE
+    };
+    eventually("the API's readiness", DEADLINE, || async {
+        let (status, _) = app.call_with_key("GET", "/readyz", None, None).await;
+        (status == expected).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_broker_outage_mid_stream_loses_no_trigger_and_runs_every_job_once() {
+    let env = TestEnv::new().await;
+    // The API's relay and the worker reach RabbitMQ through a proxy that
+    // this test cuts and restores; other tests are not affected.
+    let address = TcpProxy::free_address().await;
+    let rabbit: SocketAddr = "127.0.0.1:5672".parse().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = TcpProxy::start(address, rabbit).await;
+    let url = format!("amqp://guest:guest@{address}/%2f");
+    let mut app = TestApp::with_api(env, |settings| settings.amqp.url = url.clone()).await;
+    app.add_worker(|settings| settings.amqp.url = url.clone())
+        .await;
+    wait_ready(&app, true).await;
+
+    // Half a second of work per job.
+    let config = json!({"entity_count": 250, "delay_ms_per_entity": 2});
+    let mut jobs = Vec::new();
+    for _ in 0..6 {
+        let connection = app.stub_connection(config.clone(), false).await;
+        jobs.push((connection, app.run(connection, false).await));
+    }
+    // The broker goes away with jobs running, queued and being published.
+    proxy.stop();
+    wait_ready(&app, false).await;
+    for _ in 0..6 {
+        let connection = app.stub_connection(config.clone(), false).await;
+        jobs.push((connection, app.run(connection, false).await));
+    }
+    let proxy = TcpProxy::start(address, rabbit).await;
+    let restored = Instant::now();
+
+    for (connection, job) in &jobs {
+        let done = app.finished_job(*connection, *job).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(counts(&done), [250, 0, 0, 0], "{done}");
+        assert_eq!(
+            app.connection(*connection).await["entities"]["total_entities"],
+            250
+        );
+    }
+    eprintln!(
+        "broker outage: all {} jobs completed {:?} after the broker came back",
+        jobs.len(),
+        restored.elapsed()
+    );
+    drop(app);
+    proxy.stop();
+}
+
+#[tokio::test]
+async fn a_postgres_outage_answers_503_then_recovers_with_no_job_lost() {
+    let env = TestEnv::new().await;
+    let address = TcpProxy::free_address().await;
+    let postgres: SocketAddr = "127.0.0.1:5432".parse().unwrap_or_else(|e| panic!("{e}"));
+    let proxy = TcpProxy::start(address, postgres).await;
+    let url = format!("postgres://postgres@{address}/{}", env.database);
+    let mut app = TestApp::with_api(env, |settings| settings.database.url = url.clone()).await;
+    app.add_worker(|settings| settings.database.url = url.clone())
+        .await;
+    // Two seconds of work.
+    let connection = app
+        .stub_connection(
+            json!({"entity_count": 1000, "delay_ms_per_entity": 2}),
+            false,
+        )
+        .await;
+    let job = app.run(connection, false).await;
+    app.running_with_data(connection, job).await;
+
+    // Postgres goes away mid-sync: the API says 503 with Retry-After.
+    proxy.stop();
+    let response = eventually("a 503 from the API", DEADLINE, || async {
+        let response = app
+            .http
+            .get(format!("{}/source-connections", app.url))
+            .header("x-api-key", &app.key)
+            .send()
+            .await
+            .ok()?;
+        (response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE).then_some(response)
+    })
+    .await;
+    assert!(response.headers().contains_key("retry-after"));
+
+    let proxy = TcpProxy::start(address, postgres).await;
+    let restored = Instant::now();
+    // The worker waited the outage out: the job completes, once, exactly.
+    let done = app.finished_job(connection, job).await;
+    let recovery = restored.elapsed();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(counts(&done), [1000, 0, 0, 0], "{done}");
+    assert_eq!(app.attempt(job).await, 1);
+    assert_eq!(
+        app.connection(connection).await["entities"]["total_entities"],
+        1000
+    );
+    // And the API takes new work again.
+    let next = app.stub_connection(json!({"entity_count": 5}), false).await;
+    let next_job = app.run(next, false).await;
+    assert_eq!(
+        app.finished_job(next, next_job).await["status"],
+        "completed"
+    );
+    eprintln!("postgres outage: the running job completed {recovery:?} after Postgres came back");
+    drop(app);
+    proxy.stop();
 }

@@ -288,12 +288,23 @@ pub async fn delete(
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<bool, StoreError> {
-    let deleted = client
-        .execute(
-            "DELETE FROM source_connections WHERE organization_id = $1 AND id = $2",
+    // Its jobs go with it (cascade); their ids are kept a while, so that a
+    // message still queued for one is dropped rather than dead-lettered.
+    let deleted: i64 = client
+        .query_one(
+            "WITH c AS (
+                 DELETE FROM source_connections WHERE organization_id = $1 AND id = $2
+                 RETURNING id
+             ), tombstones AS (
+                 INSERT INTO deleted_jobs (job_id)
+                 SELECT j.id FROM sync_jobs j JOIN c ON j.source_connection_id = c.id
+                 ON CONFLICT DO NOTHING
+             )
+             SELECT count(*) FROM c",
             &[&organization_id, &id],
         )
-        .await?;
+        .await?
+        .get(0);
     if deleted == 0 {
         return Ok(false);
     }

@@ -527,6 +527,14 @@ pub async fn schedule_retry(
     Ok(rows.len() == 1)
 }
 
+/// Whether the job was deleted with its connection (within the last week).
+pub async fn was_deleted(client: &impl GenericClient, job_id: Uuid) -> Result<bool, StoreError> {
+    let row = client
+        .query_opt("SELECT 1 FROM deleted_jobs WHERE job_id = $1", &[&job_id])
+        .await?;
+    Ok(row.is_some())
+}
+
 /// What one pass of [`reap`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Reaped {
@@ -634,6 +642,12 @@ pub async fn reap(
             )
             .await?;
     }
+    transaction
+        .execute(
+            "DELETE FROM deleted_jobs WHERE deleted_at < now() - interval '7 days'",
+            &[],
+        )
+        .await?;
     transaction.commit().await?;
     Ok(reaped)
 }

@@ -76,9 +76,25 @@ async fn handle_job(
             settle("dead-letter", delivery.dead_letter().await);
         }
         Ok(Claim::Missing) => {
-            tracing::info!("the job or its connection no longer exists; dropping the message");
-            context.metrics.dropped_messages.inc();
-            settle("ack", delivery.ack().await);
+            let deleted = async {
+                let client = context.pool.get().await?;
+                jobs::was_deleted(&client, message.job_id).await
+            }
+            .await;
+            match deleted {
+                Ok(false) => {
+                    tracing::warn!("dead-lettering a message that names no job");
+                    context.metrics.dead_lettered.inc();
+                    settle("dead-letter", delivery.dead_letter().await);
+                }
+                // Deleted with its connection (or the database cannot say:
+                // requeueing could loop, and the message runs nothing).
+                Ok(true) | Err(_) => {
+                    tracing::info!("the job was deleted with its connection; dropping the message");
+                    context.metrics.dropped_messages.inc();
+                    settle("ack", delivery.ack().await);
+                }
+            }
         }
         Ok(Claim::Finished(status)) => {
             tracing::info!(%status, "duplicate delivery of a finished job; dropping it");
