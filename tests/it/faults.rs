@@ -209,3 +209,93 @@ async fn a_worker_killed_mid_sync_is_taken_over_and_the_job_completes_once() {
         "kill -9 mid-sync: taken over {takeover:?} and completed {recovery:?} after the kill"
     );
 }
+
+#[tokio::test]
+async fn credential_failures_are_not_retried() {
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    app.add_worker(|settings| {
+        settings.retry.max_attempts = 5;
+        settings.retry.base_delay_ms = 100;
+    })
+    .await;
+    let connection = app
+        .stub_connection(
+            json!({"entity_count": 100, "fail_after": 10, "fail_kind": "credentials"}),
+            false,
+        )
+        .await;
+    let job = app.run(connection, false).await;
+    let done = app.finished_job(connection, job).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(done["error_category"].is_string(), "{done}");
+    assert_eq!(app.attempt(job).await, 1);
+    assert_eq!(
+        app.workers[0]
+            .metric("syncway_worker_retries_scheduled_total")
+            .await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_job_waiting_to_retry_is_cancelled_at_once() {
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    app.add_worker(|settings| {
+        settings.retry.max_attempts = 3;
+        settings.retry.base_delay_ms = 60_000;
+        settings.retry.max_delay_ms = 60_000;
+    })
+    .await;
+    let connection = app
+        .stub_connection(json!({"entity_count": 100, "fail_after": 30}), true)
+        .await;
+    let job = app.run(connection, false).await;
+    let waiting = app
+        .job_where(connection, job, "waiting to retry", |job| {
+            job["status"] == "running"
+                && job["error_details"]["next_attempt_in_seconds"].is_number()
+        })
+        .await;
+    assert_eq!(waiting["error_details"]["attempts"], 1, "{waiting}");
+    assert!(waiting["error"].is_string(), "{waiting}");
+    // No worker holds it: it ends at once, keeping what the attempt committed.
+    let (status, body) = app.cancel(connection, job).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled", "{body}");
+    assert_eq!(counts(&body), [30, 0, 0, 0], "{body}");
+    assert_eq!(
+        app.connection(connection).await["schedule"]["cursor_value"],
+        29
+    );
+}
+
+#[tokio::test]
+async fn a_cancelling_job_whose_worker_was_killed_ends_cancelled() {
+    const LEASE: u64 = 2;
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    let connection = app
+        .stub_connection(
+            json!({"entity_count": 2000, "delay_ms_per_entity": 2}),
+            true,
+        )
+        .await;
+    let mut doomed = WorkerProcess::start(&app.env, LEASE);
+    let job = app.run(connection, false).await;
+    app.running_with_data(connection, job).await;
+    doomed.kill();
+    let (status, body) = app.cancel(connection, job).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelling");
+    // Nobody runs it any more; a reaper ends it once the lease has expired.
+    app.add_worker(|settings| {
+        settings.worker.lease_seconds = LEASE;
+        settings.worker.reap_interval_seconds = 1;
+    })
+    .await;
+    let done = app.finished_job(connection, job).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    let inserted = done["entities_inserted"].as_i64().unwrap_or(-1);
+    let body = app.connection(connection).await;
+    assert_eq!(body["entities"]["total_entities"], inserted, "{body}");
+    assert_eq!(body["schedule"]["cursor_value"], inserted - 1, "{body}");
+}

@@ -257,7 +257,8 @@ pub async fn list(
 /// What a cancel request came to.
 #[derive(Debug)]
 pub enum Cancelled {
-    /// `cancelled` when it was pending, `cancelling` when it was running.
+    /// `cancelled` when no worker held it (pending, or waiting to retry),
+    /// `cancelling` when one runs it.
     Done(SourceConnectionJob),
     NotFound,
     /// The job was already terminal or cancelling; nothing changed.
@@ -276,11 +277,16 @@ pub async fn cancel(
     let row = client
         .query_opt(
             &format!(
+                // A job no worker holds (pending, or running but waiting out
+                // a retry backoff or handed back) ends at once: nobody must
+                // be told, and what it committed is consistent. A claim
+                // racing this waits for the row, then finds it ended.
                 "WITH j AS (UPDATE sync_jobs j SET
-                     status = CASE WHEN j.status = 'pending' THEN 'cancelled' ELSE 'cancelling' END,
-                     completed_at = CASE WHEN j.status = 'pending' THEN now() END,
-                     lease_owner = CASE WHEN j.status = 'pending' THEN NULL ELSE j.lease_owner END,
-                     lease_expires_at = CASE WHEN j.status = 'pending' THEN NULL ELSE j.lease_expires_at END,
+                     status = CASE WHEN j.lease_owner IS NULL THEN 'cancelled' ELSE 'cancelling' END,
+                     completed_at = CASE WHEN j.lease_owner IS NULL THEN now() END,
+                     lease_expires_at = CASE WHEN j.lease_owner IS NULL THEN NULL
+                         ELSE j.lease_expires_at END,
+                     retry_at = NULL,
                      modified_at = now()
                  FROM source_connections s
                  WHERE j.id = $1 AND j.source_connection_id = $2
