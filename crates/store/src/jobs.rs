@@ -912,19 +912,33 @@ const COMMIT_MANY: &str = "WITH b AS (
                           error_category, error_details, cursor)
              ), keys AS (
                  -- The batches' ids and hashes, without the payloads: this
-                 -- is what the counting reads, and it stays small.
-                 SELECT k.n, b.conn_id, k.entity_id, k.content_hash
-                 FROM unnest($13::int[], $14::text[], $15::bytea[])
-                     AS k(n, entity_id, content_hash)
-                 JOIN b ON b.n = k.n
-             ), diff AS (
-                 SELECT k.n,
-                        count(*) FILTER (WHERE e.entity_id IS NULL) AS inserted,
-                        count(*) FILTER (WHERE e.content_hash <> k.content_hash) AS updated
+                 -- is what the counting reads, and it stays small. n is the
+                 -- batch's place in the arrays, so its connection is a
+                 -- subscript, not a join.
+                 SELECT k.n, ($5::uuid[])[k.n + 1] AS conn_id, k.entity_id, k.content_hash,
+                        k.ord
+                 FROM unnest($13::int[], $14::text[], $15::bytea[]) WITH ORDINALITY
+                     AS k(n, entity_id, content_hash, ord)
+             ), probe AS (
+                 SELECT k.ord, k.n, k.content_hash, e.content_hash AS stored_hash
                  FROM keys k
-                 LEFT JOIN entities e
-                     ON e.source_connection_id = k.conn_id AND e.entity_id = k.entity_id
-                 GROUP BY k.n
+                 -- One primary-key probe per key. (As a plain join, the
+                 -- generic plan probed through a bitmap scan per key.)
+                 LEFT JOIN LATERAL (
+                     SELECT e.content_hash FROM entities e
+                     WHERE e.source_connection_id = k.conn_id AND e.entity_id = k.entity_id
+                     LIMIT 1
+                 ) e ON true
+             ), diff AS (
+                 SELECT n,
+                        count(*) FILTER (WHERE stored_hash IS NULL) AS inserted,
+                        count(*) FILTER (WHERE stored_hash <> content_hash) AS updated
+                 FROM probe
+                 GROUP BY n
+             ), stored AS (
+                 -- Per entity, in array order: is it stored already? New
+                 -- ones are inserted plainly, the rest upserted.
+                 SELECT array_agg(stored_hash IS NOT NULL ORDER BY ord) AS known FROM probe
              ), doomed AS (
                  SELECT b.n, e.source_connection_id, e.entity_id
                  FROM unnest($17::int[], $18::text[]) AS d(n, entity_id)
@@ -963,14 +977,31 @@ const COMMIT_MANY: &str = "WITH b AS (
                    AND s.status IN ('running', 'cancelling')
                    AND (t.status IS DISTINCT FROM 'cancelled' OR s.status = 'cancelling')
                  RETURNING t.n, s.status
+             ), fresh AS (
+                 -- Entities not stored yet: a plain insert. Nothing else can
+                 -- insert them meanwhile: one job per connection is active,
+                 -- and its commits are fenced by (and serialized on) its row.
+                 -- Subscripts and filters rather than joins: a join hashed
+                 -- every payload (perf: a sixth of the statement's time).
+                 INSERT INTO entities
+                     (source_connection_id, entity_id, content_hash, payload, last_seen_job)
+                 SELECT ($5::uuid[])[i.n + 1], i.entity_id, i.content_hash, i.payload,
+                        ($4::uuid[])[i.n + 1]
+                 FROM unnest($13::int[], $14::text[], $15::bytea[], $16::json[]) WITH ORDINALITY
+                     AS i(n, entity_id, content_hash, payload, ord)
+                 WHERE i.n = ANY (ARRAY(SELECT n FROM j))
+                   AND NOT (SELECT known FROM stored)[i.ord]
              ), up AS (
+                 -- Entities stored already: changed ones are rewritten, and a
+                 -- full sync stamps the unchanged ones too.
                  INSERT INTO entities AS e
                      (source_connection_id, entity_id, content_hash, payload, last_seen_job)
-                 SELECT b.conn_id, i.entity_id, i.content_hash, i.payload, b.job_id
-                 FROM unnest($13::int[], $14::text[], $15::bytea[], $16::json[])
-                     AS i(n, entity_id, content_hash, payload)
-                 JOIN b ON b.n = i.n
-                 WHERE i.n IN (SELECT n FROM j)
+                 SELECT ($5::uuid[])[i.n + 1], i.entity_id, i.content_hash, i.payload,
+                        ($4::uuid[])[i.n + 1]
+                 FROM unnest($13::int[], $14::text[], $15::bytea[], $16::json[]) WITH ORDINALITY
+                     AS i(n, entity_id, content_hash, payload, ord)
+                 WHERE i.n = ANY (ARRAY(SELECT n FROM j))
+                   AND (SELECT known FROM stored)[i.ord]
                  ON CONFLICT (source_connection_id, entity_id) DO UPDATE SET
                      content_hash = excluded.content_hash,
                      payload = CASE WHEN e.content_hash = excluded.content_hash
@@ -978,7 +1009,6 @@ const COMMIT_MANY: &str = "WITH b AS (
                      updated_at = CASE WHEN e.content_hash = excluded.content_hash
                          THEN e.updated_at ELSE now() END,
                      last_seen_job = excluded.last_seen_job
-                 -- Full syncs stamp unchanged entities too.
                  WHERE e.content_hash <> excluded.content_hash
                     OR excluded.last_seen_job = ANY($19::uuid[])
              ), gone AS (
