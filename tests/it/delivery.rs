@@ -269,3 +269,42 @@ async fn one_claim_batch_answers_every_delivery_on_its_own() {
         .collect();
     assert_eq!(owners, expected);
 }
+
+#[tokio::test]
+async fn a_message_redelivered_past_the_delivery_limit_is_dead_lettered() {
+    // A message that keeps coming back (a worker crash loop requeues it each
+    // time) is dead-lettered by the quorum queue's delivery limit.
+    let env = TestEnv::new().await;
+    let broker = env.broker().await;
+    let message = JobMessage::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4()).encode();
+    let publisher = broker.publisher().await.unwrap_or_else(|e| panic!("{e}"));
+    publisher
+        .publish_jobs(&[message.as_slice()])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut consumer = broker
+        .consume(1, "crash-loop")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut deliveries = 0;
+    loop {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(2), consumer.next()).await;
+        let Ok(Some(Ok(delivery))) = next else {
+            break;
+        };
+        deliveries += 1;
+        assert!(
+            deliveries <= 2 * syncway_queue::DELIVERY_LIMIT,
+            "never dead-lettered"
+        );
+        delivery.requeue().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    consumer.close().await;
+    let dead = broker.topology().dead_queue();
+    eventually("the dead letter", DEADLINE, || async {
+        (broker.queue_depth(&dead).await.ok().flatten() == Some(1)).then_some(())
+    })
+    .await;
+    assert_eq!(deliveries, syncway_queue::DELIVERY_LIMIT + 1);
+    broker.close().await;
+}
