@@ -75,6 +75,7 @@ async fn transient_failures_retry_with_backoff_then_fail_with_their_attempts() {
     );
     // Backoff, not a hot loop: at least half of 400 ms, then of 800 ms.
     assert!(took >= Duration::from_millis(600), "took {took:?}");
+    eprintln!("retries exhausted: 3 attempts, failed {took:?} after the trigger");
 }
 
 #[tokio::test]
@@ -121,12 +122,17 @@ async fn a_pending_job_whose_message_was_lost_is_requeued_by_the_reaper() {
     assert_eq!(broker.purge(&queue).await.ok(), Some(1));
     broker.close().await;
 
+    let lost = Instant::now();
     app.add_worker(|settings| {
         settings.worker.reap_interval_seconds = 1;
         settings.worker.requeue_after_seconds = 1;
     })
     .await;
     let done = app.finished_job(connection, job).await;
+    eprintln!(
+        "lost message: job completed {:?} after a worker (reaper every 1 s) started",
+        lost.elapsed()
+    );
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(counts(&done), [10, 0, 0, 0]);
     assert_eq!(app.attempt(job).await, 1);
