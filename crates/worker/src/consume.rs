@@ -96,13 +96,14 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
             }
         }
         ready.store(false, Ordering::Relaxed);
+        if stopping.is_cancelled() {
+            // Keep the connection open while jobs finish, so their acks land
+            // and cancels still reach them.
+            broker_for_shutdown = Some((broker, consumer, control));
+            break;
+        }
         if let Some(control) = control {
             control.abort();
-        }
-        if stopping.is_cancelled() {
-            // Keep the connection open while jobs finish, so their acks land.
-            broker_for_shutdown = Some((broker, consumer));
-            break;
         }
         consumer.close().await;
         broker.close().await;
@@ -123,7 +124,10 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
         handback.cancel();
         tasks.wait().await;
     }
-    if let Some((broker, consumer)) = broker_for_shutdown {
+    if let Some((broker, consumer, control)) = broker_for_shutdown {
+        if let Some(control) = control {
+            control.abort();
+        }
         consumer.close().await;
         broker.close().await;
     }
