@@ -189,13 +189,7 @@ pub async fn trigger_many(
             ],
         )
         .await?;
-    if rows.len() != requests.len() {
-        return Err(StoreError::Corrupt(format!(
-            "a batch of {} triggers returned {} rows",
-            requests.len(),
-            rows.len()
-        )));
-    }
+    expect_rows(&rows, requests.len(), "a batch of triggers")?;
     rows.iter()
         .map(|row| {
             Ok(if !row.get::<_, bool>(1) {
@@ -398,13 +392,7 @@ pub async fn claim_many(
     let rows = client
         .query(&statement, &[&job_ids, &owner, &lease_seconds])
         .await?;
-    if rows.len() != job_ids.len() {
-        return Err(StoreError::Corrupt(format!(
-            "a claim of {} jobs returned {} rows",
-            job_ids.len(),
-            rows.len()
-        )));
-    }
+    expect_rows(&rows, job_ids.len(), "a claim")?;
     let mut seen = std::collections::HashSet::with_capacity(rows.len());
     rows.iter()
         .map(|row| {
@@ -539,6 +527,18 @@ pub async fn was_deleted(client: &impl GenericClient, job_id: Uuid) -> Result<bo
         .query_opt("SELECT 1 FROM deleted_jobs WHERE job_id = $1", &[&job_id])
         .await?;
     Ok(row.is_some())
+}
+
+/// A batched statement answers one row per input, in order; anything else
+/// is a bug, reported rather than mismatched.
+fn expect_rows(rows: &[Row], expected: usize, what: &str) -> Result<(), StoreError> {
+    if rows.len() == expected {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt(format!(
+        "{what} of {expected} returned {} rows",
+        rows.len()
+    )))
 }
 
 /// What one pass of [`reap`] did.
@@ -872,13 +872,7 @@ pub async fn commit_many(
         client.query(&statement, &params).await?
     };
 
-    if rows.len() != commits.len() {
-        return Err(StoreError::Corrupt(format!(
-            "a commit of {} batches returned {} rows",
-            commits.len(),
-            rows.len()
-        )));
-    }
+    expect_rows(&rows, commits.len(), "a commit")?;
     rows.iter()
         .zip(commits)
         .map(|(row, commit)| {
