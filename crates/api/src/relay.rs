@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use syncway_queue::{Broker, Publisher, QueueError, Route};
-use syncway_store::outbox::{self, MessageKind};
-use syncway_store::{Pool, StoreError};
+use syncway_model::Route;
+use syncway_queue::{Broker, Publisher, QueueError};
+use syncway_store::{Pool, StoreError, outbox};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -146,13 +146,7 @@ impl Relay {
             }
             let messages: Vec<(&[u8], Route)> = batch
                 .iter()
-                .map(|message| {
-                    let route = match message.kind {
-                        MessageKind::Job { delay_ms } => Route::Jobs { delay_ms },
-                        MessageKind::Control => Route::Control,
-                    };
-                    (message.payload.as_slice(), route)
-                })
+                .map(|message| (message.payload.as_slice(), message.route))
                 .collect();
             // On any error the transaction is dropped: rolled back, the rows
             // are back in the outbox.

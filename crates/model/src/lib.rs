@@ -20,4 +20,4 @@ pub use connection::ConnectionStatus;
 pub use entity::{ContentHash, canonical_json, content_hash};
 pub use error_category::ErrorCategory;
 pub use job::{JobStatus, SourceConnectionJob, UnknownStatus};
-pub use message::{ControlMessage, JobMessage, MessageError};
+pub use message::{ControlMessage, JobMessage, MessageError, Route};

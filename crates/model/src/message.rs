@@ -74,6 +74,16 @@ impl ControlMessage {
     }
 }
 
+/// Where a message is published: the outbox records it with the message,
+/// and the relay publishes accordingly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The jobs queue; with a delay, through a delay queue first (a retry).
+    Jobs { delay_ms: u64 },
+    /// Every worker, through the control exchange.
+    Control,
+}
+
 /// Reads the version first, so that a message of an unknown version is
 /// reported as such rather than as malformed.
 fn decode_versioned<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, MessageError> {

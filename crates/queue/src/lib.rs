@@ -21,7 +21,7 @@ mod publisher;
 
 pub use broker::{Broker, QueueError, Topology, delete_namespace};
 pub use consumer::{ControlConsumer, JobConsumer, JobDelivery};
-pub use publisher::{Publisher, Route};
+pub use publisher::Publisher;
 
 /// Quorum-queue delivery limit: a message redelivered this many times (a
 /// worker crash loop, say) is dead-lettered instead of delivered again.

@@ -3,6 +3,8 @@
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 
+use syncway_model::Route;
+
 use crate::{QueueError, Topology};
 
 /// A channel in publisher-confirm mode.
@@ -101,13 +103,4 @@ impl Publisher {
         }
         Ok(())
     }
-}
-
-/// Where a published message goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// The jobs queue; with a delay, through a delay queue first (a retry).
-    Jobs { delay_ms: u64 },
-    /// Every worker, through the control exchange.
-    Control,
 }

@@ -640,13 +640,7 @@ pub async fn reap(
                 &[&requeue_ids],
             )
             .await?;
-        reaped.requeued = transaction
-            .execute(
-                "INSERT INTO outbox (job_id, payload)
-                 SELECT * FROM unnest($1::uuid[], $2::bytea[])",
-                &[&requeue_ids, &payloads],
-            )
-            .await?;
+        reaped.requeued = crate::outbox::enqueue(&transaction, &requeue_ids, &payloads).await?;
     }
     transaction
         .execute(

@@ -2,6 +2,7 @@
 //! after the broker confirmed them.
 
 use deadpool_postgres::GenericClient;
+use syncway_model::Route;
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -11,17 +12,7 @@ pub struct OutboxMessage {
     pub id: i64,
     pub job_id: Uuid,
     pub payload: Vec<u8>,
-    pub kind: MessageKind,
-}
-
-/// Where a message goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageKind {
-    /// A job message, to the jobs queue; with a delay (a retry), through a
-    /// delay queue first.
-    Job { delay_ms: u64 },
-    /// A control message (cancel), to every worker.
-    Control,
+    pub route: Route,
 }
 
 /// Removes up to `limit` of the oldest messages and returns them, skipping
@@ -46,9 +37,9 @@ pub async fn take_oldest(
             id: row.get(0),
             job_id: row.get(1),
             payload: row.get(2),
-            kind: match row.get::<_, &str>(3) {
-                "control" => MessageKind::Control,
-                _ => MessageKind::Job {
+            route: match row.get::<_, &str>(3) {
+                "control" => Route::Control,
+                _ => Route::Jobs {
                     delay_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
                 },
             },
@@ -65,17 +56,18 @@ pub async fn depth(client: &impl GenericClient) -> Result<i64, StoreError> {
     Ok(row.get(0))
 }
 
-/// Queues a message for an existing job (re-enqueue).
+/// Queues job messages for existing jobs (the reaper's re-enqueue): one
+/// message per job id, `payloads` in the same order. Returns how many.
 pub async fn enqueue(
     client: &impl GenericClient,
-    job_id: Uuid,
-    payload: &[u8],
-) -> Result<(), StoreError> {
-    client
+    job_ids: &[Uuid],
+    payloads: &[Vec<u8>],
+) -> Result<u64, StoreError> {
+    Ok(client
         .execute(
-            "INSERT INTO outbox (job_id, payload) VALUES ($1, $2)",
-            &[&job_id, &payload],
+            "INSERT INTO outbox (job_id, payload)
+             SELECT * FROM unnest($1::uuid[], $2::bytea[])",
+            &[&job_ids, &payloads],
         )
-        .await?;
-    Ok(())
+        .await?)
 }
