@@ -61,15 +61,15 @@ impl Topology {
     /// most 2x, which bounds how long a short delay can wait behind a long
     /// one.
     pub fn retry_queue(&self, delay_ms: u64) -> String {
-        format!(
-            "{}.sync_jobs.retry.{}",
-            self.namespace,
-            retry_level(delay_ms)
-        )
+        self.retry_queue_at(retry_level(delay_ms))
+    }
+
+    fn retry_queue_at(&self, level: u32) -> String {
+        format!("{}.sync_jobs.retry.{level}", self.namespace)
     }
 
     fn retry_queues(&self) -> impl Iterator<Item = String> + '_ {
-        (0..RETRY_LEVELS).map(|level| format!("{}.sync_jobs.retry.{level}", self.namespace))
+        (0..RETRY_LEVELS).map(|level| self.retry_queue_at(level))
     }
 }
 
