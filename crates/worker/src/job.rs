@@ -30,9 +30,8 @@ pub async fn handle(context: Arc<Context>, delivery: JobDelivery, handback: Canc
     let message = match JobMessage::decode(delivery.body()) {
         Ok(message) => message,
         Err(error) => {
-            context.metrics.dead_lettered.inc();
             tracing::warn!(%error, "dead-lettering a message that is not a runnable job message");
-            settle("dead-letter", delivery.dead_letter().await);
+            dead_letter(&context, &delivery).await;
             return;
         }
     };
@@ -45,6 +44,12 @@ pub async fn handle(context: Arc<Context>, delivery: JobDelivery, handback: Canc
     handle_job(context, delivery, message, handback)
         .instrument(span)
         .await;
+}
+
+/// Rejects the message to the dead-letter queue, and counts it.
+async fn dead_letter(context: &Context, delivery: &JobDelivery) {
+    context.metrics.dead_lettered.inc();
+    settle("dead-letter", delivery.dead_letter().await);
 }
 
 fn settle(what: &str, result: Result<(), syncway_queue::QueueError>) {
@@ -72,8 +77,7 @@ async fn handle_job(
         Err(GaveUp::Stopped) => settle("requeue", delivery.requeue().await),
         Err(GaveUp::Failed(error)) => {
             tracing::error!(error = %format!("{:#}", anyhow::Error::from(error)), "cannot claim the job; dead-lettering its message");
-            context.metrics.dead_lettered.inc();
-            settle("dead-letter", delivery.dead_letter().await);
+            dead_letter(&context, &delivery).await;
         }
         Ok(Claim::Missing) => {
             let deleted = async {
@@ -84,8 +88,7 @@ async fn handle_job(
             match deleted {
                 Ok(false) => {
                     tracing::warn!("dead-lettering a message that names no job");
-                    context.metrics.dead_lettered.inc();
-                    settle("dead-letter", delivery.dead_letter().await);
+                    dead_letter(&context, &delivery).await;
                 }
                 // Deleted with its connection (or the database cannot say:
                 // requeueing could loop, and the message runs nothing).
@@ -518,19 +521,17 @@ impl JobRun {
     }
 
     fn count(&self, counts: Counts) {
-        let entities = &self.context.metrics.entities;
-        for (outcome, value) in [
-            ("inserted", counts.inserted),
-            ("updated", counts.updated),
-            ("deleted", counts.deleted),
-            ("failed", counts.failed),
-        ] {
-            if value > 0 {
-                entities
-                    .get_or_create(&vec![("outcome", outcome.to_owned())])
-                    .inc_by(value as u64);
-            }
-        }
+        let count = |value: i64| u64::try_from(value).unwrap_or(0);
+        crate::metrics::add_counts(
+            &self.context.metrics.entities,
+            "outcome",
+            &[
+                ("inserted", count(counts.inserted)),
+                ("updated", count(counts.updated)),
+                ("deleted", count(counts.deleted)),
+                ("failed", count(counts.failed)),
+            ],
+        );
     }
 
     /// A transient failure with attempts left: commit what was read, then
@@ -584,9 +585,9 @@ impl JobRun {
             // Cancelled meanwhile (the job is `cancelling`), or taken over.
             Ok(false) => self.finish(None, cancelled()).await,
             Err(GaveUp::Stopped) => Ended::Stopped,
-            Err(GaveUp::Failed(error)) => {
-                tracing::error!(error = %format!("{:#}", anyhow::Error::from(error)), "cannot schedule a retry");
-                self.finish(None, self.failure_text(&error_text)).await
+            Err(GaveUp::Failed(cause)) => {
+                tracing::error!(error = %format!("{:#}", anyhow::Error::from(cause)), "cannot schedule a retry");
+                self.finish(None, self.failure(error)).await
             }
         }
     }
@@ -612,15 +613,6 @@ impl JobRun {
                 tracing::warn!(%error, "could not release the lease; it will expire");
                 Ended::HandedBack
             }
-        }
-    }
-
-    fn failure_text(&self, error: &str) -> Outcome {
-        Outcome {
-            status: JobStatus::Failed,
-            error: Some(error.to_owned()),
-            error_category: None,
-            error_details: Some(json!({ "kind": "transient", "attempts": self.job.attempt })),
         }
     }
 

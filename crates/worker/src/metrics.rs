@@ -8,6 +8,17 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Adds each non-zero count to `family`, labelled `label` = its name.
+pub fn add_counts(family: &Family<Labels, Counter>, label: &'static str, counts: &[(&str, u64)]) {
+    for &(name, count) in counts {
+        if count > 0 {
+            family
+                .get_or_create(&vec![(label, name.to_owned())])
+                .inc_by(count);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct WorkerMetrics {
     pub jobs_claimed: Counter,

@@ -37,19 +37,15 @@ pub async fn run(context: Arc<Context>, options: Options) {
         .await;
         match reaped {
             Ok(reaped) => {
-                for (action, count) in [
-                    ("requeued", reaped.requeued),
-                    ("failed", reaped.failed),
-                    ("cancelled", reaped.cancelled),
-                ] {
-                    if count > 0 {
-                        context
-                            .metrics
-                            .reaped
-                            .get_or_create(&vec![("action", action.to_owned())])
-                            .inc_by(count);
-                    }
-                }
+                crate::metrics::add_counts(
+                    &context.metrics.reaped,
+                    "action",
+                    &[
+                        ("requeued", reaped.requeued),
+                        ("failed", reaped.failed),
+                        ("cancelled", reaped.cancelled),
+                    ],
+                );
                 if reaped != syncway_store::jobs::Reaped::default() {
                     tracing::info!(
                         requeued = reaped.requeued,
