@@ -47,18 +47,12 @@ impl Drop for Tree {
 
 /// Stored entity ids, sorted, with their payloads.
 async fn stored(app: &TestApp, connection: Uuid) -> Vec<(String, Value)> {
-    app.db()
-        .await
-        .query(
-            "SELECT entity_id, payload FROM entities WHERE source_connection_id = $1
-             ORDER BY entity_id COLLATE \"C\"",
-            &[&connection],
-        )
-        .await
-        .unwrap_or_else(|error| panic!("{error}"))
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect()
+    app.pairs(
+        "SELECT entity_id, payload FROM entities WHERE source_connection_id = $1
+         ORDER BY entity_id COLLATE \"C\"",
+        &[&connection],
+    )
+    .await
 }
 
 #[tokio::test]

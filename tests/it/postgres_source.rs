@@ -18,33 +18,21 @@ async fn source_sql(app: &TestApp, sql: &str) {
 
 /// (entity id, stored payload's name) of every stored entity, by id.
 async fn stored(app: &TestApp, connection: Uuid) -> Vec<(String, Value)> {
-    app.db()
-        .await
-        .query(
-            "SELECT entity_id, payload->'name' FROM entities WHERE source_connection_id = $1
-             ORDER BY entity_id::int",
-            &[&connection],
-        )
-        .await
-        .unwrap_or_else(|error| panic!("{error}"))
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect()
+    app.pairs(
+        "SELECT entity_id, payload->'name' FROM entities WHERE source_connection_id = $1
+         ORDER BY entity_id::int",
+        &[&connection],
+    )
+    .await
 }
 
 /// (id, name) of the live source rows, by id.
 async fn live_rows(app: &TestApp) -> Vec<(String, Value)> {
-    app.db()
-        .await
-        .query(
-            "SELECT id::text AS key, to_jsonb(name) FROM src_items WHERE NOT deleted ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap_or_else(|error| panic!("{error}"))
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect()
+    app.pairs(
+        "SELECT id::text AS key, to_jsonb(name) FROM src_items WHERE NOT deleted ORDER BY id",
+        &[],
+    )
+    .await
 }
 
 async fn stored_cursor(app: &TestApp, connection: Uuid) -> Value {

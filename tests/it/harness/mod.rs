@@ -405,6 +405,22 @@ impl TestApp {
         self.env.db().await
     }
 
+    /// The rows of a query on the test database as (key, JSON value) pairs.
+    pub async fn pairs(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Vec<(String, Value)> {
+        self.db()
+            .await
+            .query(sql, params)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect()
+    }
+
     /// How many times the job was claimed.
     pub async fn attempt(&self, job: Uuid) -> i32 {
         self.db()
