@@ -37,6 +37,20 @@ impl ConfigError {
     }
 }
 
+/// `value` of `field` within `min..=max`, or the error that says so ("at
+/// most max" when `min` is 0).
+fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    let message = if min == 0 {
+        format!("{field} must be at most {max}")
+    } else {
+        format!("{field} must be between {min} and {max}")
+    };
+    Err(ConfigError::invalid(field, message))
+}
+
 impl ConnectorConfig {
     /// Parses `config` for the connector `short_name`. `null` means "all defaults".
     pub fn parse(short_name: &str, config: &serde_json::Value) -> Result<Self, ConfigError> {
@@ -155,25 +169,19 @@ impl StubConfig {
     pub const MAX_DELAY_MS: u64 = 60_000;
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.entity_count > Self::MAX_ENTITY_COUNT {
-            return Err(ConfigError::invalid(
-                "entity_count",
-                format!("entity_count must be at most {}", Self::MAX_ENTITY_COUNT),
-            ));
-        }
-        if self.payload_bytes > Self::MAX_PAYLOAD_BYTES {
-            return Err(ConfigError::invalid(
-                "payload_bytes",
-                format!("payload_bytes must be at most {}", Self::MAX_PAYLOAD_BYTES),
-            ));
-        }
-        if self.delay_ms_per_entity > Self::MAX_DELAY_MS {
-            return Err(ConfigError::invalid(
-                "delay_ms_per_entity",
-                format!("delay_ms_per_entity must be at most {}", Self::MAX_DELAY_MS),
-            ));
-        }
-        Ok(())
+        check_range("entity_count", self.entity_count, 0, Self::MAX_ENTITY_COUNT)?;
+        check_range(
+            "payload_bytes",
+            self.payload_bytes.into(),
+            0,
+            Self::MAX_PAYLOAD_BYTES.into(),
+        )?;
+        check_range(
+            "delay_ms_per_entity",
+            self.delay_ms_per_entity,
+            0,
+            Self::MAX_DELAY_MS,
+        )
     }
 }
 
@@ -246,22 +254,18 @@ impl PostgresConfig {
                 ));
             }
         }
-        if self.batch_size == 0 || self.batch_size > Self::MAX_BATCH_SIZE {
-            return Err(ConfigError::invalid(
-                "batch_size",
-                format!("batch_size must be between 1 and {}", Self::MAX_BATCH_SIZE),
-            ));
-        }
-        if self.lookback_seconds > Self::MAX_LOOKBACK_SECONDS {
-            return Err(ConfigError::invalid(
-                "lookback_seconds",
-                format!(
-                    "lookback_seconds must be at most {}",
-                    Self::MAX_LOOKBACK_SECONDS
-                ),
-            ));
-        }
-        Ok(())
+        check_range(
+            "batch_size",
+            self.batch_size.into(),
+            1,
+            Self::MAX_BATCH_SIZE.into(),
+        )?;
+        check_range(
+            "lookback_seconds",
+            self.lookback_seconds.into(),
+            0,
+            Self::MAX_LOOKBACK_SECONDS.into(),
+        )
     }
 }
 
@@ -314,22 +318,18 @@ impl LocalFilesConfig {
             return Err(ConfigError::invalid("path", "path must name a directory"));
         }
         self.matcher()?;
-        if self.max_content_bytes > Self::MAX_CONTENT_BYTES {
-            return Err(ConfigError::invalid(
-                "max_content_bytes",
-                format!(
-                    "max_content_bytes must be at most {}",
-                    Self::MAX_CONTENT_BYTES
-                ),
-            ));
-        }
-        if self.batch_size == 0 || self.batch_size > Self::MAX_BATCH_SIZE {
-            return Err(ConfigError::invalid(
-                "batch_size",
-                format!("batch_size must be between 1 and {}", Self::MAX_BATCH_SIZE),
-            ));
-        }
-        Ok(())
+        check_range(
+            "max_content_bytes",
+            self.max_content_bytes.into(),
+            0,
+            Self::MAX_CONTENT_BYTES.into(),
+        )?;
+        check_range(
+            "batch_size",
+            self.batch_size.into(),
+            1,
+            Self::MAX_BATCH_SIZE.into(),
+        )
     }
 }
 
@@ -436,12 +436,7 @@ impl HttpJsonConfig {
                 "use next_link_path or page_token_path, not both",
             ));
         }
-        if self.timeout_seconds == 0 || self.timeout_seconds > 600 {
-            return Err(ConfigError::invalid(
-                "timeout_seconds",
-                "timeout_seconds must be between 1 and 600",
-            ));
-        }
+        check_range("timeout_seconds", self.timeout_seconds.into(), 1, 600)?;
         if self.max_retries > 10 || self.max_retry_wait_seconds > 600 {
             return Err(ConfigError::invalid(
                 "max_retries",
