@@ -8,7 +8,7 @@ use wiremock::matchers::{
 };
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::harness::{TestApp, counts};
+use crate::harness::{TestApp, TestEnv, counts};
 
 fn item(id: u32, version: u32, updated_at: &str) -> Value {
     json!({"id": id, "name": format!("item {id} v{version}"), "updated_at": updated_at})
@@ -16,7 +16,7 @@ fn item(id: u32, version: u32, updated_at: &str) -> Value {
 
 #[tokio::test]
 async fn next_link_pages_with_an_api_key_then_incremental_by_cursor() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on(TestEnv::new().await.allowing_loopback(), 1).await;
     let api = MockServer::start().await;
     let key = || header("X-API-Key", "secret-key");
     // Full read: three pages linked by "links.next" (relative, then absolute).
@@ -89,7 +89,7 @@ async fn next_link_pages_with_an_api_key_then_incremental_by_cursor() {
 
 #[tokio::test]
 async fn page_tokens_with_a_bearer_token() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on(TestEnv::new().await.allowing_loopback(), 1).await;
     let api = MockServer::start().await;
     let bearer = || header("Authorization", "Bearer tok");
     Mock::given(method("GET"))
@@ -126,7 +126,7 @@ async fn page_tokens_with_a_bearer_token() {
 
 #[tokio::test]
 async fn oauth2_refresh_tokens_are_exchanged_and_refusals_need_reauthentication() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on(TestEnv::new().await.allowing_loopback(), 1).await;
     let api = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/token"))
@@ -182,7 +182,7 @@ async fn oauth2_refresh_tokens_are_exchanged_and_refusals_need_reauthentication(
 
 #[tokio::test]
 async fn refused_keys_rate_limits_and_outages_are_classified() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on(TestEnv::new().await.allowing_loopback(), 1).await;
     let api = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/refused"))
@@ -262,7 +262,7 @@ async fn refused_keys_rate_limits_and_outages_are_classified() {
 /// nothing counted twice.
 #[tokio::test]
 async fn a_sync_stopped_between_pages_resumes_without_counting_twice() {
-    let mut app = TestApp::with_api(crate::harness::TestEnv::new().await, |_| {}).await;
+    let mut app = TestApp::with_api(TestEnv::new().await.allowing_loopback(), |_| {}).await;
     app.add_worker(|settings| settings.worker.shutdown_grace_seconds = 0)
         .await;
     let api = MockServer::start().await;

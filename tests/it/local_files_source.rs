@@ -57,7 +57,7 @@ async fn stored(app: &TestApp, connection: Uuid) -> Vec<(String, Value)> {
 
 #[tokio::test]
 async fn files_sync_fully_then_incrementally_by_modification_time() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on(TestEnv::new().await.allowing_temp_files(), 1).await;
     let tree = Tree::new();
     let hour = Duration::from_secs(3600);
     tree.write("a.md", b"alpha", hour);
@@ -129,7 +129,7 @@ async fn files_sync_fully_then_incrementally_by_modification_time() {
 
 #[tokio::test]
 async fn a_missing_directory_fails_the_job_and_a_bad_glob_is_refused() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on(TestEnv::new().await.allowing_temp_files(), 1).await;
     let missing = std::env::temp_dir().join(format!("syncway-missing-{}", Uuid::new_v4()));
     let (status, body) = app
         .try_connection(
@@ -150,7 +150,7 @@ async fn a_missing_directory_fails_the_job_and_a_bad_glob_is_refused() {
         "{job}"
     );
 
-    let app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    let app = TestApp::with_api(TestEnv::new().await.allowing_temp_files(), |_| {}).await;
     let (status, body) = app
         .try_connection(
             "local_files",
@@ -167,7 +167,7 @@ async fn a_missing_directory_fails_the_job_and_a_bad_glob_is_refused() {
 /// nothing counted twice.
 #[tokio::test]
 async fn a_sync_stopped_between_batches_resumes_without_counting_twice() {
-    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    let mut app = TestApp::with_api(TestEnv::new().await.allowing_temp_files(), |_| {}).await;
     app.add_worker(|settings| settings.worker.shutdown_grace_seconds = 0)
         .await;
     let tree = Tree::new();

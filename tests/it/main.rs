@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! syncway's integration tests, against the real Postgres and RabbitMQ.
 //!
 //! Every test gets its own database and its own AMQP namespace (see

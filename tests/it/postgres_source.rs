@@ -1,5 +1,6 @@
-//! The `postgres` connector against real tables (in the test's own
-//! database, read through a connection of its own as any source would be).
+//! The `postgres` connector against real tables, in a source database of
+//! the test's own (syncway's database is never a source), with 127.0.0.1
+//! allowed as an operator would allow an internal database.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -7,9 +8,10 @@ use uuid::Uuid;
 
 use crate::harness::{TestApp, TestEnv, counts, id_of};
 
-/// Runs SQL against the test database (the source here).
+/// Runs SQL against the test's source database.
 async fn source_sql(app: &TestApp, sql: &str) {
-    app.db()
+    app.env
+        .source_db()
         .await
         .batch_execute(sql)
         .await
@@ -28,11 +30,18 @@ async fn stored(app: &TestApp, connection: Uuid) -> Vec<(String, Value)> {
 
 /// (id, name) of the live source rows, by id.
 async fn live_rows(app: &TestApp) -> Vec<(String, Value)> {
-    app.pairs(
-        "SELECT id::text AS key, to_jsonb(name) FROM src_items WHERE NOT deleted ORDER BY id",
-        &[],
-    )
-    .await
+    app.env
+        .source_db()
+        .await
+        .query(
+            "SELECT id::text AS key, to_jsonb(name) FROM src_items WHERE NOT deleted ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("reading the source rows")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
 }
 
 async fn stored_cursor(app: &TestApp, connection: Uuid) -> Value {
@@ -40,7 +49,8 @@ async fn stored_cursor(app: &TestApp, connection: Uuid) -> Value {
 }
 
 async fn source_max_cursor(app: &TestApp) -> Value {
-    app.db()
+    app.env
+        .source_db()
         .await
         .query_one("SELECT max(updated_at)::text FROM src_items", &[])
         .await
@@ -50,7 +60,7 @@ async fn source_max_cursor(app: &TestApp) -> Value {
 
 #[tokio::test]
 async fn full_incremental_and_forced_full_syncs_count_exactly_what_changed() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on(TestEnv::new().await.allowing_loopback(), 1).await;
     source_sql(
         &app,
         "CREATE TABLE src_items (
@@ -68,7 +78,7 @@ async fn full_incremental_and_forced_full_syncs_count_exactly_what_changed() {
             "postgres",
             json!({"table": "public.src_items", "cursor_column": "updated_at",
                "deleted_column": "deleted", "batch_size": 10}),
-            json!({"url": app.env.database_url()}),
+            json!({"url": app.env.source_url().await}),
             true,
         )
         .await;
@@ -125,7 +135,7 @@ async fn full_incremental_and_forced_full_syncs_count_exactly_what_changed() {
 
 #[tokio::test]
 async fn a_row_committed_late_with_an_earlier_timestamp_is_not_missed() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on(TestEnv::new().await.allowing_loopback(), 1).await;
     source_sql(
         &app,
         "CREATE TABLE src_items (id int PRIMARY KEY, name text NOT NULL,
@@ -144,7 +154,7 @@ async fn a_row_committed_late_with_an_earlier_timestamp_is_not_missed() {
                 "short_name": "postgres",
                 "readable_collection_id": collection,
                 "config": {"table": "src_items", "lookback_seconds": 60},
-                "authentication": {"credentials": {"url": app.env.database_url()}},
+                "authentication": {"credentials": {"url": app.env.source_url().await}},
                 "schedule": {"continuous": true, "cursor_field": "updated_at"},
             })),
         )
@@ -170,13 +180,13 @@ async fn a_row_committed_late_with_an_earlier_timestamp_is_not_missed() {
 
 #[tokio::test]
 async fn source_failures_are_classified() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on(TestEnv::new().await.allowing_loopback(), 1).await;
     source_sql(
         &app,
         "CREATE TABLE src_items (id int PRIMARY KEY, name text);",
     )
     .await;
-    let database = app.env.database_url();
+    let database = app.env.source_url().await;
 
     // An unknown role: the source refuses the credentials.
     let refused = app
@@ -233,7 +243,7 @@ async fn source_failures_are_classified() {
 
 #[tokio::test]
 async fn identifiers_are_quoted_never_spliced() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on(TestEnv::new().await.allowing_loopback(), 1).await;
     source_sql(
         &app,
         r#"CREATE TABLE "odd ""name""; DROP TABLE src_items; --" ("key; --" int PRIMARY KEY, v text);
@@ -245,7 +255,7 @@ async fn identifiers_are_quoted_never_spliced() {
         .connection_of(
             "postgres",
             json!({"table": "odd \"name\"; DROP TABLE src_items; --", "primary_key": "key; --"}),
-            json!({"url": app.env.database_url()}),
+            json!({"url": app.env.source_url().await}),
             false,
         )
         .await;
@@ -257,7 +267,7 @@ async fn identifiers_are_quoted_never_spliced() {
 
 #[tokio::test]
 async fn bad_configs_are_refused_at_creation_naming_the_field() {
-    let app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    let app = TestApp::with_api(TestEnv::new().await.allowing_loopback(), |_| {}).await;
     let collection = app.create_collection().await;
     for (config, field) in [
         (json!({"table": "a.b.c"}), "table"),
@@ -283,7 +293,7 @@ async fn bad_configs_are_refused_at_creation_naming_the_field() {
 /// the source and nothing is counted twice.
 #[tokio::test]
 async fn a_sync_stopped_between_batches_resumes_without_counting_twice() {
-    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    let mut app = TestApp::with_api(TestEnv::new().await.allowing_loopback(), |_| {}).await;
     app.add_worker(|settings| settings.worker.shutdown_grace_seconds = 0)
         .await;
     // A view that takes 5 ms per row. Its own ORDER BY (the read's order:
@@ -304,7 +314,7 @@ async fn a_sync_stopped_between_batches_resumes_without_counting_twice() {
         .connection_of(
             "postgres",
             json!({"table": "src_slow", "batch_size": 10, "cursor_column": "version"}),
-            json!({"url": app.env.database_url()}),
+            json!({"url": app.env.source_url().await}),
             true,
         )
         .await;

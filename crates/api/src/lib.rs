@@ -5,6 +5,7 @@
 //! listeners on port 0 and a shutdown future, exactly as `main` does.
 
 mod auth;
+mod containment;
 mod error;
 mod extract;
 mod metrics;
@@ -46,15 +47,22 @@ struct StateInner {
     broker_ready: Arc<AtomicBool>,
     metrics: ApiMetrics,
     triggers: triggers::TriggerBatcher,
+    policy: syncway_egress::Policy,
 }
 
 impl AppState {
-    pub fn new(pool: Pool, cipher: CredentialCipher, metrics: ApiMetrics) -> Self {
+    pub fn new(
+        pool: Pool,
+        cipher: CredentialCipher,
+        metrics: ApiMetrics,
+        policy: syncway_egress::Policy,
+    ) -> Self {
         AppState {
             inner: Arc::new(StateInner {
                 triggers: triggers::spawn(pool.clone()),
                 pool,
                 cipher,
+                policy,
                 relay_wake: Arc::new(Notify::new()),
                 broker_ready: Arc::new(AtomicBool::new(false)),
                 metrics,
@@ -72,6 +80,11 @@ impl AppState {
 
     pub(crate) fn cipher(&self) -> &CredentialCipher {
         &self.inner.cipher
+    }
+
+    /// What connectors may reach: checked when connections are written.
+    pub(crate) fn policy(&self) -> &syncway_egress::Policy {
+        &self.inner.policy
     }
 
     pub(crate) fn metrics(&self) -> &ApiMetrics {
@@ -148,10 +161,11 @@ pub async fn run(
         .context("creating the bootstrap organization and key")?;
         tracing::info!("bootstrap API key installed for organization \"default\"");
     }
-    let cipher = CredentialCipher::from_settings(settings.security.encryption_key.as_ref())?;
+    let cipher = CredentialCipher::from_settings(&settings.security)?;
+    let policy = syncway_runtime::egress::policy(&settings).await?;
     let mut registry = prometheus_client::registry::Registry::with_prefix("syncway_api");
     let metrics = ApiMetrics::new(&mut registry);
-    let state = AppState::new(pool.clone(), cipher, metrics);
+    let state = AppState::new(pool.clone(), cipher, metrics, policy);
 
     let stop = CancellationToken::new();
     let relay = tokio::spawn(

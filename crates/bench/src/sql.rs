@@ -75,6 +75,7 @@ async fn measure(options: &Options, env: &BenchEnv) -> anyhow::Result<(f64, f64)
     for _ in 0..options.clients * CONNECTIONS_PER_CLIENT {
         let connection = syncway_store::connections::insert(
             &client,
+            uuid::Uuid::now_v7(),
             organization,
             &collection.readable_id,
             "stub",

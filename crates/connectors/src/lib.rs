@@ -9,7 +9,11 @@
 //! add its config variant to `syncway_model::ConnectorConfig`, and add one
 //! line to [`open`].
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use futures_util::future::BoxFuture;
+use syncway_egress::Policy;
 use syncway_model::{ConnectorConfig, ErrorCategory};
 
 pub mod http_json;
@@ -32,9 +36,64 @@ pub struct EntityBatch {
     pub deleted: Vec<String>,
     /// Entities the source could not produce; counted, the sync goes on.
     pub failed: u64,
+    /// Why, for the first few of them ([`EntityBatch::fail`]).
+    pub failures: Vec<EntityFailure>,
     /// The cursor covering everything emitted up to and including this batch,
     /// or `None` when the source has no cursor.
     pub cursor: Option<serde_json::Value>,
+}
+
+/// An entity that could not be stored, and why (shown in the job's
+/// `error_details.failed_entities`). The reason never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityFailure {
+    pub entity_id: String,
+    pub reason: String,
+}
+
+/// Reasons kept per batch; the count goes on beyond them.
+pub const MAX_FAILURE_REASONS: usize = 20;
+
+impl EntityBatch {
+    /// Counts one failed entity, keeping its reason while there is room.
+    pub fn fail(&mut self, entity_id: impl Into<String>, reason: impl Into<String>) {
+        self.failed += 1;
+        if self.failures.len() < MAX_FAILURE_REASONS {
+            self.failures.push(EntityFailure {
+                entity_id: entity_id.into(),
+                reason: reason.into(),
+            });
+        }
+    }
+}
+
+/// What one sync may consume (settings section `connectors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// An entity whose payload serializes larger counts as failed.
+    pub max_entity_bytes: u64,
+    /// A batch ends once its entities reach this many bytes.
+    pub max_batch_bytes: u64,
+    /// An HTTP response larger than this fails the sync.
+    pub max_response_bytes: u64,
+    pub max_pages: u64,
+    pub postgres_connect_timeout: Duration,
+    pub postgres_statement_timeout: Duration,
+    pub postgres_keepalive: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_entity_bytes: 16 << 20,
+            max_batch_bytes: 64 << 20,
+            max_response_bytes: 32 << 20,
+            max_pages: 100_000,
+            postgres_connect_timeout: Duration::from_secs(10),
+            postgres_statement_timeout: Duration::from_secs(300),
+            postgres_keepalive: Duration::from_secs(30),
+        }
+    }
 }
 
 /// How a source failed. The worker decides what each means for the job.
@@ -75,8 +134,8 @@ pub trait Source: Send {
     fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<EntityBatch>, SourceError>>;
 }
 
-/// Where a sync starts.
-#[derive(Debug, Clone, Default)]
+/// Where a sync starts, and what it may reach and consume.
+#[derive(Clone, Default)]
 pub struct SyncStart {
     /// The stored cursor for an incremental sync; `None` for a full sync.
     pub cursor: Option<serde_json::Value>,
@@ -85,6 +144,32 @@ pub struct SyncStart {
     /// The connection's `schedule.cursor_field`, for connectors whose
     /// config may leave the cursor column to it.
     pub cursor_field: Option<String>,
+    /// What the connector may connect to or read.
+    pub policy: Arc<Policy>,
+    pub limits: Limits,
+}
+
+// Never the credentials.
+impl std::fmt::Debug for SyncStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncStart")
+            .field("cursor", &self.cursor)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "<redacted>"),
+            )
+            .field("cursor_field", &self.cursor_field)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SourceError {
+    /// A denial by the egress policy: permanent, and its text names the
+    /// host and the setting that would allow it.
+    pub fn denied(denied: &syncway_egress::Denied) -> Self {
+        SourceError::Permanent(denied.to_string())
+    }
 }
 
 /// Installs the TLS crypto provider (ring) that HTTP clients use; calling it

@@ -8,6 +8,13 @@
 //! file not yet emitted, and an incremental sync reads the files modified
 //! at or after it (those at exactly the cursor again, unchanged by hash).
 //!
+//! The path must resolve inside one of the operator's roots
+//! (`connectors.local_files.roots`), checked again here at run time. A
+//! symlink in the tree is followed only to a file inside the connection's
+//! directory; one that leads out of it (or nowhere) counts as failed, with
+//! the reason. Files are opened without following a final symlink, so a
+//! file swapped for a link after the listing is not read through it.
+//!
 //! The first batch lists the tree (metadata only, symlinks not followed);
 //! contents are read batch by batch, so memory holds one batch of contents.
 //! A file that vanishes before it is read is skipped (a full sync then
@@ -17,6 +24,7 @@
 //! full sync only.
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -25,7 +33,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 use syncway_model::LocalFilesConfig;
 
-use crate::{EntityBatch, Source, SourceEntity, SourceError, SyncStart};
+use crate::{EntityBatch, EntityFailure, Limits, Source, SourceEntity, SourceError, SyncStart};
 
 #[derive(Debug, Clone)]
 struct FileMeta {
@@ -37,11 +45,14 @@ struct FileMeta {
 
 pub struct LocalFilesSource {
     config: LocalFilesConfig,
+    /// The directory, canonical, checked against the roots.
+    root: PathBuf,
     since: Option<DateTime<Utc>>,
+    limits: Limits,
     /// The files still to emit, once listed.
     files: Option<std::vec::IntoIter<FileMeta>>,
-    /// Entries the listing could not use.
-    unlisted: u64,
+    /// Entries the listing could not use, and why.
+    unlisted: Vec<EntityFailure>,
 }
 
 impl LocalFilesSource {
@@ -60,11 +71,18 @@ impl LocalFilesSource {
                     })?,
             ),
         };
+        let root = start
+            .policy
+            .roots()
+            .check(&config.path)
+            .map_err(|denied| SourceError::denied(&denied))?;
         Ok(LocalFilesSource {
             config: config.clone(),
+            root,
             since,
+            limits: start.limits,
             files: None,
-            unlisted: 0,
+            unlisted: Vec::new(),
         })
     }
 }
@@ -73,12 +91,13 @@ fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
-/// Lists the files to emit, in (mtime, path) order.
+/// Lists the files to emit, in (mtime, path) order, under the canonical
+/// `root`.
 fn list(
     config: &LocalFilesConfig,
+    root: &Path,
     since: Option<DateTime<Utc>>,
-) -> Result<(Vec<FileMeta>, u64), SourceError> {
-    let root = Path::new(&config.path);
+) -> Result<(Vec<FileMeta>, Vec<EntityFailure>), SourceError> {
     match std::fs::metadata(root) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
@@ -104,17 +123,35 @@ fn list(
         .matcher()
         .map_err(|error| SourceError::Permanent(error.to_string()))?;
     let mut files = Vec::new();
-    let mut unlisted = 0;
+    let mut unlisted = Vec::new();
+    let mut fail = |id: String, reason: &str| {
+        unlisted.push(EntityFailure {
+            entity_id: id,
+            reason: reason.to_owned(),
+        });
+    };
     for entry in walkdir::WalkDir::new(root).follow_links(false) {
-        let Ok(entry) = entry else {
-            unlisted += 1;
-            continue;
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                let id = error
+                    .path()
+                    .and_then(|path| path.strip_prefix(root).ok())
+                    .map(|path| path.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                fail(id, "cannot be listed");
+                continue;
+            }
         };
-        if !entry.file_type().is_file() {
+        let kind = entry.file_type();
+        if !kind.is_file() && !kind.is_symlink() {
             continue;
         }
         let Ok(relative) = entry.path().strip_prefix(root) else {
-            unlisted += 1;
+            fail(
+                entry.path().to_string_lossy().into_owned(),
+                "outside the directory",
+            );
             continue;
         };
         let parts: Option<Vec<&str>> = relative
@@ -123,7 +160,10 @@ fn list(
             .collect();
         let Some(parts) = parts else {
             // Not UTF-8: cannot be an entity id.
-            unlisted += 1;
+            fail(
+                relative.to_string_lossy().into_owned(),
+                "the file name is not UTF-8",
+            );
             continue;
         };
         let relative = parts.join("/");
@@ -133,8 +173,27 @@ fn list(
         {
             continue;
         }
-        let Ok(meta) = entry.metadata() else {
-            unlisted += 1;
+        // A symlink is read only when it leads to a file inside the
+        // directory; the file is then read at its real path.
+        let path = if kind.is_symlink() {
+            match std::fs::canonicalize(entry.path()) {
+                Ok(target) if !target.starts_with(root) => {
+                    fail(relative, "a symlink that leads outside the directory");
+                    continue;
+                }
+                Ok(target) if target.is_file() => target,
+                // A link to a directory inside: its files are listed there.
+                Ok(_) => continue,
+                Err(_) => {
+                    fail(relative, "a symlink that leads nowhere");
+                    continue;
+                }
+            }
+        } else {
+            entry.path().to_path_buf()
+        };
+        let Ok(meta) = std::fs::metadata(&path) else {
+            fail(relative, "its metadata cannot be read");
             continue;
         };
         let modified: DateTime<Utc> = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH).into();
@@ -143,7 +202,7 @@ fn list(
         }
         files.push(FileMeta {
             relative,
-            path: entry.path().to_path_buf(),
+            path,
             modified,
             size: meta.len(),
         });
@@ -154,17 +213,27 @@ fn list(
 
 /// What reading one file came to.
 enum FileRead {
-    Payload(Value),
+    Payload(Value, usize),
     Vanished,
-    Failed,
+    Failed(&'static str),
 }
 
 fn read_file(file: &FileMeta, max: u64) -> FileRead {
-    let mut handle = match std::fs::File::open(&file.path) {
+    // O_NOFOLLOW: a file replaced by a symlink since the listing is refused
+    // (ELOOP), not followed out of the directory.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&file.path);
+    let mut handle = match opened {
         Ok(handle) => handle,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return FileRead::Vanished,
-        Err(_) => return FileRead::Failed,
+        Err(_) => return FileRead::Failed("cannot be opened"),
     };
+    // Only regular files: a FIFO or device put in its place is not read.
+    if !handle.metadata().is_ok_and(|meta| meta.is_file()) {
+        return FileRead::Failed("not a regular file");
+    }
     let mut bytes = Vec::new();
     // One byte more than kept tells whether the file was cut.
     if handle
@@ -173,7 +242,7 @@ fn read_file(file: &FileMeta, max: u64) -> FileRead {
         .read_to_end(&mut bytes)
         .is_err()
     {
-        return FileRead::Failed;
+        return FileRead::Failed("cannot be read");
     }
     let truncated = bytes.len() as u64 > max;
     bytes.truncate(max as usize);
@@ -189,30 +258,49 @@ fn read_file(file: &FileMeta, max: u64) -> FileRead {
         // Not text.
         Err(_) => None,
     };
-    FileRead::Payload(json!({
-        "path": file.relative,
-        "size": file.size,
-        "modified": rfc3339(file.modified),
-        "content": content,
-        "truncated": truncated,
-    }))
+    let kept = content.as_ref().map_or(0, String::len);
+    FileRead::Payload(
+        json!({
+            "path": file.relative,
+            "size": file.size,
+            "modified": rfc3339(file.modified),
+            "content": content,
+            "truncated": truncated,
+        }),
+        kept,
+    )
 }
 
-fn read_batch(files: Vec<FileMeta>, max: u64, unlisted: u64) -> EntityBatch {
-    let mut batch = EntityBatch {
-        failed: unlisted,
-        ..EntityBatch::default()
-    };
+/// Reads files from `files` until the batch holds `batch_size` of them or
+/// `max_bytes` of content.
+fn read_batch(
+    files: &mut std::vec::IntoIter<FileMeta>,
+    batch_size: usize,
+    max_content: u64,
+    max_bytes: u64,
+    unlisted: Vec<EntityFailure>,
+) -> EntityBatch {
+    let mut batch = EntityBatch::default();
+    for failure in unlisted {
+        batch.fail(failure.entity_id, failure.reason);
+    }
     let mut last = None;
-    for file in files {
+    let mut bytes = 0u64;
+    for file in files.by_ref().take(batch_size) {
         last = Some(file.modified);
-        match read_file(&file, max) {
-            FileRead::Payload(payload) => batch.entities.push(SourceEntity {
-                id: file.relative,
-                payload,
-            }),
+        match read_file(&file, max_content) {
+            FileRead::Payload(payload, kept) => {
+                bytes += kept as u64;
+                batch.entities.push(SourceEntity {
+                    id: file.relative,
+                    payload,
+                });
+            }
             FileRead::Vanished => {}
-            FileRead::Failed => batch.failed += 1,
+            FileRead::Failed(reason) => batch.fail(file.relative, reason),
+        }
+        if bytes >= max_bytes {
+            break;
         }
     }
     batch.cursor = last.map(|time| Value::String(rfc3339(time)));
@@ -231,28 +319,34 @@ impl Source for LocalFilesSource {
         Box::pin(async move {
             if self.files.is_none() {
                 let config = self.config.clone();
+                let root = self.root.clone();
                 let since = self.since;
-                let (files, unlisted) = tokio::task::spawn_blocking(move || list(&config, since))
-                    .await
-                    .map_err(blocking_failed)??;
+                let (files, unlisted) =
+                    tokio::task::spawn_blocking(move || list(&config, &root, since))
+                        .await
+                        .map_err(blocking_failed)??;
                 self.files = Some(files.into_iter());
                 self.unlisted = unlisted;
             }
-            let Some(files) = self.files.as_mut() else {
+            let Some(mut files) = self.files.take() else {
                 return Ok(None);
             };
-            let take: Vec<FileMeta> = files
-                .by_ref()
-                .take(self.config.batch_size as usize)
-                .collect();
             let unlisted = std::mem::take(&mut self.unlisted);
-            if take.is_empty() && unlisted == 0 {
+            if files.len() == 0 && unlisted.is_empty() {
                 return Ok(None);
             }
-            let max = u64::from(self.config.max_content_bytes);
-            let batch = tokio::task::spawn_blocking(move || read_batch(take, max, unlisted))
-                .await
-                .map_err(blocking_failed)?;
+            let batch_size = self.config.batch_size as usize;
+            // The payload holds the content and a little metadata.
+            let max_content = u64::from(self.config.max_content_bytes)
+                .min(self.limits.max_entity_bytes.saturating_sub(1024));
+            let max_bytes = self.limits.max_batch_bytes;
+            let (files, batch) = tokio::task::spawn_blocking(move || {
+                let batch = read_batch(&mut files, batch_size, max_content, max_bytes, unlisted);
+                (files, batch)
+            })
+            .await
+            .map_err(blocking_failed)?;
+            self.files = Some(files);
             Ok(Some(batch))
         })
     }

@@ -45,6 +45,10 @@ impl StubSource {
             0 => BATCH_SIZE,
             delay => (SLOW_BATCH_MILLIS / delay).clamp(1, BATCH_SIZE),
         };
+        // Batches stay within the batch byte budget (an entity is its body
+        // plus about 100 bytes).
+        let per_entity = u64::from(config.payload_bytes) + 100;
+        let batch_size = batch_size.min((start.limits.max_batch_bytes / per_entity).max(1));
         Ok(StubSource {
             config: config.clone(),
             next_index,
@@ -100,9 +104,8 @@ impl Source for StubSource {
             self.emitted += size;
             Ok(Some(EntityBatch {
                 entities,
-                deleted: Vec::new(),
-                failed: 0,
                 cursor: Some(json!(self.next_index - 1)),
+                ..EntityBatch::default()
             }))
         })
     }
@@ -182,8 +185,7 @@ mod tests {
     async fn incremental_sync_starts_after_the_cursor() {
         let start = SyncStart {
             cursor: Some(json!(97)),
-            credentials: None,
-            cursor_field: None,
+            ..SyncStart::default()
         };
         let mut source = StubSource::new(&config(100), &start).unwrap_or_else(|e| panic!("{e}"));
         let batches = drain(&mut source).await.unwrap_or_default();
@@ -194,8 +196,7 @@ mod tests {
         assert_eq!(ids, ["stub-98", "stub-99"]);
         let start = SyncStart {
             cursor: Some(json!(99)),
-            credentials: None,
-            cursor_field: None,
+            ..SyncStart::default()
         };
         let mut source = StubSource::new(&config(100), &start).unwrap_or_else(|e| panic!("{e}"));
         assert!(drain(&mut source).await.unwrap_or_default().is_empty());

@@ -397,16 +397,65 @@ impl HttpJsonConfig {
         30
     }
 
+    /// Headers an `api_key` may not be sent in: ones that proxies, load
+    /// balancers and cloud metadata services trust or treat specially.
+    pub const RESERVED_HEADERS: &[&str] = &[
+        "host",
+        "metadata",
+        "metadata-flavor",
+        "x-google-metadata-request",
+        "x-aws-ec2-metadata-token",
+        "x-aws-ec2-metadata-token-ttl-seconds",
+        "x-identity-header",
+        "forwarded",
+        "x-real-ip",
+        "x-client-ip",
+        "true-client-ip",
+        "cf-connecting-ip",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "keep-alive",
+        "expect",
+        "cookie",
+    ];
+
+    fn header_refused(name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        Self::RESERVED_HEADERS.contains(&name.as_str())
+            || name.starts_with("x-forwarded-")
+            || name.starts_with("proxy-")
+            || name.starts_with("sec-")
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let http = |field: &str, url: &str| {
-            if url.starts_with("http://") || url.starts_with("https://") {
-                Ok(())
-            } else {
-                Err(ConfigError::invalid(
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            let Some(rest) = rest else {
+                return Err(ConfigError::invalid(
                     field,
                     format!("{field} must be an http(s) URL"),
-                ))
+                ));
+            };
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            if authority.contains('@') {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!(
+                        "{field} must not carry user information (user:password@); put credentials in authentication.credentials"
+                    ),
+                ));
             }
+            Ok(())
         };
         http("url", &self.url)?;
         if let Some(token_url) = &self.token_url {
@@ -416,6 +465,25 @@ impl HttpJsonConfig {
             return Err(ConfigError::invalid(
                 "id_field",
                 "id_field must not be empty",
+            ));
+        }
+        let header = &self.api_key_header;
+        let token = !header.is_empty()
+            && header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(ConfigError::invalid(
+                "api_key_header",
+                "api_key_header must be an HTTP header name",
+            ));
+        }
+        if Self::header_refused(header) {
+            return Err(ConfigError::invalid(
+                "api_key_header",
+                format!(
+                    "{header} cannot carry an API key: proxies and metadata services treat it specially"
+                ),
             ));
         }
         if self.cursor_param.is_some() != self.cursor_field.is_some() {
@@ -576,6 +644,28 @@ mod tests {
             field_of(json!({"url": "http://x", "timeout_seconds": 0})),
             ["timeout_seconds"]
         );
+        assert_eq!(field_of(json!({"url": "https://u:p@x/items"})), ["url"]);
+        assert_eq!(
+            field_of(json!({"url": "https://x", "token_url": "https://a@t/token"})),
+            ["token_url"]
+        );
+        // An @ in the path or query is no userinfo.
+        assert!(
+            ConnectorConfig::parse("http_json", &json!({"url": "https://x/a@b?c=d@e"})).is_ok()
+        );
+        for header in [
+            "Host",
+            "Metadata-Flavor",
+            "X-Forwarded-For",
+            "proxy-authorization",
+            "bad header",
+        ] {
+            assert_eq!(
+                field_of(json!({"url": "https://x", "api_key_header": header})),
+                ["api_key_header"],
+                "{header}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,10 @@ use syncway_model::Route;
 
 use crate::{QueueError, Topology};
 
+/// The longest per-message TTL RabbitMQ accepts (2^32 - 1 ms, about 49
+/// days); a longer `expiration` makes the broker close the channel.
+pub const MAX_EXPIRATION_MS: u64 = u32::MAX as u64;
+
 /// A channel in publisher-confirm mode.
 pub struct Publisher {
     channel: Channel,
@@ -69,7 +73,7 @@ impl Publisher {
                     self.topology.retry_queue(*delay_ms),
                     persistent
                         .clone()
-                        .with_expiration(delay_ms.to_string().into()),
+                        .with_expiration((*delay_ms).min(MAX_EXPIRATION_MS).to_string().into()),
                 ),
                 Route::Control => (
                     self.topology.control_exchange(),

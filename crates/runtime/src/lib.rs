@@ -3,6 +3,7 @@
 
 pub mod batcher;
 pub mod credentials;
+pub mod egress;
 pub mod settings;
 pub mod telemetry;
 

@@ -28,15 +28,130 @@ pub struct Settings {
     pub log: LogSettings,
     #[serde(default)]
     pub security: SecuritySettings,
+    #[serde(default)]
+    pub connectors: ConnectorsSettings,
+    #[serde(default)]
+    pub limits: LimitsSettings,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SecuritySettings {
     /// 32-byte key (64 hex characters) sealing source credentials at rest.
     pub encryption_key: Option<SecretString>,
+    /// Keys used before `encryption_key` (comma-separated): credentials
+    /// sealed with them still open, and are sealed again with the current
+    /// key when next written.
+    #[serde(default, deserialize_with = "secret_list")]
+    pub previous_keys: Vec<SecretString>,
 }
 
+/// What tenants' connectors may reach and consume (CONTRACT.md §4).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ConnectorsSettings {
+    pub local_files: LocalFilesSettings,
+    /// CIDRs (or addresses) that `postgres` and `http_json` may reach
+    /// although the default policy denies them.
+    #[serde(deserialize_with = "comma_list")]
+    pub allow_cidrs: Vec<String>,
+    /// Host names allowed likewise, matched before resolution.
+    #[serde(deserialize_with = "comma_list")]
+    pub allow_hosts: Vec<String>,
+    /// An entity whose serialized payload is larger counts as failed.
+    pub max_entity_bytes: u64,
+    /// A source batch ends once its entities reach this many bytes.
+    pub max_batch_bytes: u64,
+    /// An `http_json` response larger than this fails the job.
+    pub max_response_bytes: u64,
+    /// Pages one `http_json` sync may read.
+    pub max_pages: u64,
+    pub postgres_connect_timeout_seconds: u64,
+    /// `statement_timeout` of the source session.
+    pub postgres_statement_timeout_seconds: u64,
+    /// TCP keepalive idle time of the source connection.
+    pub postgres_keepalive_seconds: u64,
+}
+
+impl Default for ConnectorsSettings {
+    fn default() -> Self {
+        ConnectorsSettings {
+            local_files: LocalFilesSettings::default(),
+            allow_cidrs: Vec::new(),
+            allow_hosts: Vec::new(),
+            max_entity_bytes: 16 << 20,
+            max_batch_bytes: 64 << 20,
+            max_response_bytes: 32 << 20,
+            max_pages: 100_000,
+            postgres_connect_timeout_seconds: 10,
+            postgres_statement_timeout_seconds: 300,
+            postgres_keepalive_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct LocalFilesSettings {
+    /// Directories a `local_files` path must resolve inside; none disables
+    /// the connector.
+    #[serde(deserialize_with = "comma_list")]
+    pub roots: Vec<String>,
+}
+
+/// Fair share between organizations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LimitsSettings {
+    /// Running jobs one organization may hold at once; unset: no limit.
+    pub max_running_jobs_per_org: Option<u32>,
+    /// How long a job held back by that limit waits before it is tried again.
+    pub fair_share_delay_ms: u64,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        LimitsSettings {
+            max_running_jobs_per_org: None,
+            fair_share_delay_ms: 1000,
+        }
+    }
+}
+
+/// A list given as a TOML array, or as one comma-separated string (as
+/// environment variables give it); an empty string is an empty list.
+fn comma_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+        Number(serde_json::Number),
+    }
+    let raw = Raw::deserialize(deserializer)?;
+    let text = match raw {
+        Raw::List(items) => {
+            return Ok(items.into_iter().filter(|i| !i.trim().is_empty()).collect());
+        }
+        Raw::Text(text) => text,
+        Raw::Number(number) => number.to_string(),
+    };
+    Ok(text
+        .split(',')
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .collect())
+}
+
+fn secret_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<SecretString>, D::Error> {
+    Ok(comma_list(deserializer)?
+        .into_iter()
+        .map(SecretString::from)
+        .collect())
+}
+
+#[derive(Clone, Deserialize)]
 pub struct DatabaseSettings {
     pub url: String,
     /// Run migrations at start-up.
@@ -44,11 +159,31 @@ pub struct DatabaseSettings {
     pub pool_size: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct AmqpSettings {
     pub url: String,
     /// Prefix of every exchange and queue name.
     pub namespace: String,
+}
+
+// The URLs may carry passwords: Debug shows them without.
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &syncway_egress::redact::url(&self.url))
+            .field("migrate", &self.migrate)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AmqpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpSettings")
+            .field("url", &syncway_egress::redact::url(&self.url))
+            .field("namespace", &self.namespace)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +211,8 @@ pub struct WorkerSettings {
     /// re-enqueued (its message may be lost), and a re-enqueued job again
     /// after this long.
     pub requeue_after_seconds: u64,
+    /// A job running longer than this (since it first started) fails.
+    pub max_job_seconds: u64,
 }
 
 /// Retries of transient failures, through the broker's delay queues.
@@ -128,6 +265,7 @@ impl Settings {
             .set_default("worker.shutdown_grace_seconds", 25)?
             .set_default("worker.reap_interval_seconds", 10)?
             .set_default("worker.requeue_after_seconds", 300)?
+            .set_default("worker.max_job_seconds", 86_400)?
             .set_default("retry.max_attempts", 5)?
             .set_default("retry.base_delay_ms", 5000)?
             .set_default("retry.max_delay_ms", 300_000)?
@@ -175,6 +313,11 @@ impl Settings {
             self.retry.base_delay_ms >= 1 && self.retry.max_delay_ms >= self.retry.base_delay_ms,
             "retry.base_delay_ms must be at least 1 and at most retry.max_delay_ms"
         );
+        // The broker refuses a longer per-message TTL (2^32 - 1 ms).
+        anyhow::ensure!(
+            self.retry.max_delay_ms <= u64::from(u32::MAX),
+            "retry.max_delay_ms must be at most 4294967295 (the broker's longest message TTL)"
+        );
         anyhow::ensure!(
             self.database.pool_size >= 1,
             "database.pool_size must be at least 1"
@@ -187,6 +330,32 @@ impl Settings {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
             "amqp.namespace must be non-empty ASCII letters, digits, '-', '_' or '.'"
+        );
+        anyhow::ensure!(
+            self.worker.max_job_seconds >= 1,
+            "worker.max_job_seconds must be at least 1"
+        );
+        let connectors = &self.connectors;
+        anyhow::ensure!(
+            connectors.max_entity_bytes >= 1024
+                && connectors.max_batch_bytes >= connectors.max_entity_bytes
+                && connectors.max_batch_bytes <= 512 << 20,
+            "connectors.max_entity_bytes must be at least 1024, and connectors.max_batch_bytes \
+             at least that and at most 512 MiB"
+        );
+        anyhow::ensure!(
+            connectors.max_response_bytes >= 1024 && connectors.max_pages >= 1,
+            "connectors.max_response_bytes must be at least 1024 and connectors.max_pages at least 1"
+        );
+        anyhow::ensure!(
+            connectors.postgres_connect_timeout_seconds >= 1
+                && connectors.postgres_statement_timeout_seconds >= 1
+                && connectors.postgres_keepalive_seconds >= 1,
+            "connectors.postgres_*_seconds must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.max_running_jobs_per_org != Some(0),
+            "limits.max_running_jobs_per_org must be at least 1 (leave it unset for no limit)"
         );
         Ok(())
     }

@@ -120,17 +120,18 @@ fn connection_from_row(row: &Row) -> Result<Connection, StoreError> {
     })
 }
 
-/// Creates a connection in the collection `readable_collection_id`.
+/// Creates a connection `id` (a fresh `Uuid::now_v7()`: credentials are
+/// sealed for it) in the collection `readable_collection_id`.
 /// Returns `None` when the organization has no such collection.
 pub async fn insert(
     client: &impl GenericClient,
+    id: Uuid,
     organization_id: Uuid,
     readable_collection_id: &str,
     short_name: &str,
     fields: &ConnectionFields,
     credentials: Option<&[u8]>,
 ) -> Result<Option<Connection>, StoreError> {
-    let id = Uuid::now_v7();
     // The connection and its (empty) sync state, in one statement.
     let inserted = client
         .execute(
@@ -322,6 +323,39 @@ pub async fn delete(
         )
         .await?;
     Ok(true)
+}
+
+/// Replaces sealed credentials with the same credentials sealed again
+/// (after a key rotation), unless they changed meanwhile. Returns whether
+/// the row was updated.
+pub async fn reseal_credentials(
+    client: &impl GenericClient,
+    id: Uuid,
+    old: &[u8],
+    new: &[u8],
+) -> Result<bool, StoreError> {
+    let updated = client
+        .execute(
+            "UPDATE source_connections SET credentials = $3 WHERE id = $1 AND credentials = $2",
+            &[&id, &old, &new],
+        )
+        .await?;
+    Ok(updated == 1)
+}
+
+/// A connection's sealed credentials, for a caller that seals them again.
+pub async fn sealed_credentials(
+    client: &impl GenericClient,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT credentials FROM source_connections WHERE organization_id = $1 AND id = $2",
+            &[&organization_id, &id],
+        )
+        .await?;
+    Ok(row.and_then(|row| row.get(0)))
 }
 
 /// What a worker needs to run a connection's sync.

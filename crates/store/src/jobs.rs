@@ -316,6 +316,8 @@ pub struct ClaimedJob {
     pub status: JobStatus,
     pub force_full_sync: bool,
     pub attempt: i32,
+    /// When the job first started (its first claim).
+    pub started_at: chrono::DateTime<chrono::Utc>,
     pub source: SyncSource,
 }
 
@@ -376,11 +378,11 @@ pub async fn claim_many(
                      OR (status IN ('running', 'cancelling')
                          AND (lease_owner IS NULL OR lease_expires_at < now())
                          AND (retry_at IS NULL OR retry_at <= now() + interval '1 second')))
-                 RETURNING id, source_connection_id, status, force_full_sync, attempt
+                 RETURNING id, source_connection_id, status, force_full_sync, attempt, started_at
              )
              SELECT i.id, c.source_connection_id, c.status, c.force_full_sync, c.attempt,
                     s.short_name, s.config, s.continuous, s.credentials, cur.value,
-                    s.id IS NOT NULL, before.status, s.cursor_field
+                    s.id IS NOT NULL, before.status, s.cursor_field, c.started_at
              FROM input i
              LEFT JOIN claimed c ON c.id = i.id
              LEFT JOIN source_connections s ON s.id = c.source_connection_id
@@ -408,6 +410,7 @@ pub async fn claim_many(
                     status: parse_status(status)?,
                     force_full_sync: row.get(3),
                     attempt: row.get(4),
+                    started_at: row.get(13),
                     source: SyncSource {
                         short_name: row.get(5),
                         config: row.get(6),

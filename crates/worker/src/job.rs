@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use syncway_connectors::{EntityBatch, SourceError, SyncStart};
+use syncway_connectors::{EntityBatch, EntityFailure, MAX_FAILURE_REASONS, SourceError, SyncStart};
 use syncway_model::{ConnectorConfig, JobMessage, JobStatus};
 use syncway_queue::JobDelivery;
 use syncway_store::StoreError;
@@ -219,22 +219,68 @@ pub(crate) struct PreparedBatch {
     pub deleted: Vec<String>,
     pub failed: i64,
     pub cursor: Option<serde_json::Value>,
+    /// Why some of the failed entities failed.
+    pub failures: Vec<EntityFailure>,
+}
+
+/// Entity ids longer than this cannot be stored (the primary key's index
+/// entries are bounded) and count as failed.
+const MAX_ENTITY_ID_BYTES: usize = 1024;
+
+/// Why Postgres could not store this id or payload text, if it could not.
+fn unstorable(entity_id: &str) -> Option<&'static str> {
+    if entity_id.is_empty() {
+        Some("an empty entity id")
+    } else if entity_id.len() > MAX_ENTITY_ID_BYTES {
+        Some("an entity id over 1024 bytes")
+    } else if entity_id.contains('\0') {
+        Some("an entity id with a NUL character")
+    } else {
+        None
+    }
 }
 
 impl PreparedBatch {
     /// Hashes each entity; a later duplicate of an id replaces the earlier
-    /// one, and an id both written and deleted is written.
-    fn new(batch: EntityBatch) -> Self {
+    /// one, and an id both written and deleted is written. An entity whose
+    /// payload serializes to more than `max_entity_bytes`, or whose id
+    /// Postgres cannot store, counts as failed.
+    fn new(batch: EntityBatch, max_entity_bytes: u64) -> Self {
         let mut positions: HashMap<String, usize> = HashMap::with_capacity(batch.entities.len());
         let mut entities: Vec<EntityWrite> = Vec::with_capacity(batch.entities.len());
         let mut failed = batch.failed as i64;
+        let mut failures = batch.failures;
+        let mut fail = |failed: &mut i64, entity_id: String, reason: String| {
+            *failed += 1;
+            if failures.len() < MAX_FAILURE_REASONS {
+                failures.push(EntityFailure { entity_id, reason });
+            }
+        };
         for entity in batch.entities {
-            let Ok(write) = EntityWrite::new(entity.id, &entity.payload) else {
+            if let Some(reason) = unstorable(&entity.id) {
+                let shown: String = entity.id.chars().take(64).filter(|c| *c != '\0').collect();
+                fail(&mut failed, shown, reason.into());
+                continue;
+            }
+            let Ok(write) = EntityWrite::new(entity.id.clone(), &entity.payload) else {
                 // Not representable as JSON: counted as failed, like any
                 // entity the source could not produce.
-                failed += 1;
+                fail(
+                    &mut failed,
+                    entity.id,
+                    "the payload is not representable as JSON".into(),
+                );
                 continue;
             };
+            if write.payload.len() as u64 > max_entity_bytes {
+                let reason = format!(
+                    "the payload is {} bytes, over the limit of {max_entity_bytes} \
+                     (SYNCWAY_CONNECTORS__MAX_ENTITY_BYTES)",
+                    write.payload.len()
+                );
+                fail(&mut failed, write.entity_id, reason);
+                continue;
+            }
             match positions.get(&write.entity_id) {
                 Some(&at) => entities[at] = write,
                 None => {
@@ -244,7 +290,7 @@ impl PreparedBatch {
             }
         }
         let mut deleted = batch.deleted;
-        deleted.retain(|id| !positions.contains_key(id));
+        deleted.retain(|id| !positions.contains_key(id) && unstorable(id).is_none());
         deleted.sort_unstable();
         deleted.dedup();
         PreparedBatch {
@@ -252,6 +298,7 @@ impl PreparedBatch {
             deleted,
             failed,
             cursor: batch.cursor,
+            failures,
         }
     }
 }
@@ -267,12 +314,12 @@ struct Prefetch {
 }
 
 impl Prefetch {
-    fn spawn(mut source: Box<dyn syncway_connectors::Source>) -> Self {
+    fn spawn(mut source: Box<dyn syncway_connectors::Source>, max_entity_bytes: u64) -> Self {
         let (sender, batches) = tokio::sync::mpsc::channel(1);
         let task = tokio::spawn(async move {
             loop {
                 let next = match source.next_batch().await {
-                    Ok(Some(batch)) => Ok(Some(PreparedBatch::new(batch))),
+                    Ok(Some(batch)) => Ok(Some(PreparedBatch::new(batch, max_entity_bytes))),
                     Ok(None) => Ok(None),
                     Err(error) => Err(error),
                 };
@@ -322,6 +369,8 @@ struct JobRun {
     handback: CancellationToken,
     /// Full sync: entities not seen are deleted when it completes.
     full_sync: bool,
+    /// The first few failed entities and why, for the final outcome.
+    failures: std::sync::Mutex<Vec<EntityFailure>>,
 }
 
 impl JobRun {
@@ -333,6 +382,7 @@ impl JobRun {
             job,
             handback,
             full_sync,
+            failures: std::sync::Mutex::default(),
         }
     }
 
@@ -379,8 +429,17 @@ impl JobRun {
         };
         let credentials = match &source.credentials {
             None => None,
-            Some(sealed) => match self.context.cipher.open(sealed) {
-                Ok(credentials) => Some(credentials),
+            Some(sealed) => match self
+                .context
+                .cipher
+                .open(self.job.source_connection_id, sealed)
+            {
+                Ok(opened) => {
+                    if opened.stale {
+                        self.reseal(sealed, &opened.credentials).await;
+                    }
+                    Some(opened.credentials)
+                }
                 Err(error) => return self.finish(None, permanent(error.to_string())).await,
             },
         };
@@ -392,6 +451,8 @@ impl JobRun {
             },
             credentials,
             cursor_field: source.cursor_field.clone(),
+            policy: self.context.policy.clone(),
+            limits: self.context.limits,
         };
         tracing::info!(
             connector = %source.short_name,
@@ -400,9 +461,15 @@ impl JobRun {
             "sync starting"
         );
         let mut reader = match syncway_connectors::open(&config, start) {
-            Ok(source) => Prefetch::spawn(source),
+            Ok(source) => Prefetch::spawn(source, self.context.limits.max_entity_bytes),
             Err(error) => return self.finish(None, self.failure(&error)).await,
         };
+        // The job's wall-time limit, counted from its first start.
+        let ran = (chrono::Utc::now() - self.job.started_at)
+            .to_std()
+            .unwrap_or_default();
+        let overrun = tokio::time::sleep(self.context.max_job.saturating_sub(ran));
+        tokio::pin!(overrun);
 
         // Read one batch ahead, so that the last batch commits with the
         // job's final status.
@@ -414,6 +481,14 @@ impl JobRun {
             let next = tokio::select! {
                 biased;
                 () = self.handback.cancelled() => return self.hand_back(pending).await,
+                () = &mut overrun => {
+                    let limit = self.context.max_job.as_secs();
+                    let error = SourceError::Permanent(format!(
+                        "the job ran longer than its limit of {limit} s \
+                         (SYNCWAY_WORKER__MAX_JOB_SECONDS)"
+                    ));
+                    return self.finish(pending, self.failure(&error)).await;
+                }
                 changed = signal.changed(), if heartbeat_alive => {
                     let now = *signal.borrow_and_update();
                     match (changed, now) {
@@ -456,8 +531,27 @@ impl JobRun {
         }
     }
 
-    /// Commits `batch` (if any) and ends the job with `outcome`.
-    async fn finish(&self, batch: Option<PreparedBatch>, outcome: Outcome) -> Ended {
+    /// Commits `batch` (if any) and ends the job with `outcome`, which
+    /// carries the reasons of the first few failed entities.
+    async fn finish(&self, batch: Option<PreparedBatch>, mut outcome: Outcome) -> Ended {
+        if let Some(batch) = &batch {
+            self.keep_failures(&batch.failures);
+        }
+        let failures = self
+            .failures
+            .lock()
+            .map(|failures| failures.clone())
+            .unwrap_or_default();
+        if !failures.is_empty() {
+            let listed: Vec<serde_json::Value> = failures
+                .iter()
+                .map(|f| json!({"entity_id": f.entity_id, "reason": f.reason}))
+                .collect();
+            let details = outcome.error_details.get_or_insert_with(|| json!({}));
+            if let Some(details) = details.as_object_mut() {
+                details.insert("failed_entities".into(), listed.into());
+            }
+        }
         match self.write(batch, Some(outcome)).await {
             Ok(Some(status)) => Ended::Finished(status),
             Ok(None) => Ended::LostLease,
@@ -472,6 +566,11 @@ impl JobRun {
         batch: Option<PreparedBatch>,
         outcome: Option<Outcome>,
     ) -> Result<Option<JobStatus>, Ended> {
+        if outcome.is_none()
+            && let Some(batch) = &batch
+        {
+            self.keep_failures(&batch.failures);
+        }
         let commit = self.commit(batch, outcome);
         let written = while_unavailable(&self.context.stopping, "writing a batch", || {
             self.write_once(commit.clone())
@@ -493,6 +592,32 @@ impl JobRun {
                     Ok(None) => Err(Ended::LostLease),
                     Err(_) => Err(Ended::Stopped),
                 }
+            }
+        }
+    }
+
+    fn keep_failures(&self, failures: &[EntityFailure]) {
+        if let Ok(mut kept) = self.failures.lock() {
+            let room = MAX_FAILURE_REASONS.saturating_sub(kept.len());
+            kept.extend(failures.iter().take(room).cloned());
+        }
+    }
+
+    /// Seals credentials opened with a previous key (or the old format)
+    /// again with the current key; a failure only leaves them as they are.
+    async fn reseal(&self, sealed: &[u8], credentials: &serde_json::Value) {
+        let connection = self.job.source_connection_id;
+        let fresh = self.context.cipher.seal(connection, credentials);
+        let resealed = async {
+            let client = self.context.pool.get().await?;
+            syncway_store::connections::reseal_credentials(&client, connection, sealed, &fresh)
+                .await
+        }
+        .await;
+        match resealed {
+            Ok(_) => tracing::info!("credentials sealed again with the current key"),
+            Err(error) => {
+                tracing::warn!(error = %format!("{:#}", anyhow::Error::from(error)), "could not seal the credentials again")
             }
         }
     }
@@ -552,11 +677,14 @@ impl JobRun {
                 Err(ended) => return ended,
             }
         }
+        // At least the source's Retry-After, but never past the cap: one
+        // tenant's source cannot park its job (or the broker) for ever.
         let delay = self
             .context
             .retry
             .delay(self.job.attempt)
-            .max(retry_after.unwrap_or_default());
+            .max(retry_after.unwrap_or_default())
+            .min(self.context.retry.max_delay);
         let details = json!({
             "kind": error.kind(),
             "attempts": self.job.attempt,
@@ -703,12 +831,16 @@ mod tests {
             id: id.into(),
             payload: json!({ "v": v }),
         };
-        let batch = PreparedBatch::new(EntityBatch {
-            entities: vec![entity("a", 1), entity("b", 1), entity("a", 2)],
-            deleted: vec!["b".into(), "c".into(), "c".into()],
-            failed: 2,
-            cursor: Some(json!(9)),
-        });
+        let batch = PreparedBatch::new(
+            EntityBatch {
+                entities: vec![entity("a", 1), entity("b", 1), entity("a", 2)],
+                deleted: vec!["b".into(), "c".into(), "c".into()],
+                failed: 2,
+                cursor: Some(json!(9)),
+                ..EntityBatch::default()
+            },
+            1 << 20,
+        );
         let ids: Vec<&str> = batch
             .entities
             .iter()
@@ -718,5 +850,44 @@ mod tests {
         assert_eq!(batch.entities[0].payload, r#"{"v":2}"#);
         assert_eq!(batch.deleted, ["c"]);
         assert_eq!(batch.failed, 2);
+    }
+
+    #[test]
+    fn oversized_and_unstorable_entities_fail_with_their_reason() {
+        let batch = PreparedBatch::new(
+            EntityBatch {
+                entities: vec![
+                    SourceEntity {
+                        id: "big".into(),
+                        payload: json!({"body": "x".repeat(2000)}),
+                    },
+                    SourceEntity {
+                        id: "nul\0id".into(),
+                        payload: json!({}),
+                    },
+                    SourceEntity {
+                        id: "k".repeat(2000),
+                        payload: json!({}),
+                    },
+                    SourceEntity {
+                        id: "ok".into(),
+                        payload: json!({"body": "x"}),
+                    },
+                ],
+                ..EntityBatch::default()
+            },
+            1024,
+        );
+        let ids: Vec<&str> = batch
+            .entities
+            .iter()
+            .map(|e| e.entity_id.as_str())
+            .collect();
+        assert_eq!(ids, ["ok"]);
+        assert_eq!(batch.failed, 3);
+        let reasons: Vec<&str> = batch.failures.iter().map(|f| f.reason.as_str()).collect();
+        assert!(reasons[0].contains("over the limit of 1024"), "{reasons:?}");
+        assert!(reasons[1].contains("NUL"), "{reasons:?}");
+        assert!(reasons[2].contains("1024 bytes"), "{reasons:?}");
     }
 }

@@ -45,6 +45,11 @@ pub(crate) struct Context {
     pub retry: RetryPolicy,
     /// The jobs running here, by id: where a cancel message is delivered.
     pub running: job::Running,
+    /// What connectors may reach (CONTRACT.md §4) and consume.
+    pub policy: Arc<syncway_egress::Policy>,
+    pub limits: syncway_connectors::Limits,
+    /// A job running longer than this since it first started fails.
+    pub max_job: Duration,
 }
 
 /// Backoff of transient failures (`retry.*` settings).
@@ -123,7 +128,20 @@ pub async fn run(
     )
     .await
     .context("opening the database (migrations)")?;
-    let cipher = CredentialCipher::from_settings(settings.security.encryption_key.as_ref())?;
+    let cipher = CredentialCipher::from_settings(&settings.security)?;
+    let policy = Arc::new(syncway_runtime::egress::policy(&settings).await?);
+    let connectors = &settings.connectors;
+    let limits = syncway_connectors::Limits {
+        max_entity_bytes: connectors.max_entity_bytes,
+        max_batch_bytes: connectors.max_batch_bytes,
+        max_response_bytes: connectors.max_response_bytes,
+        max_pages: connectors.max_pages,
+        postgres_connect_timeout: Duration::from_secs(connectors.postgres_connect_timeout_seconds),
+        postgres_statement_timeout: Duration::from_secs(
+            connectors.postgres_statement_timeout_seconds,
+        ),
+        postgres_keepalive: Duration::from_secs(connectors.postgres_keepalive_seconds),
+    };
     let mut registry = prometheus_client::registry::Registry::with_prefix("syncway_worker");
     let metrics = WorkerMetrics::new(&mut registry);
     let stopping = CancellationToken::new();
@@ -156,6 +174,9 @@ pub async fn run(
             max_delay: Duration::from_millis(settings.retry.max_delay_ms),
         },
         running: job::Running::default(),
+        policy,
+        limits,
+        max_job: Duration::from_secs(settings.worker.max_job_seconds),
     });
     tracing::info!(worker_id = %context.worker_id, concurrency = settings.worker.concurrency, "worker starting");
 

@@ -12,6 +12,15 @@ pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub struct TestEnv {
     pub database: String,
     pub namespace: String,
+    /// `connectors.allow_cidrs` of every process started on this
+    /// environment (the default policy denies loopback, where the tests'
+    /// sources live).
+    pub allow_cidrs: Vec<String>,
+    /// `connectors.local_files.roots` likewise.
+    pub local_files_roots: Vec<String>,
+    /// A second database for `postgres` sources, made on first use:
+    /// syncway's own database is never a source.
+    source: tokio::sync::OnceCell<String>,
 }
 
 impl TestEnv {
@@ -23,6 +32,9 @@ impl TestEnv {
         let env = TestEnv {
             database: format!("syncway_test_{id}"),
             namespace: format!("test-{id}"),
+            allow_cidrs: Vec::new(),
+            local_files_roots: Vec::new(),
+            source: tokio::sync::OnceCell::new(),
         };
         let admin = admin().await;
         admin
@@ -39,6 +51,41 @@ impl TestEnv {
         format!("{POSTGRES}/{}", self.database)
     }
 
+    /// Lets connectors reach 127.0.0.1 (the tests' mock APIs and source
+    /// databases), as an operator would with `ALLOW_CIDRS`.
+    pub fn allowing_loopback(mut self) -> Self {
+        self.allow_cidrs = vec!["127.0.0.1/32".into()];
+        self
+    }
+
+    /// Lets `local_files` read under the system temp directory.
+    pub fn allowing_temp_files(mut self) -> Self {
+        self.local_files_roots = vec![std::env::temp_dir().display().to_string()];
+        self
+    }
+
+    /// The URL of this test's source database (created on first use).
+    pub async fn source_url(&self) -> String {
+        let name = self
+            .source
+            .get_or_init(|| async {
+                let name = format!("{}_src", self.database);
+                admin()
+                    .await
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("creating the source database");
+                name
+            })
+            .await;
+        format!("{POSTGRES}/{name}")
+    }
+
+    /// A client of the source database.
+    pub async fn source_db(&self) -> tokio_postgres::Client {
+        connect(&self.source_url().await).await
+    }
+
     /// Settings pointing at this environment, migrations already applied.
     pub fn settings(&self) -> Settings {
         let mut settings = Settings::load(Role::Api, None)
@@ -53,6 +100,8 @@ impl TestEnv {
         // A transient failure ends the job at once unless a test turns
         // retries on (tests/it/faults.rs): the default backoff is seconds.
         settings.retry.max_attempts = 1;
+        settings.connectors.allow_cidrs = self.allow_cidrs.clone();
+        settings.connectors.local_files.roots = self.local_files_roots.clone();
         settings
     }
 
@@ -79,6 +128,7 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         let database = self.database.clone();
+        let source = self.source.get().cloned();
         let namespace = self.namespace.clone();
         // Drop runs inside the test's runtime; clean up on a thread of our own.
         let cleanup = std::thread::spawn(move || {
@@ -93,11 +143,13 @@ impl Drop for TestEnv {
                     eprintln!("could not delete AMQP namespace {namespace}: {failures:?}");
                 }
                 let admin = admin().await;
-                if let Err(error) = admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                    .await
-                {
-                    eprintln!("could not drop test database {database}: {error}");
+                for database in std::iter::once(database).chain(source) {
+                    if let Err(error) = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                        .await
+                    {
+                        eprintln!("could not drop test database {database}: {error}");
+                    }
                 }
             });
         });

@@ -169,7 +169,11 @@ impl TestApp {
 
     /// The API and `workers` workers.
     pub async fn spawn_with(workers: usize) -> Self {
-        let env = TestEnv::new().await;
+        Self::spawn_on(TestEnv::new().await, workers).await
+    }
+
+    /// The API and `workers` workers on `env` (with its connector policy).
+    pub async fn spawn_on(env: TestEnv, workers: usize) -> Self {
         let mut app = Self::with_api(env, |_| {}).await;
         for _ in 0..workers {
             app.add_worker(|_| {}).await;

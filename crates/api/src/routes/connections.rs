@@ -13,11 +13,11 @@ use syncway_store::jobs;
 
 use super::collections::valid_name;
 use super::jobs::triggered;
-use crate::AppState;
 use crate::auth::Organization;
 use crate::error::{ApiError, FieldError, Result};
 use crate::extract::{PathParams, QueryParams, json_body, path_uuid};
 use crate::wire::{SourceConnectionBody, SourceConnectionListItemBody};
+use crate::{AppState, containment};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -132,11 +132,36 @@ fn default_name(short_name: &str) -> String {
 
 fn sealed_credentials(
     state: &AppState,
-    authentication: Option<AuthenticationInput>,
+    connection_id: uuid::Uuid,
+    credentials: Option<Map<String, Value>>,
 ) -> Option<Vec<u8>> {
-    authentication
-        .and_then(|auth| auth.credentials)
-        .map(|credentials| state.cipher().seal(&Value::Object(credentials)))
+    credentials.map(|credentials| {
+        state
+            .cipher()
+            .seal(connection_id, &Value::Object(credentials))
+    })
+}
+
+/// Seals the connection's stored credentials again with the current key,
+/// when they were sealed with a previous one (or the old format).
+async fn reseal(
+    state: &AppState,
+    client: &impl syncway_store::GenericClient,
+    organization: uuid::Uuid,
+    connection_id: uuid::Uuid,
+) -> Result<()> {
+    let Some(sealed) = connections::sealed_credentials(client, organization, connection_id).await?
+    else {
+        return Ok(());
+    };
+    // Current ones stay; ones that do not open here are the worker's to report.
+    if let Ok(opened) = state.cipher().open(connection_id, &sealed)
+        && opened.stale
+    {
+        let fresh = state.cipher().seal(connection_id, &opened.credentials);
+        connections::reseal_credentials(client, connection_id, &sealed, &fresh).await?;
+    }
+    Ok(())
 }
 
 async fn create(
@@ -161,12 +186,16 @@ async fn create(
         config: config.to_json(),
         schedule,
     };
-    let credentials = sealed_credentials(&state, request.authentication);
+    let credentials = request.authentication.and_then(|auth| auth.credentials);
+    containment::check(state.policy(), &config, credentials.as_ref()).await?;
+    let id = uuid::Uuid::now_v7();
+    let credentials = sealed_credentials(&state, id, credentials);
 
     let mut client = state.pool().get().await?;
     let transaction = client.transaction().await?;
     let connection = connections::insert(
         &transaction,
+        id,
         organization,
         &request.readable_collection_id,
         config.short_name(),
@@ -239,11 +268,20 @@ async fn update(
     if let Some(description) = request.description {
         fields.description = Some(description);
     }
-    if let Some(config) = &request.config {
-        fields.config = parse_config(&current.short_name, config)?.to_json();
-    }
+    let config = match &request.config {
+        Some(config) => parse_config(&current.short_name, config)?,
+        None => parse_config(&current.short_name, &current.fields.config)?,
+    };
+    fields.config = config.to_json();
     apply_schedule(&mut fields.schedule, request.schedule)?;
-    let credentials = sealed_credentials(&state, request.authentication);
+    let credentials = request.authentication.and_then(|auth| auth.credentials);
+    if request.config.is_some() || credentials.is_some() {
+        containment::check(state.policy(), &config, credentials.as_ref()).await?;
+    }
+    let credentials = sealed_credentials(&state, id, credentials);
+    if credentials.is_none() {
+        reseal(&state, &transaction, organization, id).await?;
+    }
     connections::update(
         &transaction,
         organization,

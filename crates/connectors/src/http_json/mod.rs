@@ -23,22 +23,33 @@
 //! `max_retry_wait_seconds` is waited out and the request tried again, up to
 //! `max_retries` times, and a longer one is reported with the error.
 //! Timeouts and connection failures are transient.
+//!
+//! Every request goes through [`client::GuardedClient`]: the egress policy
+//! checks each hop (redirects, next links, `token_url`), credentials go only
+//! to the configured URL's origin and never over plain http unless the
+//! operator allowed the host as internal, responses are read with a size
+//! limit, and a sync reads at most `max_pages` pages. Errors name URLs
+//! without userinfo or query values.
+
+mod client;
 
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use reqwest::{StatusCode, Url, header};
 use serde_json::Value;
+use syncway_egress::redact;
 use syncway_model::{ErrorCategory, HttpJsonConfig};
 
-use crate::{EntityBatch, Source, SourceEntity, SourceError, SyncStart};
+use crate::{EntityBatch, Limits, Source, SourceEntity, SourceError, SyncStart};
+use client::{Credentials, GuardedClient};
 
 enum Auth {
     None,
     ApiKey(String),
     Bearer(String),
     OAuth2 {
-        token_url: String,
+        token_url: Url,
         refresh_token: String,
         client_id: Option<String>,
         client_secret: Option<String>,
@@ -67,9 +78,18 @@ impl Auth {
             return Ok(Auth::Bearer(token));
         }
         if let Some(refresh_token) = text("refresh_token") {
-            let token_url = config.token_url.clone().ok_or_else(|| {
-                SourceError::Permanent("a refresh_token credential needs config.token_url".into())
-            })?;
+            let token_url = config
+                .token_url
+                .as_deref()
+                .ok_or_else(|| {
+                    SourceError::Permanent(
+                        "a refresh_token credential needs config.token_url".into(),
+                    )
+                })
+                .and_then(|url| {
+                    Url::parse(url)
+                        .map_err(|_| SourceError::Permanent("config.token_url is not a URL".into()))
+                })?;
             return Ok(Auth::OAuth2 {
                 token_url,
                 refresh_token,
@@ -92,9 +112,11 @@ enum Next {
 
 pub struct HttpJsonSource {
     config: HttpJsonConfig,
-    client: reqwest::Client,
+    client: GuardedClient,
+    limits: Limits,
     auth: Auth,
-    /// The first page's URL (page tokens are added to it).
+    /// The first page's URL (page tokens are added to it); credentials go
+    /// only to its origin.
     first: Url,
     next: Next,
     /// The largest `cursor_field` value seen in this run.
@@ -107,6 +129,11 @@ fn transient(message: String, retry_after: Option<Duration>) -> SourceError {
         message,
         retry_after,
     }
+}
+
+/// A URL for a message: no userinfo, no query values.
+fn shown(url: &Url) -> String {
+    redact::parsed(url)
 }
 
 /// The value at a dotted path (`data.items`), if any.
@@ -147,7 +174,6 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
 
 impl HttpJsonSource {
     pub fn new(config: &HttpJsonConfig, start: &SyncStart) -> Result<Self, SourceError> {
-        crate::install_tls_provider();
         let auth = Auth::from_credentials(start.credentials.as_ref(), config)?;
         let mut first = Url::parse(&config.url)
             .map_err(|error| SourceError::Permanent(format!("config.url: {error}")))?;
@@ -156,13 +182,15 @@ impl HttpJsonSource {
                 .query_pairs_mut()
                 .append_pair(param, &cursor_text(cursor));
         }
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(u64::from(config.timeout_seconds)))
-            .build()
-            .map_err(|error| SourceError::Permanent(format!("HTTP client: {error}")))?;
+        let client = GuardedClient::new(
+            start.policy.clone(),
+            start.limits,
+            Duration::from_secs(u64::from(config.timeout_seconds)),
+        )?;
         Ok(HttpJsonSource {
             config: config.clone(),
             client,
+            limits: start.limits,
             auth,
             next: Next::Url(first.clone()),
             first,
@@ -193,16 +221,10 @@ impl HttpJsonSource {
         if let Some(secret) = client_secret {
             form.push(("client_secret", secret.clone()));
         }
-        let response = self
-            .client
-            .post(token_url.as_str())
-            .form(&form)
-            .send()
-            .await
-            .map_err(|error| transient(format!("token endpoint: {error}"), None))?;
-        let status = response.status();
+        let answer = self.client.post_form(token_url, &form).await?;
+        let status = answer.response.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            let wait = retry_after(&response);
+            let wait = retry_after(&answer.response);
             return Err(transient(format!("token endpoint answered {status}"), wait));
         }
         if !status.is_success() {
@@ -211,10 +233,8 @@ impl HttpJsonSource {
                 message: format!("the token endpoint refused the refresh token ({status})"),
             });
         }
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|error| transient(format!("token endpoint: {error}"), None))?;
+        let body: Value = serde_json::from_slice(&self.client.body(answer).await?)
+            .map_err(|_| transient("the token endpoint did not answer JSON".into(), None))?;
         let token = body
             .get("access_token")
             .and_then(Value::as_str)
@@ -226,35 +246,47 @@ impl HttpJsonSource {
         Ok(token)
     }
 
+    /// The credential headers for a page request, refreshing an OAuth2
+    /// access token first when there is none.
+    async fn credentials(
+        &mut self,
+        refreshed: &mut bool,
+    ) -> Result<Option<Credentials>, SourceError> {
+        let header = |name: &str, value: String| Credentials {
+            headers: vec![(name.to_owned(), value)],
+        };
+        Ok(match &self.auth {
+            Auth::None => None,
+            Auth::ApiKey(key) => Some(header(&self.config.api_key_header, key.clone())),
+            Auth::Bearer(token) => Some(header("authorization", format!("Bearer {token}"))),
+            Auth::OAuth2 { access_token, .. } => {
+                let token = match access_token.clone() {
+                    Some(token) => token,
+                    None => {
+                        *refreshed = true;
+                        self.refresh().await?
+                    }
+                };
+                Some(header("authorization", format!("Bearer {token}")))
+            }
+        })
+    }
+
     /// GETs a page as JSON, with auth, retries and error classification.
     async fn fetch(&mut self, url: &Url) -> Result<Value, SourceError> {
         let mut retries = 0;
         let mut refreshed = false;
         loop {
-            let mut request = self.client.get(url.clone());
-            request = match &self.auth {
-                Auth::None => request,
-                Auth::ApiKey(key) => request.header(self.config.api_key_header.as_str(), key),
-                Auth::Bearer(token) => request.bearer_auth(token),
-                Auth::OAuth2 { access_token, .. } => {
-                    let token = match access_token.clone() {
-                        Some(token) => token,
-                        None => {
-                            refreshed = true;
-                            self.refresh().await?
-                        }
-                    };
-                    request.bearer_auth(token)
-                }
-            };
-            let response = request
-                .send()
-                .await
-                .map_err(|error| transient(format!("requesting {}: {error}", url.path()), None))?;
-            let status = response.status();
+            let credentials = self.credentials(&mut refreshed).await?;
+            let answer = self
+                .client
+                .get(url, &self.first, credentials.as_ref())
+                .await?;
+            let status = answer.response.status();
             if status.is_success() {
-                return response.json().await.map_err(|error| {
-                    SourceError::Permanent(format!("{} is not JSON: {error}", url.path()))
+                let body = self.client.body(answer).await?;
+                return serde_json::from_slice(&body).map_err(|error| {
+                    SourceError::Permanent(format!("{} is not JSON: {error}", shown(url)))
                 });
             }
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -280,7 +312,7 @@ impl HttpJsonSource {
                 }
             }
             if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                let wait = retry_after(&response);
+                let wait = retry_after(&answer.response);
                 let max_wait = Duration::from_secs(u64::from(self.config.max_retry_wait_seconds));
                 if let Some(wait) = wait
                     && wait <= max_wait
@@ -291,11 +323,11 @@ impl HttpJsonSource {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                return Err(transient(format!("{} answered {status}", url.path()), wait));
+                return Err(transient(format!("{} answered {status}", shown(url)), wait));
             }
             return Err(SourceError::Permanent(format!(
                 "{} answered {status}",
-                url.path()
+                shown(url)
             )));
         }
     }
@@ -307,12 +339,12 @@ impl HttpJsonSource {
                 None | Some("") => Ok(Next::Done),
                 Some(link) => {
                     let next = url.join(link).map_err(|error| {
-                        SourceError::Permanent(format!("next link {link:?}: {error}"))
+                        SourceError::Permanent(format!("the next link of {}: {error}", shown(url)))
                     })?;
                     if &next == url {
                         return Err(SourceError::Permanent(format!(
                             "the next link of {} points to itself",
-                            url.path()
+                            shown(url)
                         )));
                     }
                     Ok(Next::Url(next))
@@ -346,6 +378,12 @@ impl Source for HttpJsonSource {
             let Next::Url(url) = std::mem::replace(&mut self.next, Next::Done) else {
                 return Ok(None);
             };
+            if self.pages >= self.limits.max_pages {
+                return Err(SourceError::Permanent(format!(
+                    "the API has more than {} pages (SYNCWAY_CONNECTORS__MAX_PAGES)",
+                    self.limits.max_pages
+                )));
+            }
             let page = self.fetch(&url).await?;
             self.pages += 1;
             let items = match &self.config.items_path {
@@ -356,7 +394,7 @@ impl Source for HttpJsonSource {
                 return Err(SourceError::Permanent(format!(
                     "page {} of {} has no item array at {}",
                     self.pages,
-                    self.config.url,
+                    shown(&self.first),
                     self.config.items_path.as_deref().unwrap_or("the top level")
                 )));
             };
@@ -366,7 +404,7 @@ impl Source for HttpJsonSource {
                     Some(Value::String(id)) if !id.is_empty() => id.clone(),
                     Some(Value::Number(id)) => id.to_string(),
                     _ => {
-                        batch.failed += 1;
+                        batch.fail("", format!("an item without {}", self.config.id_field));
                         continue;
                     }
                 };

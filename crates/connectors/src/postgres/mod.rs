@@ -16,6 +16,12 @@
 //! are unchanged by hash and count nothing. Without a cursor column every
 //! sync reads the whole table in primary key order.
 //!
+//! The connection goes only where the egress policy allows ([`connect`]).
+//! Rows are fetched in chunks small enough that a chunk of the largest
+//! entities allowed stays within the batch byte budget, and a batch ends
+//! early once its payloads reach that budget; a row whose payload is over
+//! the entity limit is not sent by the server at all and counts as failed.
+//!
 //! Identifiers come from the configuration and are always quoted; the
 //! table and columns are checked against the catalog before reading, so
 //! that a missing one is a clear permanent error.
@@ -25,9 +31,11 @@ use serde_json::Value;
 use syncway_model::{ErrorCategory, PostgresConfig};
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, IsolationLevel, NoTls};
+use tokio_postgres::{Client, IsolationLevel};
 
-use crate::{EntityBatch, Source, SourceEntity, SourceError, SyncStart};
+use crate::{EntityBatch, Limits, Source, SourceEntity, SourceError, SyncStart};
+
+mod connect;
 
 /// What the reading task hands over: a batch, the end (`Ok(None)`), or
 /// the error that stopped it.
@@ -66,7 +74,9 @@ impl PostgresSource {
     /// Starts reading. The connection's `schedule.cursor_field` is the
     /// cursor column when the config names none.
     pub fn new(config: &PostgresConfig, start: &SyncStart) -> Result<Self, SourceError> {
-        let connect = connection_config(start.credentials.as_ref())?;
+        let target = connect::target(start.credentials.as_ref())?;
+        let policy = start.policy.clone();
+        let limits = start.limits;
         let plan = Plan {
             config: config.clone(),
             cursor_column: config
@@ -74,10 +84,11 @@ impl PostgresSource {
                 .clone()
                 .or_else(|| start.cursor_field.clone()),
             cursor: start.cursor.clone(),
+            limits,
         };
         let (sender, batches) = mpsc::channel(1);
         tokio::spawn(async move {
-            let last = match read(connect, plan, &sender).await {
+            let last = match read(target, &policy, plan, &sender).await {
                 Ok(()) => Ok(None),
                 Err(error) => Err(error),
             };
@@ -95,47 +106,7 @@ struct Plan {
     config: PostgresConfig,
     cursor_column: Option<String>,
     cursor: Option<Value>,
-}
-
-/// `{url}` or `{host, port, database, user, password}`.
-fn connection_config(credentials: Option<&Value>) -> Result<tokio_postgres::Config, SourceError> {
-    let credentials = credentials.ok_or_else(|| {
-        SourceError::Permanent(
-            "the postgres connector needs authentication.credentials: {url} or \
-             {host, port, database, user, password}"
-                .into(),
-        )
-    })?;
-    let text = |key: &str| credentials.get(key).and_then(Value::as_str);
-    if let Some(url) = text("url") {
-        return url.parse().map_err(|_| {
-            SourceError::Permanent("credentials.url is not a valid PostgreSQL URL".into())
-        });
-    }
-    let mut config = tokio_postgres::Config::new();
-    config.host(text("host").unwrap_or("localhost"));
-    match credentials.get("port") {
-        None => {}
-        Some(port) => {
-            let port = port
-                .as_u64()
-                .or_else(|| port.as_str().and_then(|port| port.parse().ok()))
-                .and_then(|port| u16::try_from(port).ok())
-                .ok_or_else(|| SourceError::Permanent("credentials.port is not a port".into()))?;
-            config.port(port);
-        }
-    }
-    if let Some(database) = text("database") {
-        config.dbname(database);
-    }
-    let user = text("user").ok_or_else(|| {
-        SourceError::Permanent("credentials need a url, or a user (with host, database)".into())
-    })?;
-    config.user(user);
-    if let Some(password) = text("password") {
-        config.password(password);
-    }
-    Ok(config)
+    limits: Limits,
 }
 
 /// A double-quoted SQL identifier.
@@ -144,7 +115,7 @@ fn quote(identifier: &str) -> String {
 }
 
 /// How a database error bears on the job.
-fn classify(error: tokio_postgres::Error, doing: &str) -> SourceError {
+pub(crate) fn classify(error: tokio_postgres::Error, doing: &str) -> SourceError {
     let Some(db) = error.as_db_error() else {
         // IO, refused connection, closed connection: try again later.
         return SourceError::Transient {
@@ -272,10 +243,16 @@ fn query(columns: &Columns, plan: &Plan) -> (String, bool) {
         }
     };
     let takes_cursor = !filter.is_empty();
+    // The ordered subquery is not flattened, so each row's document is
+    // built once; one over the entity limit is not sent, only its size.
+    let max = plan.limits.max_entity_bytes;
     (
         format!(
-            "SELECT t.{pk}::text, to_jsonb(t), {cursor_select}, {deleted}
-             FROM {table} t {filter} ORDER BY {order}",
+            "SELECT id, CASE WHEN octet_length(doc) <= {max} THEN doc END, octet_length(doc),
+                    cursor, deleted
+             FROM (SELECT t.{pk}::text AS id, to_jsonb(t)::text AS doc,
+                          {cursor_select} AS cursor, {deleted} AS deleted
+                   FROM {table} t {filter} ORDER BY {order}) r",
             table = columns.table,
         ),
         takes_cursor,
@@ -291,15 +268,12 @@ fn cursor_text(cursor: &Value) -> String {
 }
 
 async fn read(
-    connect: tokio_postgres::Config,
+    target: connect::Target,
+    policy: &syncway_egress::Policy,
     plan: Plan,
     sender: &mpsc::Sender<Message>,
 ) -> Result<(), SourceError> {
-    let (mut client, connection) = connect
-        .connect(NoTls)
-        .await
-        .map_err(|error| classify(error, "connecting to the source database"))?;
-    let connection = tokio::spawn(connection);
+    let (mut client, connection) = connect::connect(target, policy, &plan.limits).await?;
     let result = stream(&mut client, &plan, sender).await;
     drop(client);
     let _ = connection.await;
@@ -331,46 +305,65 @@ async fn stream(
         transaction.execute(declare.as_str(), &[]).await
     }
     .map_err(|error| classify(error, "reading the table"))?;
-    let batch_size = plan.config.batch_size;
-    let fetch = format!("FETCH {batch_size} FROM syncway_read");
+    let batch_size = plan.config.batch_size as usize;
+    let limits = &plan.limits;
+    // A chunk of the largest entities allowed fits the batch budget.
+    let chunk = (limits.max_batch_bytes / limits.max_entity_bytes).clamp(1, batch_size as u64);
+    let fetch = format!("FETCH {chunk} FROM syncway_read");
     // The cursor so far: a batch without rows keeps the stored one.
     let mut last_cursor = plan.cursor.clone();
-    loop {
-        let rows = transaction
-            .query(fetch.as_str(), &[])
-            .await
-            .map_err(|error| classify(error, "reading the table"))?;
-        if rows.is_empty() {
+    let mut ended = false;
+    while !ended {
+        let mut batch = EntityBatch::default();
+        let mut rows_in_batch = 0;
+        let mut bytes = 0u64;
+        while rows_in_batch < batch_size && bytes < limits.max_batch_bytes {
+            let rows = transaction
+                .query(fetch.as_str(), &[])
+                .await
+                .map_err(|error| classify(error, "reading the table"))?;
+            rows_in_batch += rows.len();
+            ended = (rows.len() as u64) < chunk;
+            for row in &rows {
+                let id: Option<String> = row.get(0);
+                let Some(id) = id else {
+                    // A row without a key cannot be stored; count it.
+                    batch.fail("", "a row whose primary key is NULL");
+                    continue;
+                };
+                if let Some(cursor) = row.get::<_, Option<String>>(3) {
+                    last_cursor = Some(Value::String(cursor));
+                }
+                if row.get::<_, bool>(4) {
+                    batch.deleted.push(id);
+                    continue;
+                }
+                let Some(doc) = row.get::<_, Option<&str>>(1) else {
+                    let size: i32 = row.get(2);
+                    batch.fail(
+                        id,
+                        format!("the row is {size} bytes as JSON, over the entity limit"),
+                    );
+                    continue;
+                };
+                bytes += doc.len() as u64;
+                match serde_json::from_str(doc) {
+                    Ok(payload) => batch.entities.push(SourceEntity { id, payload }),
+                    Err(_) => batch.fail(id, "the row does not convert to JSON"),
+                }
+            }
+            if ended {
+                break;
+            }
+        }
+        if rows_in_batch == 0 {
             return Ok(());
         }
-        let mut batch = EntityBatch::default();
-        for row in &rows {
-            let id: Option<String> = row.get(0);
-            let Some(id) = id else {
-                // A row without a key cannot be stored; count it.
-                batch.failed += 1;
-                continue;
-            };
-            if let Some(cursor) = row.get::<_, Option<String>>(2) {
-                last_cursor = Some(Value::String(cursor));
-            }
-            if row.get::<_, bool>(3) {
-                batch.deleted.push(id);
-            } else {
-                batch.entities.push(SourceEntity {
-                    id,
-                    payload: row.get(1),
-                });
-            }
-        }
         batch.cursor = last_cursor.clone();
-        let last = rows.len() < batch_size as usize;
         if sender.send(Ok(Some(batch))).await.is_err() {
             // The job stopped reading.
             return Ok(());
         }
-        if last {
-            return Ok(());
-        }
     }
+    Ok(())
 }
