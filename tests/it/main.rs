@@ -8,6 +8,7 @@ mod harness;
 
 mod api_errors;
 mod concurrency;
+mod containment;
 mod delivery;
 mod faults;
 mod http_json_source;

@@ -91,7 +91,7 @@ async fn check_url(policy: &Policy, text: &str, field: &str, with_credentials: b
 
 async fn check_postgres(policy: &Policy, credentials: &Map<String, Value>) -> Result<()> {
     let text = |key: &str| credentials.get(key).and_then(Value::as_str);
-    let (field, hosts, port) = if let Some(url) = text("url") {
+    let (field, hosts, port, database) = if let Some(url) = text("url") {
         // `sslmode=verify-full` is syncway's to read; the driver knows no such value.
         let parsable: String = url.replace("sslmode=verify-full", "sslmode=require");
         let config: tokio_postgres::Config = parsable.parse().map_err(|_| {
@@ -109,11 +109,13 @@ async fn check_postgres(policy: &Policy, credentials: &Map<String, Value>) -> Re
                 tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
             })
             .collect();
-        (
-            "url",
-            hosts,
-            config.get_ports().first().copied().unwrap_or(5432),
-        )
+        let database = config
+            .get_dbname()
+            .or(config.get_user())
+            .unwrap_or_default()
+            .to_owned();
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        ("url", hosts, port, database)
     } else {
         let host = text("host").unwrap_or("localhost").to_owned();
         let port = credentials
@@ -121,7 +123,11 @@ async fn check_postgres(policy: &Policy, credentials: &Map<String, Value>) -> Re
             .and_then(|port| port.as_u64().or_else(|| port.as_str()?.parse().ok()))
             .and_then(|port| u16::try_from(port).ok())
             .unwrap_or(5432);
-        ("host", vec![host], port)
+        let database = text("database")
+            .or(text("user"))
+            .unwrap_or_default()
+            .to_owned();
+        ("host", vec![host], port, database)
     };
     let loc = ["body", "authentication", "credentials", field];
     let [host] = hosts.as_slice() else {
@@ -134,5 +140,14 @@ async fn check_postgres(policy: &Policy, credentials: &Map<String, Value>) -> Re
     judge(policy, host, port)
         .await
         .map_err(|denied| refused(&loc, &denied))?;
+    // syncway's own database, on an allowed address, is still no source.
+    if let Ok(Ok(resolved)) = tokio::time::timeout(LOOKUP_TIMEOUT, policy.resolve(host, port)).await
+    {
+        for address in resolved.addresses {
+            policy
+                .check_database(host, address, &database)
+                .map_err(|denied| refused(&loc, &denied))?;
+        }
+    }
     Ok(())
 }

@@ -20,6 +20,7 @@ pub struct ApiMetrics {
     pub jobs_triggered: Counter,
     pub outbox_published: Counter,
     pub relay_errors: Counter,
+    pub outbox_refused: Counter,
     pub outbox_backlog: Gauge,
 }
 
@@ -39,6 +40,7 @@ impl ApiMetrics {
             jobs_triggered: Counter::default(),
             outbox_published: Counter::default(),
             relay_errors: Counter::default(),
+            outbox_refused: Counter::default(),
             outbox_backlog: Gauge::default(),
         };
         registry.register(
@@ -65,6 +67,11 @@ impl ApiMetrics {
             "relay_errors",
             "Outbox relay failures (broker or database); each is retried",
             metrics.relay_errors.clone(),
+        );
+        registry.register(
+            "outbox_refused",
+            "Messages the broker refused, set aside (their jobs failed) so that others flow",
+            metrics.outbox_refused.clone(),
         );
         registry.register(
             "outbox_backlog",

@@ -9,6 +9,13 @@
 //! If the broker or Postgres fails midway, the transaction rolls back and the
 //! rows are published again later: a message may be published twice (the
 //! worker's guarded claim makes that harmless), never lost.
+//!
+//! A message the broker refuses while the connection stays up (a nack, or
+//! no queue to take it) would otherwise be retried at the head of the
+//! outbox forever, holding up every tenant's jobs behind it. When a batch
+//! meets a refusal, its messages are published one by one; one refused on
+//! its own is set aside: taken out of the outbox, logged, counted
+//! (`outbox_refused`), and its job failed with the reason.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +23,7 @@ use std::time::Duration;
 
 use syncway_model::Route;
 use syncway_queue::{Broker, Publisher, QueueError};
-use syncway_store::{Pool, StoreError, outbox};
+use syncway_store::{Pool, StoreError, jobs, outbox};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -150,7 +157,16 @@ impl Relay {
                 .collect();
             // On any error the transaction is dropped: rolled back, the rows
             // are back in the outbox.
-            publisher.publish(&messages).await?;
+            match publisher.publish(&messages).await {
+                Ok(()) => {}
+                Err(error) if error.is_refusal() => {
+                    drop(transaction);
+                    tracing::warn!(%error, "the broker refused a message; publishing the batch one by one");
+                    self.one_by_one(publisher, &batch).await?;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            }
             transaction.commit().await.map_err(StoreError::from)?;
             self.metrics.outbox_published.inc_by(batch.len() as u64);
             tracing::debug!(published = batch.len(), "relay published job messages");
@@ -158,6 +174,42 @@ impl Relay {
                 return Ok(());
             }
         }
+    }
+
+    /// Publishes `batch`'s messages each in a transaction of its own,
+    /// setting aside the ones the broker refuses.
+    async fn one_by_one(
+        &self,
+        publisher: &Publisher,
+        batch: &[outbox::OutboxMessage],
+    ) -> Result<(), RelayError> {
+        for message in batch {
+            let mut client = self.pool.get().await.map_err(StoreError::from)?;
+            let transaction = client.transaction().await.map_err(StoreError::from)?;
+            // Another relay may have published it meanwhile.
+            let Some(message) = outbox::take(&transaction, message.id).await? else {
+                continue;
+            };
+            match publisher
+                .publish(&[(message.payload.as_slice(), message.route)])
+                .await
+            {
+                Ok(()) => {
+                    self.metrics.outbox_published.inc();
+                }
+                Err(error) if error.is_refusal() => {
+                    let reason = format!("the broker refused the job's message: {error}");
+                    tracing::error!(job_id = %message.job_id, route = ?message.route, %error, "setting aside a message the broker refused");
+                    self.metrics.outbox_refused.inc();
+                    if matches!(message.route, Route::Jobs { .. }) {
+                        jobs::fail_unpublishable(&transaction, message.job_id, &reason).await?;
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+            transaction.commit().await.map_err(StoreError::from)?;
+        }
+        Ok(())
     }
 
     async fn sample_backlog(&self) {

@@ -1,6 +1,6 @@
 //! Resolving a host under the policy: the addresses a connector may use.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::{Allowance, Denied, Policy, address};
 
@@ -21,6 +21,17 @@ pub enum ResolveError {
     /// The name did not resolve (may work later).
     #[error("{host} could not be resolved")]
     Lookup { host: String },
+}
+
+/// What `localhost` names always mean.
+const LOCALHOST: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+];
+
+fn is_localhost(host: &str) -> bool {
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
 }
 
 impl Policy {
@@ -46,9 +57,8 @@ impl Policy {
         if let Some(ip) = address::parse_ip(host) {
             return Some(self.check_ip(host, ip));
         }
-        let name = host.trim_end_matches('.').to_ascii_lowercase();
-        if name == "localhost" || name.ends_with(".localhost") {
-            return denied("loopback (127.0.0.0/8) addresses are denied");
+        if is_localhost(host) {
+            return Some(self.check_ip(host, LOCALHOST[0]));
         }
         None
     }
@@ -71,12 +81,20 @@ impl Policy {
                 },
             });
         }
-        let lookup = tokio::net::lookup_host((host.trim_end_matches('.'), port))
-            .await
-            .map_err(|_| ResolveError::Lookup {
-                host: host.to_owned(),
-            })?;
-        let found: Vec<SocketAddr> = lookup.collect();
+        let found: Vec<SocketAddr> = if is_localhost(host) {
+            // RFC 6761: always loopback, whatever a resolver says.
+            LOCALHOST
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, port))
+                .collect()
+        } else {
+            tokio::net::lookup_host((host.trim_end_matches('.'), port))
+                .await
+                .map_err(|_| ResolveError::Lookup {
+                    host: host.to_owned(),
+                })?
+                .collect()
+        };
         if found.is_empty() {
             return Err(ResolveError::Lookup {
                 host: host.to_owned(),

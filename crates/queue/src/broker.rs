@@ -19,6 +19,14 @@ pub enum QueueError {
     Unroutable(String),
 }
 
+impl QueueError {
+    /// The broker refused this message (nack, or no queue took it) while
+    /// the connection stays up: publishing it again will not help.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, QueueError::Nacked | QueueError::Unroutable(_))
+    }
+}
+
 /// The names of every exchange and queue of one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {

@@ -331,6 +331,11 @@ pub enum Claim {
     Finished(JobStatus),
     /// Another worker holds a live lease on it.
     Leased,
+    /// Its organization already runs as many jobs as the fair share allows
+    /// ([`claim_many_fairly`]); nothing changed but `requeued_at`.
+    Throttled {
+        source_connection_id: Uuid,
+    },
 }
 
 /// Takes the job: pending -> running, or over from a worker whose lease
@@ -356,45 +361,133 @@ pub async fn claim_many(
     owner: &str,
     lease_seconds: f64,
 ) -> Result<Vec<Claim>, StoreError> {
-    // The outer SELECT reads the rows as they were before the UPDATE (one
-    // snapshot): for a job not claimed, that is why it was not.
-    let statement = client
-        .prepare_cached(
-            "WITH input AS (
-                 SELECT * FROM unnest($1::uuid[]) WITH ORDINALITY AS i(id, n)
-             ), claimed AS (
-                 UPDATE sync_jobs SET
-                     status = CASE WHEN status = 'cancelling' THEN 'cancelling' ELSE 'running' END,
-                     started_at = COALESCE(started_at, now()),
-                     attempt = attempt + 1,
-                     lease_owner = $2,
-                     lease_expires_at = now() + make_interval(secs => $3),
-                     retry_at = NULL,
-                     modified_at = now()
-                 -- A job waiting out a retry backoff is not taken early (a
-                 -- second of slack for clocks: the delay queue's timer is
-                 -- the broker's).
-                 WHERE id = ANY($1) AND (status = 'pending'
-                     OR (status IN ('running', 'cancelling')
-                         AND (lease_owner IS NULL OR lease_expires_at < now())
-                         AND (retry_at IS NULL OR retry_at <= now() + interval '1 second')))
-                 RETURNING id, source_connection_id, status, force_full_sync, attempt, started_at
-             )
-             SELECT i.id, c.source_connection_id, c.status, c.force_full_sync, c.attempt,
-                    s.short_name, s.config, s.continuous, s.credentials, cur.value,
-                    s.id IS NOT NULL, before.status, s.cursor_field, c.started_at
-             FROM input i
-             LEFT JOIN claimed c ON c.id = i.id
-             LEFT JOIN source_connections s ON s.id = c.source_connection_id
-             LEFT JOIN cursors cur ON cur.source_connection_id = c.source_connection_id
-             LEFT JOIN sync_jobs before ON before.id = i.id AND c.id IS NULL
-             ORDER BY i.n",
-        )
-        .await?;
+    let statement = client.prepare_cached(&claim_sql(false)).await?;
     let rows = client
         .query(&statement, &[&job_ids, &owner, &lease_seconds])
         .await?;
-    expect_rows(&rows, job_ids.len(), "a claim")?;
+    claims_from_rows(&rows, job_ids)
+}
+
+/// [`claim_many`] under a fair share: no organization holds more than
+/// `max_per_org` running jobs (live leases) at once. A job that would
+/// exceed it is left as it is, answered [`Claim::Throttled`], and its
+/// `requeued_at` set (the caller enqueues it again after a short delay, so
+/// the reaper need not). Claims for one organization are serialized by an
+/// advisory lock per organization, taken in a statement of its own so that
+/// the count, in the next statement's snapshot, sees every claim that
+/// committed before.
+pub async fn claim_many_fairly(
+    client: &mut deadpool_postgres::Object,
+    job_ids: &[Uuid],
+    owner: &str,
+    lease_seconds: f64,
+    max_per_org: i32,
+) -> Result<Vec<Claim>, StoreError> {
+    let transaction = client.transaction().await?;
+    // Locks in organization order: two batches cannot deadlock.
+    let locks = transaction
+        .prepare_cached(
+            "SELECT pg_advisory_xact_lock(1937, hashtext(org::text)) FROM (
+                 SELECT DISTINCT s.organization_id AS org FROM sync_jobs j
+                 JOIN source_connections s ON s.id = j.source_connection_id
+                 WHERE j.id = ANY($1) ORDER BY 1) o",
+        )
+        .await?;
+    transaction.query(&locks, &[&job_ids]).await?;
+    let statement = transaction.prepare_cached(&claim_sql(true)).await?;
+    let rows = transaction
+        .query(
+            &statement,
+            &[&job_ids, &owner, &lease_seconds, &max_per_org],
+        )
+        .await?;
+    let claims = claims_from_rows(&rows, job_ids)?;
+    transaction.commit().await?;
+    Ok(claims)
+}
+
+/// The claim statement; `fair` adds the per-organization limit (`$4`).
+fn claim_sql(fair: bool) -> String {
+    // Which jobs a claim may take: pending, or running/cancelling with no
+    // live lease. A job waiting out a retry backoff is not taken early (a
+    // second of slack for clocks: the delay queue's timer is the broker's).
+    let claimable = "(status = 'pending'
+                     OR (status IN ('running', 'cancelling')
+                         AND (lease_owner IS NULL OR lease_expires_at < now())
+                         AND (retry_at IS NULL OR retry_at <= now() + interval '1 second')))";
+    let (fair_ctes, admitted, throttled) = if fair {
+        (
+            format!(
+                "candidates AS (
+                     SELECT j.id, s.organization_id AS org, i.n FROM input i
+                     JOIN sync_jobs j ON j.id = i.id
+                     JOIN source_connections s ON s.id = j.source_connection_id
+                     WHERE {claimable}
+                 ), busy AS (
+                     -- Running jobs with a live lease, per organization.
+                     SELECT s.organization_id AS org, count(*) AS running FROM sync_jobs j
+                     JOIN source_connections s ON s.id = j.source_connection_id
+                     WHERE j.active AND j.status IN ('running', 'cancelling')
+                       AND j.lease_owner IS NOT NULL AND j.lease_expires_at >= now()
+                       AND s.organization_id IN (SELECT org FROM candidates)
+                     GROUP BY 1
+                 ), ranked AS (
+                     SELECT c.id, c.org, row_number() OVER (PARTITION BY c.org ORDER BY c.n) AS rank
+                     FROM candidates c
+                 ), admitted AS (
+                     SELECT r.id FROM ranked r LEFT JOIN busy b ON b.org = r.org
+                     WHERE r.rank + COALESCE(b.running, 0) <= $4
+                 ), held_back AS (
+                     UPDATE sync_jobs SET requeued_at = now()
+                     WHERE id IN (SELECT id FROM candidates EXCEPT SELECT id FROM admitted)
+                     RETURNING id
+                 ), "
+            ),
+            "AND id IN (SELECT id FROM admitted)",
+            "h.id IS NOT NULL",
+        )
+    } else {
+        (String::new(), "", "false")
+    };
+    let held_back_join = if fair {
+        "LEFT JOIN held_back h ON h.id = i.id"
+    } else {
+        ""
+    };
+    // The outer SELECT reads the rows as they were before the UPDATE (one
+    // snapshot): for a job not claimed, that is why it was not.
+    format!(
+        "WITH input AS (
+             SELECT * FROM unnest($1::uuid[]) WITH ORDINALITY AS i(id, n)
+         ), {fair_ctes}claimed AS (
+             UPDATE sync_jobs SET
+                 status = CASE WHEN status = 'cancelling' THEN 'cancelling' ELSE 'running' END,
+                 started_at = COALESCE(started_at, now()),
+                 attempt = attempt + 1,
+                 lease_owner = $2,
+                 lease_expires_at = now() + make_interval(secs => $3),
+                 retry_at = NULL,
+                 modified_at = now()
+             WHERE id = ANY($1) AND {claimable} {admitted}
+             RETURNING id, source_connection_id, status, force_full_sync, attempt, started_at
+         )
+         SELECT i.id, c.source_connection_id, c.status, c.force_full_sync, c.attempt,
+                s.short_name, s.config, s.continuous, s.credentials, cur.value,
+                s.id IS NOT NULL, before.status, s.cursor_field, c.started_at,
+                {throttled} AS throttled, before.source_connection_id
+         FROM input i
+         LEFT JOIN claimed c ON c.id = i.id
+         LEFT JOIN source_connections s ON s.id = c.source_connection_id
+         LEFT JOIN cursors cur ON cur.source_connection_id = c.source_connection_id
+         LEFT JOIN sync_jobs before ON before.id = i.id AND c.id IS NULL
+         {held_back_join}
+         ORDER BY i.n"
+    )
+}
+
+/// Reads a claim statement's rows, one per input id.
+fn claims_from_rows(rows: &[Row], job_ids: &[Uuid]) -> Result<Vec<Claim>, StoreError> {
+    expect_rows(rows, job_ids.len(), "a claim")?;
     let mut seen = std::collections::HashSet::with_capacity(rows.len());
     rows.iter()
         .map(|row| {
@@ -423,6 +516,9 @@ pub async fn claim_many(
                 // Claimed, but its connection was deleted meanwhile (and
                 // the job with it, once that delete commits).
                 Some(_) => Claim::Missing,
+                None if row.get::<_, bool>(14) => Claim::Throttled {
+                    source_connection_id: row.get(15),
+                },
                 None => match row.get::<_, Option<&str>>(11) {
                     None => Claim::Missing,
                     Some(status) => {
@@ -522,6 +618,26 @@ pub async fn schedule_retry(
         )
         .await?;
     Ok(rows.len() == 1)
+}
+
+/// Fails a job whose message the broker refused (the relay set it aside),
+/// unless it already ended. Returns whether it did.
+pub async fn fail_unpublishable(
+    client: &impl GenericClient,
+    job_id: Uuid,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    let failed = client
+        .execute(
+            "UPDATE sync_jobs SET status = 'failed', completed_at = now(),
+                 lease_owner = NULL, lease_expires_at = NULL, retry_at = NULL,
+                 error = $2, error_details = jsonb_build_object('kind', 'unpublishable'),
+                 modified_at = now()
+             WHERE id = $1 AND active",
+            &[&job_id, &reason],
+        )
+        .await?;
+    Ok(failed == 1)
 }
 
 /// Whether the job was deleted with its connection (within the last week).

@@ -31,23 +31,24 @@ pub async fn take_oldest(
         )
         .await?;
     let rows = client.query(&statement, &[&limit]).await?;
-    let mut messages: Vec<OutboxMessage> = rows
-        .iter()
-        .map(|row| OutboxMessage {
-            id: row.get(0),
-            job_id: row.get(1),
-            payload: row.get(2),
-            route: match row.get::<_, &str>(3) {
-                "control" => Route::Control,
-                _ => Route::Jobs {
-                    delay_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
-                },
-            },
-        })
-        .collect();
+    let mut messages: Vec<OutboxMessage> = rows.iter().map(message_from_row).collect();
     // RETURNING has no order; publish oldest first.
     messages.sort_unstable_by_key(|message| message.id);
     Ok(messages)
+}
+
+fn message_from_row(row: &tokio_postgres::Row) -> OutboxMessage {
+    OutboxMessage {
+        id: row.get(0),
+        job_id: row.get(1),
+        payload: row.get(2),
+        route: match row.get::<_, &str>(3) {
+            "control" => Route::Control,
+            _ => Route::Jobs {
+                delay_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
+            },
+        },
+    }
 }
 
 /// Messages waiting to be published.
@@ -70,4 +71,38 @@ pub async fn enqueue(
             &[&job_ids, &payloads],
         )
         .await?)
+}
+
+/// Queues a job message that the relay publishes to a delay queue, so that
+/// it comes back to the jobs queue after `delay_ms` (a job held back by the
+/// fair share).
+pub async fn enqueue_delayed(
+    client: &impl GenericClient,
+    job_id: Uuid,
+    payload: &[u8],
+    delay_ms: i64,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "INSERT INTO outbox (job_id, payload, kind, delay_ms) VALUES ($1, $2, 'job', $3)",
+            &[&job_id, &payload, &delay_ms],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Takes one message back out of the outbox by id (the relay setting aside
+/// a message the broker refused); `None` when another relay has it.
+pub async fn take(
+    client: &impl GenericClient,
+    id: i64,
+) -> Result<Option<OutboxMessage>, StoreError> {
+    let row = client
+        .query_opt(
+            "DELETE FROM outbox WHERE id = (SELECT id FROM outbox WHERE id = $1 FOR UPDATE SKIP LOCKED)
+             RETURNING id, job_id, payload, kind, delay_ms",
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|row| message_from_row(&row)))
 }

@@ -104,6 +104,25 @@ async fn handle_job(
             context.metrics.duplicate_deliveries.inc();
             settle("ack", delivery.ack().await);
         }
+        Ok(Claim::Throttled {
+            source_connection_id,
+        }) => {
+            // Its organization runs its share: try again after a short
+            // delay (no attempt used). The copy is queued before this one is
+            // acked, so the job always has a message.
+            context.metrics.fair_share_waits.inc();
+            let again = JobMessage::new(message.job_id, source_connection_id).encode();
+            let delay = i64::try_from(context.fair_share_delay.as_millis()).unwrap_or(i64::MAX);
+            let queued = while_unavailable(&context.stopping, "holding a job back", || async {
+                let client = context.pool.get().await?;
+                syncway_store::outbox::enqueue_delayed(&client, message.job_id, &again, delay).await
+            })
+            .await;
+            match queued {
+                Ok(()) => settle("ack", delivery.ack().await),
+                Err(_) => settle("requeue", delivery.requeue().await),
+            }
+        }
         Ok(Claim::Leased) => {
             tracing::info!("duplicate delivery of a job another worker holds; dropping it");
             context.metrics.duplicate_deliveries.inc();

@@ -50,6 +50,8 @@ pub(crate) struct Context {
     pub limits: syncway_connectors::Limits,
     /// A job running longer than this since it first started fails.
     pub max_job: Duration,
+    /// How long a job held back by the fair share waits.
+    pub fair_share_delay: Duration,
 }
 
 /// Backoff of transient failures (`retry.*` settings).
@@ -152,6 +154,10 @@ pub async fn run(
         worker_id.clone(),
         lease_seconds,
         usize::from(settings.worker.concurrency),
+        settings
+            .limits
+            .max_running_jobs_per_org
+            .map(|limit| i32::try_from(limit).unwrap_or(i32::MAX)),
     );
     let commits = commits::spawn(
         pool.clone(),
@@ -177,6 +183,7 @@ pub async fn run(
         policy,
         limits,
         max_job: Duration::from_secs(settings.worker.max_job_seconds),
+        fair_share_delay: Duration::from_millis(settings.limits.fair_share_delay_ms),
     });
     tracing::info!(worker_id = %context.worker_id, concurrency = settings.worker.concurrency, "worker starting");
 

@@ -32,6 +32,7 @@ pub struct WorkerMetrics {
     pub retries_scheduled: Counter,
     pub cancels_received: Counter,
     pub reaped: Family<Labels, Counter>,
+    pub fair_share_waits: Counter,
 }
 
 impl std::fmt::Debug for WorkerMetrics {
@@ -54,6 +55,7 @@ impl WorkerMetrics {
             retries_scheduled: Counter::default(),
             cancels_received: Counter::default(),
             reaped: Family::default(),
+            fair_share_waits: Counter::default(),
         };
         registry.register(
             "jobs_claimed",
@@ -109,6 +111,11 @@ impl WorkerMetrics {
             "reaped",
             "Jobs the reaper moved on, by action (requeued, failed, cancelled)",
             metrics.reaped.clone(),
+        );
+        registry.register(
+            "fair_share_waits",
+            "Claims held back because the job's organization runs its share of jobs",
+            metrics.fair_share_waits.clone(),
         );
         metrics
     }

@@ -16,6 +16,8 @@ pub struct TestEnv {
     /// environment (the default policy denies loopback, where the tests'
     /// sources live).
     pub allow_cidrs: Vec<String>,
+    /// `connectors.allow_hosts` likewise.
+    pub allow_hosts: Vec<String>,
     /// `connectors.local_files.roots` likewise.
     pub local_files_roots: Vec<String>,
     /// A second database for `postgres` sources, made on first use:
@@ -33,6 +35,7 @@ impl TestEnv {
             database: format!("syncway_test_{id}"),
             namespace: format!("test-{id}"),
             allow_cidrs: Vec::new(),
+            allow_hosts: Vec::new(),
             local_files_roots: Vec::new(),
             source: tokio::sync::OnceCell::new(),
         };
@@ -101,6 +104,7 @@ impl TestEnv {
         // retries on (tests/it/faults.rs): the default backoff is seconds.
         settings.retry.max_attempts = 1;
         settings.connectors.allow_cidrs = self.allow_cidrs.clone();
+        settings.connectors.allow_hosts = self.allow_hosts.clone();
         settings.connectors.local_files.roots = self.local_files_roots.clone();
         settings
     }
