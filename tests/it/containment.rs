@@ -216,7 +216,7 @@ async fn postgres_cannot_reach_internal_addresses_by_default() {
                 false,
             )
             .await;
-        if !(host.contains(':') && !host.starts_with('[')) {
+        if !host.contains(':') || host.starts_with('[') {
             assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{host}: {body}");
             assert_eq!(loc(&body), "body.authentication.credentials.url", "{host}");
         }
