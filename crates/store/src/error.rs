@@ -18,6 +18,24 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Whether a driver error without a SQLSTATE is the connection failing.
+fn connection_failed(error: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    if error.is_closed() {
+        return true;
+    }
+    if error
+        .source()
+        .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some())
+    {
+        return true;
+    }
+    let text = error.to_string();
+    ["error connecting", "timeout", "error communicating", "TLS"]
+        .iter()
+        .any(|sign| text.contains(sign))
+}
+
 impl StoreError {
     fn db_error(&self) -> Option<&tokio_postgres::Error> {
         match self {
@@ -51,11 +69,47 @@ impl StoreError {
                             || *code == *SqlState::CRASH_SHUTDOWN.code()
                             || *code == *SqlState::CANNOT_CONNECT_NOW.code()
                     }
-                    // No SQLSTATE: IO error, closed connection, timeout.
-                    None => true,
+                    // No SQLSTATE: the connection failed (IO, closed,
+                    // timed out, TLS) -- or the statement itself is wrong:
+                    // a value the driver cannot encode, a column it cannot
+                    // decode. Those fail the same way every time, so they
+                    // are errors, never an outage to wait out.
+                    None => connection_failed(error),
                 },
                 None => false,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_value_the_driver_cannot_encode_is_no_outage() {
+        // A parameter of the wrong type fails in the driver, before the
+        // statement runs.
+        let (client, connection) = tokio_postgres::connect(
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("the test Postgres (scripts/services starts it)");
+        tokio::spawn(connection);
+        let error = client
+            .query("SELECT $1::int8", &[&1i32])
+            .await
+            .map(|_| ())
+            .expect_err("an i32 is no int8");
+        assert!(!StoreError::Db(error).is_unavailable());
+        let refused = tokio_postgres::connect(
+            "postgres://postgres@127.0.0.1:1/none",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .map(|_| ())
+        .expect_err("nothing listens on port 1");
+        assert!(StoreError::Db(refused).is_unavailable());
     }
 }

@@ -436,7 +436,7 @@ fn claim_sql(fair: bool) -> String {
                      FROM candidates c
                  ), admitted AS (
                      SELECT r.id FROM ranked r LEFT JOIN busy b ON b.org = r.org
-                     WHERE r.rank + COALESCE(b.running, 0) <= $4
+                     WHERE r.rank + COALESCE(b.running, 0) <= $4::int
                  ), held_back AS (
                      UPDATE sync_jobs SET requeued_at = now()
                      WHERE id IN (SELECT id FROM candidates EXCEPT SELECT id FROM admitted)

@@ -2,7 +2,7 @@
 //! started through their library entry points, an HTTP client, and waiting
 //! on conditions with deadlines.
 
-mod env;
+pub mod env;
 mod proxy;
 
 use std::future::Future;
@@ -152,7 +152,7 @@ pub async fn start_worker(settings: Settings) -> Running {
 /// client holding the bootstrap key.
 pub struct TestApp {
     /// Kept alive for the test; dropping it stops the API.
-    _api: Running,
+    pub api: Running,
     pub workers: Vec<Running>,
     pub url: String,
     pub key: String,
@@ -189,7 +189,7 @@ impl TestApp {
         tweak(&mut settings);
         let (api, url) = start_api(settings).await;
         TestApp {
-            _api: api,
+            api,
             workers: Vec::new(),
             url,
             key,
