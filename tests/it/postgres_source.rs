@@ -364,3 +364,58 @@ async fn a_sync_stopped_between_batches_resumes_without_counting_twice() {
     // Resumed by another worker; a handback does not count as an attempt.
     assert_eq!(app.attempt(job).await, 1);
 }
+
+#[tokio::test]
+async fn sslmode_is_honoured_and_verify_full_checks_the_certificate() {
+    let app = TestApp::spawn_on(TestEnv::new().await.allowing_loopback(), 1).await;
+    let ssl: String = app
+        .db()
+        .await
+        .query_one("SHOW ssl", &[])
+        .await
+        .map(|row| row.get(0))
+        .expect("SHOW ssl");
+    assert_eq!(
+        ssl, "on",
+        "the test server offers TLS (Debian's default, a self-signed certificate)"
+    );
+    source_sql(
+        &app,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);",
+    )
+    .await;
+    let url = app.env.source_url().await;
+    for (sslmode, in_url) in [
+        ("disable", true),
+        ("prefer", false),
+        ("require", true),
+        ("require", false),
+    ] {
+        let credentials = if in_url {
+            json!({"url": format!("{url}?sslmode={sslmode}")})
+        } else {
+            json!({"url": url, "sslmode": sslmode})
+        };
+        let connection = app
+            .connection_of("postgres", json!({"table": "t"}), credentials, false)
+            .await;
+        let job = app.sync(connection, false).await;
+        assert_eq!(counts(&job), [1, 0, 0, 0], "sslmode={sslmode}: {job}");
+    }
+    // The certificate is self-signed: verify-full refuses it, permanently.
+    let connection = app
+        .connection_of(
+            "postgres",
+            json!({"table": "t"}),
+            json!({"url": format!("{url}?sslmode=verify-full")}),
+            false,
+        )
+        .await;
+    let job = app.sync(connection, false).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error_details"]["kind"], "permanent", "{job}");
+    assert!(
+        job["error"].as_str().is_some_and(|e| e.contains("TLS")),
+        "{job}"
+    );
+}

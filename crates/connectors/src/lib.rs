@@ -85,8 +85,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_entity_bytes: 16 << 20,
-            max_batch_bytes: 64 << 20,
+            max_entity_bytes: 2 << 20,
+            max_batch_bytes: 128 << 20,
             max_response_bytes: 32 << 20,
             max_pages: 100_000,
             postgres_connect_timeout: Duration::from_secs(10),

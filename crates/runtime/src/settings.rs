@@ -78,8 +78,8 @@ impl Default for ConnectorsSettings {
             local_files: LocalFilesSettings::default(),
             allow_cidrs: Vec::new(),
             allow_hosts: Vec::new(),
-            max_entity_bytes: 16 << 20,
-            max_batch_bytes: 64 << 20,
+            max_entity_bytes: 2 << 20,
+            max_batch_bytes: 128 << 20,
             max_response_bytes: 32 << 20,
             max_pages: 100_000,
             postgres_connect_timeout_seconds: 10,
@@ -416,6 +416,33 @@ mod tests {
         );
         with_file("[worker]\nconcurrency = \"many\"\n", |settings| {
             assert!(settings.is_err());
+        });
+    }
+
+    #[test]
+    fn list_settings_take_comma_separated_text_or_arrays_and_empty_means_none() {
+        with_file(
+            "[connectors]\nallow_cidrs = \"10.20.0.0/16, 127.0.0.1/32\"\nallow_hosts = \"\"\n\
+             [connectors.local_files]\nroots = [\"/srv/a\", \"/srv/b\"]\n\
+             [security]\nprevious_keys = \"aa,bb\"\n",
+            |settings| {
+                let settings = settings.expect("valid settings");
+                assert_eq!(
+                    settings.connectors.allow_cidrs,
+                    ["10.20.0.0/16", "127.0.0.1/32"]
+                );
+                assert!(settings.connectors.allow_hosts.is_empty());
+                assert_eq!(settings.connectors.local_files.roots, ["/srv/a", "/srv/b"]);
+                assert_eq!(settings.security.previous_keys.len(), 2);
+                assert_eq!(settings.worker.max_job_seconds, 86_400);
+                assert_eq!(settings.limits.max_running_jobs_per_org, None);
+                // Debug shows no password.
+                assert!(!format!("{settings:?}").contains("guest:guest"));
+            },
+        );
+        with_file("[retry]\nmax_delay_ms = 5000000000\n", |settings| {
+            let error = settings.err().map(|e| format!("{e:#}")).unwrap_or_default();
+            assert!(error.contains("retry.max_delay_ms"), "{error}");
         });
     }
 

@@ -117,6 +117,15 @@ fn quote(identifier: &str) -> String {
 /// How a database error bears on the job.
 pub(crate) fn classify(error: tokio_postgres::Error, doing: &str) -> SourceError {
     let Some(db) = error.as_db_error() else {
+        // A certificate that does not verify, or a server that will not
+        // speak TLS when it must: retrying cannot help.
+        let text = error.to_string();
+        if text.contains("TLS") || text.contains("does not support TLS") {
+            let cause = std::error::Error::source(&error)
+                .map(|cause| format!(": {cause}"))
+                .unwrap_or_default();
+            return SourceError::Permanent(format!("{doing}: TLS failed{cause}"));
+        }
         // IO, refused connection, closed connection: try again later.
         return SourceError::Transient {
             message: format!("{doing}: {error}"),
