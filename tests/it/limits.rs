@@ -219,3 +219,78 @@ async fn a_postgres_source_statement_is_bounded_by_statement_timeout() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_postgres_source_that_never_answers_times_out() {
+    let mut app = TestApp::with_api(TestEnv::new().await.allowing_loopback(), |_| {}).await;
+    app.add_worker(|settings| settings.connectors.postgres_connect_timeout_seconds = 1)
+        .await;
+    // Accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a listener");
+    let port = silent.local_addr().expect("its address").port();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let connection = app
+        .connection_of(
+            "postgres",
+            json!({"table": "t"}),
+            json!({"url": format!("postgres://postgres@127.0.0.1:{port}/db?sslmode=disable")}),
+            false,
+        )
+        .await;
+    let job = app.sync(connection, false).await;
+    held.abort();
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("CONNECT_TIMEOUT")),
+        "{job}"
+    );
+    let took = job["duration_seconds"].as_f64().unwrap_or(f64::MAX);
+    assert!(took < 5.0, "{job}");
+}
+
+#[tokio::test]
+async fn a_postgres_batch_ends_at_the_batch_byte_budget() {
+    let mut app = TestApp::with_api(TestEnv::new().await.allowing_loopback(), |_| {}).await;
+    app.add_worker(|settings| {
+        settings.connectors.max_entity_bytes = 2048;
+        settings.connectors.max_batch_bytes = 8192;
+    })
+    .await;
+    // 200 rows of about 1 KiB, 5 ms each: one batch of 1,000 rows would
+    // commit all of them at the end; batches of 8 KiB commit as they go.
+    app.env
+        .source_db()
+        .await
+        .batch_execute(
+            "CREATE TABLE wide_base (id int PRIMARY KEY, body text NOT NULL);
+             INSERT INTO wide_base SELECT i, repeat('x', 1000) FROM generate_series(1, 200) i;
+             CREATE FUNCTION wide_pause(int) RETURNS int LANGUAGE plpgsql AS
+                 $$ BEGIN PERFORM pg_sleep(0.005); RETURN $1; END $$;
+             CREATE VIEW wide AS SELECT id, body, wide_pause(id) AS pause FROM wide_base ORDER BY id;",
+        )
+        .await
+        .expect("source view");
+    let connection = app
+        .connection_of(
+            "postgres",
+            json!({"table": "wide", "batch_size": 1000}),
+            json!({"url": app.env.source_url().await}),
+            false,
+        )
+        .await;
+    let job = app.run(connection, false).await;
+    let running = app.running_with_data(connection, job).await;
+    let inserted = running["entities_inserted"].as_i64().unwrap_or(-1);
+    assert!((1..=16).contains(&inserted), "{running}");
+    let done = app.finished_job(connection, job).await;
+    assert_eq!(counts(&done), [200, 0, 0, 0], "{done}");
+}

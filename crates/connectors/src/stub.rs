@@ -202,6 +202,27 @@ mod tests {
         assert!(drain(&mut source).await.unwrap_or_default().is_empty());
     }
 
+    #[tokio::test]
+    async fn batches_stay_within_the_batch_byte_budget() {
+        let start = SyncStart {
+            limits: crate::Limits {
+                max_batch_bytes: 10_000,
+                ..crate::Limits::default()
+            },
+            ..SyncStart::default()
+        };
+        let config = StubConfig {
+            entity_count: 100,
+            payload_bytes: 900,
+            ..StubConfig::default()
+        };
+        let mut source = StubSource::new(&config, &start).expect("a stub source");
+        let batches = drain(&mut source).await.expect("batches");
+        // 10,000 bytes hold ten entities of 900 bytes and their metadata.
+        let sizes: Vec<usize> = batches.iter().map(|b| b.entities.len()).collect();
+        assert_eq!(sizes, [10; 10]);
+    }
+
     #[test]
     fn content_depends_only_on_seed_index_and_size() {
         let a = StubConfig {

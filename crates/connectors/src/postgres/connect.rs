@@ -216,7 +216,24 @@ pub async fn connect(
         if let Some(password) = given.get_password() {
             config.password(password);
         }
-        match open(config, target.sslmode).await {
+        // The whole handshake, not only the TCP connect: a server that
+        // accepts and then says nothing must not hold the job.
+        let opened = tokio::time::timeout(
+            limits.postgres_connect_timeout,
+            open(config, target.sslmode),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(SourceError::Transient {
+                message: format!(
+                    "connecting to the source database: no answer within {} s \
+                         (SYNCWAY_CONNECTORS__POSTGRES_CONNECT_TIMEOUT_SECONDS)",
+                    limits.postgres_connect_timeout.as_secs()
+                ),
+                retry_after: None,
+            })
+        });
+        match opened {
             Ok((client, task)) => {
                 let timeout = limits.postgres_statement_timeout.as_millis();
                 client
