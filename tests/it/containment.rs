@@ -7,7 +7,7 @@ use uuid::Uuid;
 use wiremock::matchers::{header, header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::harness::{TestApp, TestEnv, counts, id_of};
+use crate::harness::{TestApp, TestEnv, counts};
 
 /// The `loc` of a 422's first error, joined with dots.
 fn loc(body: &Value) -> String {
@@ -34,17 +34,30 @@ fn message(body: &Value) -> String {
         .to_owned()
 }
 
+/// Asks for a connection that must be refused; returns the 422's `loc`
+/// (dotted) and message.
+async fn refused(
+    app: &TestApp,
+    short_name: &str,
+    config: Value,
+    credentials: impl Into<Option<Value>>,
+) -> (String, String) {
+    let shown = config.to_string();
+    let (status, body) = app
+        .try_connection(short_name, config, credentials, false)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{shown}: {body}");
+    (loc(&body), message(&body))
+}
+
 #[tokio::test]
 async fn reading_the_workers_environment_through_proc_is_refused() {
     // local_files is disabled unless the operator lists roots.
     let app = TestApp::spawn_with(0).await;
     let config = json!({"path": "/proc/self", "glob": "environ"});
-    let (status, body) = app
-        .try_connection("local_files", config.clone(), None, false)
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(loc(&body), "body.config.path");
-    assert!(message(&body).contains("disabled"), "{body}");
+    let (at, msg) = refused(&app, "local_files", config.clone(), None).await;
+    assert_eq!(at, "body.config.path");
+    assert!(msg.contains("disabled"), "{msg}");
 
     // With roots, /proc is still never readable, nor anything outside them.
     let env = TestEnv::new().await.allowing_temp_files();
@@ -55,11 +68,8 @@ async fn reading_the_workers_environment_through_proc_is_refused() {
         "/etc".to_owned(),
         outside.display().to_string(),
     ] {
-        let (status, body) = app
-            .try_connection("local_files", json!({"path": path}), None, false)
-            .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
-        assert_eq!(loc(&body), "body.config.path", "{path}");
+        let (at, _) = refused(&app, "local_files", json!({"path": path}), None).await;
+        assert_eq!(at, "body.config.path", "{path}");
     }
     // Nor by PATCH of a connection that was allowed.
     let dir = tempdir();
@@ -197,41 +207,27 @@ async fn postgres_cannot_reach_internal_addresses_by_default() {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let (status, body) = app
-            .try_connection(
-                "postgres",
-                json!({"table": "t"}),
-                json!({"host": unbracketed, "port": 5432, "user": "postgres", "database": "postgres"}),
-                false,
-            )
-            .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{host}: {body}");
-        assert_eq!(loc(&body), "body.authentication.credentials.host", "{host}");
-        assert!(message(&body).contains("ALLOW_CIDRS"), "{host}: {body}");
-        let (status, body) = app
-            .try_connection(
-                "postgres",
-                json!({"table": "t"}),
-                json!({"url": format!("postgres://postgres@{host}:5432/postgres")}),
-                false,
-            )
-            .await;
+        let (at, msg) = refused(
+            &app,
+            "postgres",
+            json!({"table": "t"}),
+            json!({"host": unbracketed, "port": 5432, "user": "postgres", "database": "postgres"}),
+        )
+        .await;
+        assert_eq!(at, "body.authentication.credentials.host", "{host}");
+        assert!(msg.contains("ALLOW_CIDRS"), "{host}: {msg}");
+        // A bare IPv6 address is no URL host; bracketed, it is.
         if !host.contains(':') || host.starts_with('[') {
-            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{host}: {body}");
-            assert_eq!(loc(&body), "body.authentication.credentials.url", "{host}");
+            let url = format!("postgres://postgres@{host}:5432/postgres");
+            let (at, _) =
+                refused(&app, "postgres", json!({"table": "t"}), json!({"url": url})).await;
+            assert_eq!(at, "body.authentication.credentials.url", "{host}");
         }
     }
     // A Unix socket is no way around it.
-    let (status, body) = app
-        .try_connection(
-            "postgres",
-            json!({"table": "t"}),
-            json!({"url": "postgres://postgres@%2Fvar%2Frun%2Fpostgresql/postgres"}),
-            false,
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(message(&body).contains("Unix"), "{body}");
+    let socket = json!({"url": "postgres://postgres@%2Fvar%2Frun%2Fpostgresql/postgres"});
+    let (_, msg) = refused(&app, "postgres", json!({"table": "t"}), socket).await;
+    assert!(msg.contains("Unix"), "{msg}");
 }
 
 #[tokio::test]
@@ -272,16 +268,14 @@ async fn a_denied_source_fails_the_run_the_same_whether_anything_listens_or_not(
 async fn syncways_own_database_is_never_a_source_even_on_an_allowed_address() {
     let app = TestApp::spawn_on(TestEnv::new().await.allowing_loopback(), 1).await;
     let own = app.env.database_url();
-    let (status, body) = app
-        .try_connection(
-            "postgres",
-            json!({"table": "sync_jobs"}),
-            json!({"url": own}),
-            false,
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(message(&body).contains("own database"), "{body}");
+    let (_, msg) = refused(
+        &app,
+        "postgres",
+        json!({"table": "sync_jobs"}),
+        json!({"url": own}),
+    )
+    .await;
+    assert!(msg.contains("own database"), "{msg}");
     // Another database on the same server may be.
     let source = app.env.source_url().await;
     app.env
@@ -335,16 +329,14 @@ async fn http_json_cannot_reach_internal_addresses_by_default() {
         } else {
             host
         };
-        let (status, body) = app
-            .try_connection(
-                "http_json",
-                json!({"url": format!("http://{host}:15672/api/overview")}),
-                None,
-                false,
-            )
-            .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{host}: {body}");
-        assert_eq!(loc(&body), "body.config.url", "{host}");
+        let (at, _) = refused(
+            &app,
+            "http_json",
+            json!({"url": format!("http://{host}:15672/api/overview")}),
+            None,
+        )
+        .await;
+        assert_eq!(at, "body.config.url", "{host}");
     }
     for (config, field) in [
         (
@@ -364,23 +356,13 @@ async fn http_json_cannot_reach_internal_addresses_by_default() {
             "body.config.api_key_header",
         ),
     ] {
-        let (status, body) = app
-            .try_connection("http_json", config.clone(), None, false)
-            .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{config}: {body}");
-        assert_eq!(loc(&body), field, "{config}");
+        let (at, _) = refused(&app, "http_json", config.clone(), None).await;
+        assert_eq!(at, field, "{config}");
     }
     // Credentials over plain http to a host not allowed as internal.
-    let (status, body) = app
-        .try_connection(
-            "http_json",
-            json!({"url": "http://api.example/items"}),
-            json!({"api_key": "k"}),
-            false,
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(message(&body).contains("plain http"), "{body}");
+    let plain = json!({"url": "http://api.example/items"});
+    let (_, msg) = refused(&app, "http_json", plain, json!({"api_key": "k"})).await;
+    assert!(msg.contains("plain http"), "{msg}");
 }
 
 #[tokio::test]
@@ -489,14 +471,13 @@ async fn an_allowed_host_name_opens_exactly_that_name() {
         .await;
     assert_eq!(counts(&app.sync(connection, false).await), [1, 0, 0, 0]);
     // The same server by address is still denied.
-    let (status, body) = app
-        .try_connection(
-            "http_json",
-            json!({"url": format!("{}/items", api.uri())}),
-            None,
-            false,
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    let _ = id_of;
+    let (at, msg) = refused(
+        &app,
+        "http_json",
+        json!({"url": format!("{}/items", api.uri())}),
+        None,
+    )
+    .await;
+    assert_eq!(at, "body.config.url");
+    assert!(msg.contains("127.0.0.1"), "{msg}");
 }

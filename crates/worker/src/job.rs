@@ -281,7 +281,7 @@ impl PreparedBatch {
                 fail(&mut failed, shown, reason.into());
                 continue;
             }
-            let Ok(write) = EntityWrite::new(entity.id.clone(), &entity.payload) else {
+            let Ok((payload, content_hash)) = syncway_model::canonical_json(&entity.payload) else {
                 // Not representable as JSON: counted as failed, like any
                 // entity the source could not produce.
                 fail(
@@ -290,6 +290,11 @@ impl PreparedBatch {
                     "the payload is not representable as JSON".into(),
                 );
                 continue;
+            };
+            let write = EntityWrite {
+                entity_id: entity.id,
+                content_hash,
+                payload,
             };
             if write.payload.len() as u64 > max_entity_bytes {
                 let reason = format!(
