@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `syncway-worker`, as a binary of the test package: the fault tests run it
 //! as a child process to kill it with SIGKILL mid-sync.
 

@@ -78,7 +78,7 @@ async fn header_name_is_case_insensitive_and_revoked_keys_are_refused() {
     let other_key = "sw_test_to_revoke";
     syncway_store::api_keys::ensure_organization_with_key(&db, "default", other_key)
         .await
-        .unwrap_or_else(|error| panic!("{error}"));
+        .unwrap();
     let (status, _) = app
         .call_with_key("GET", "/source-connections", None, Some(other_key))
         .await;
@@ -100,7 +100,7 @@ async fn header_name_is_case_insensitive_and_revoked_keys_are_refused() {
         &[&syncway_store::api_keys::digest(other_key)],
     )
     .await
-    .unwrap_or_else(|error| panic!("{error}"));
+    .unwrap();
     // The run route checks the key in its own statement: same answers.
     let run = format!("/source-connections/{}/run", uuid::Uuid::new_v4());
     for (method, path) in [("GET", "/source-connections"), ("POST", run.as_str())] {
@@ -144,7 +144,7 @@ async fn run_answers_404_for_unknown_and_foreign_connections_and_409_when_busy()
     let db = app.db().await;
     syncway_store::api_keys::ensure_organization_with_key(&db, "other", "sw_other_org")
         .await
-        .unwrap_or_else(|error| panic!("{error}"));
+        .unwrap();
     for (method, path) in [
         ("POST", format!("/source-connections/{connection}/run")),
         ("GET", format!("/source-connections/{connection}")),

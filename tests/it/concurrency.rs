@@ -55,7 +55,7 @@ async fn one_trigger_batch_answers_every_request_on_its_own() {
         &[&reauth],
     )
     .await
-    .unwrap_or_else(|error| panic!("{error}"));
+    .unwrap();
     let request = |key: &str, connection: Uuid| TriggerRequest {
         key_digest: digest(key),
         source_connection_id: connection,
@@ -70,9 +70,7 @@ async fn one_trigger_batch_answers_every_request_on_its_own() {
         // The same connection again in the same batch: the first wins.
         request(&app.key, free),
     ];
-    let answers = trigger_many(&db, &requests)
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
+    let answers = trigger_many(&db, &requests).await.unwrap();
     let kinds: Vec<String> = answers
         .iter()
         .map(|answer| match answer {
@@ -112,7 +110,7 @@ async fn one_trigger_batch_answers_every_request_on_its_own() {
                 row.get::<_, i64>(2),
             )
         })
-        .unwrap_or_else(|error| panic!("{error}"));
+        .unwrap();
     assert_eq!(counts.0, 1);
     assert_eq!(
         counts.1, 2,
@@ -129,17 +127,14 @@ async fn pooled_connections_refresh_their_statement_plans() {
     let env = TestEnv::new().await;
     let pool = syncway_store::open(&env.database_url(), 1, false)
         .await
-        .unwrap_or_else(|error| panic!("{error}"));
+        .unwrap();
     let mut emptied = Vec::new();
     for get in 1..=40 {
-        let client = pool.get().await.unwrap_or_else(|error| panic!("{error}"));
+        let client = pool.get().await.unwrap();
         if client.statement_cache.size() == 0 {
             emptied.push(get);
         }
-        client
-            .prepare_cached("SELECT 1")
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
+        client.prepare_cached("SELECT 1").await.unwrap();
     }
     // The first get makes the connection; the next 16 reuse it.
     assert_eq!(emptied, [1, 18, 34]);
@@ -154,10 +149,8 @@ async fn sessions_use_generic_plans_and_keep_the_urls_options() {
         "{}?options=-c%20statement_timeout%3D12345",
         env.database_url()
     );
-    let pool = syncway_store::open(&url, 1, false)
-        .await
-        .unwrap_or_else(|error| panic!("{error}"));
-    let client = pool.get().await.unwrap_or_else(|error| panic!("{error}"));
+    let pool = syncway_store::open(&url, 1, false).await.unwrap();
+    let client = pool.get().await.unwrap();
     let row = client
         .query_one(
             "SELECT current_setting('plan_cache_mode'), current_setting('jit'), \
@@ -165,7 +158,7 @@ async fn sessions_use_generic_plans_and_keep_the_urls_options() {
             &[],
         )
         .await
-        .unwrap_or_else(|error| panic!("{error}"));
+        .unwrap();
     assert_eq!(
         (
             row.get::<_, String>(0),

@@ -298,10 +298,8 @@ async fn syncways_own_database_is_never_a_source_even_on_an_allowed_address() {
     // sealed by hand) are refused by the worker when it connects.
     let cipher = syncway_runtime::CredentialCipher::from_settings(&app.env.settings().security)
         .expect("the test cipher");
-    let sealed = cipher.seal(
-        connection,
-        &json!({"url": own.replace("127.0.0.1", "localhost")}),
-    );
+    let swapped = json!({"url": own.replace("127.0.0.1", "localhost")});
+    let sealed = cipher.seal(connection, &swapped).unwrap();
     app.db()
         .await
         .execute(

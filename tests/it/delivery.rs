@@ -29,11 +29,11 @@ async fn a_message_delivered_twice_runs_once() {
 
     let broker = app.env.broker().await;
     let copy = JobMessage::new(job, connection).encode();
-    let publisher = broker.publisher().await.unwrap_or_else(|e| panic!("{e}"));
+    let publisher = broker.publisher().await.unwrap();
     publisher
         .publish_jobs(&[copy.as_slice(), copy.as_slice()])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     broker.close().await;
 
     let done = app.finished_job(connection, job).await;
@@ -70,11 +70,8 @@ async fn the_same_message_delivered_to_two_workers_at_once_runs_once() {
     // confirm would make.
     let broker = app.env.broker().await;
     let copy = JobMessage::new(job, connection).encode();
-    let publisher = broker.publisher().await.unwrap_or_else(|e| panic!("{e}"));
-    publisher
-        .publish_jobs(&[copy.as_slice()])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let publisher = broker.publisher().await.unwrap();
+    publisher.publish_jobs(&[copy.as_slice()]).await.unwrap();
     broker.close().await;
 
     // Two workers start together, each taking one message at a time.
@@ -153,7 +150,7 @@ async fn a_message_for_a_deleted_connection_is_dropped_cleanly() {
 async fn unreadable_messages_and_unknown_jobs_are_dead_lettered_and_the_worker_goes_on() {
     let app = TestApp::spawn().await;
     let broker = app.env.broker().await;
-    let publisher = broker.publisher().await.unwrap_or_else(|e| panic!("{e}"));
+    let publisher = broker.publisher().await.unwrap();
     let future_version = format!(
         r#"{{"v":99,"job_id":"{}","source_connection_id":"{}"}}"#,
         uuid::Uuid::new_v4(),
@@ -169,7 +166,7 @@ async fn unreadable_messages_and_unknown_jobs_are_dead_lettered_and_the_worker_g
             no_job.as_slice(),
         ])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     broker.close().await;
 
     let dead = format!("{}.sync_jobs.dead", app.env.namespace);
@@ -219,11 +216,7 @@ async fn one_claim_batch_answers_every_delivery_on_its_own() {
     let db = app.db().await;
     let claim = |ids: Vec<Uuid>, owner: &'static str| {
         let db = &db;
-        async move {
-            claim_many(db, &ids, owner, 30.0)
-                .await
-                .unwrap_or_else(|error| panic!("{error}"))
-        }
+        async move { claim_many(db, &ids, owner, 30.0).await.unwrap() }
     };
     let first = claim(vec![held], "other-worker").await;
     assert!(matches!(first[..], [Claim::Claimed(_)]), "{first:?}");
@@ -277,15 +270,9 @@ async fn a_message_redelivered_past_the_delivery_limit_is_dead_lettered() {
     let env = TestEnv::new().await;
     let broker = env.broker().await;
     let message = JobMessage::new(uuid::Uuid::new_v4(), uuid::Uuid::new_v4()).encode();
-    let publisher = broker.publisher().await.unwrap_or_else(|e| panic!("{e}"));
-    publisher
-        .publish_jobs(&[message.as_slice()])
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut consumer = broker
-        .consume(1, "crash-loop")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let publisher = broker.publisher().await.unwrap();
+    publisher.publish_jobs(&[message.as_slice()]).await.unwrap();
+    let mut consumer = broker.consume(1, "crash-loop").await.unwrap();
     let mut deliveries = 0;
     loop {
         let next = tokio::time::timeout(std::time::Duration::from_secs(2), consumer.next()).await;
@@ -297,7 +284,7 @@ async fn a_message_redelivered_past_the_delivery_limit_is_dead_lettered() {
             deliveries <= 2 * syncway_queue::DELIVERY_LIMIT,
             "never dead-lettered"
         );
-        delivery.requeue().await.unwrap_or_else(|e| panic!("{e}"));
+        delivery.requeue().await.unwrap();
     }
     consumer.close().await;
     let dead = broker.topology().dead_queue();

@@ -153,7 +153,7 @@ impl WorkerProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|error| panic!("starting the worker process: {error}"));
+            .expect("starting the worker process");
         WorkerProcess(child)
     }
 

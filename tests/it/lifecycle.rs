@@ -85,10 +85,7 @@ async fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
     app.job_where(connection, job, "running", |job| job["status"] == "running")
         .await;
     let worker = app.workers.remove(0);
-    worker
-        .shutdown()
-        .await
-        .unwrap_or_else(|error| panic!("{error:#}"));
+    worker.shutdown().await.unwrap();
     // When the worker has returned, the job is complete, not abandoned.
     let done = app.job(connection, job).await;
     assert_eq!(done["status"], "completed", "{done}");
@@ -119,4 +116,38 @@ async fn sigterm_past_the_grace_period_hands_the_job_to_another_worker() {
     // Taken over, but a handback is not a failed attempt: it does not count
     // against the retry limit.
     assert_eq!(app.attempt(job).await, 1);
+}
+
+#[tokio::test]
+async fn the_test_databases_reject_every_illegal_status_change() {
+    // The harness's guard (invariant 6, checked in every test): here it is
+    // shown to bite.
+    let app = TestApp::spawn().await;
+    let connection = app.stub_connection(json!({"entity_count": 1}), false).await;
+    let job = app.sync(connection, false).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let job_id = crate::harness::id_of(&job);
+    let db = app.db().await;
+    for (to, legal) in [
+        ("running", false),
+        ("pending", false),
+        ("cancelling", false),
+    ] {
+        let changed = db
+            .execute(
+                "UPDATE sync_jobs SET status = $2 WHERE id = $1",
+                &[&job_id, &to],
+            )
+            .await;
+        assert_eq!(changed.is_ok(), legal, "completed -> {to}: {changed:?}");
+        let error = changed.err().map(|e| format!("{e:?}")).unwrap_or_default();
+        assert!(error.contains("illegal job status transition"), "{error}");
+    }
+    let inserted = db
+        .execute(
+            "INSERT INTO sync_jobs (id, source_connection_id, status) VALUES ($1, $2, 'running')",
+            &[&uuid::Uuid::now_v7(), &connection],
+        )
+        .await;
+    assert!(inserted.is_err(), "a job inserted as running");
 }

@@ -15,7 +15,7 @@ struct Tree(PathBuf);
 impl Tree {
     fn new() -> Self {
         let path = std::env::temp_dir().join(format!("syncway-test-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&path).unwrap_or_else(|error| panic!("{error}"));
+        std::fs::create_dir_all(&path).unwrap();
         Tree(path)
     }
 
@@ -23,15 +23,11 @@ impl Tree {
     fn write(&self, relative: &str, content: &[u8], age: Duration) {
         let path = self.0.join(relative);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap_or_else(|error| panic!("{error}"));
+            std::fs::create_dir_all(parent).unwrap();
         }
-        std::fs::write(&path, content).unwrap_or_else(|error| panic!("{error}"));
-        let file = std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap_or_else(|error| panic!("{error}"));
-        file.set_modified(SystemTime::now() - age)
-            .unwrap_or_else(|error| panic!("{error}"));
+        std::fs::write(&path, content).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
     }
 
     fn path(&self) -> &Path {
@@ -113,7 +109,7 @@ async fn files_sync_fully_then_incrementally_by_modification_time() {
     // One file changed, one added, one deleted.
     tree.write("b.md", b"beta, edited", Duration::ZERO);
     tree.write("d.md", b"delta", Duration::ZERO);
-    std::fs::remove_file(tree.path().join("a.md")).unwrap_or_else(|error| panic!("{error}"));
+    std::fs::remove_file(tree.path().join("a.md")).unwrap();
     let job = app.sync(connection, false).await;
     assert_eq!(counts(&job), [1, 1, 0, 0], "{job}");
     // The deletion needs a full sync.

@@ -7,7 +7,9 @@
 mod harness;
 
 mod api_errors;
+mod commit_statement;
 mod concurrency;
+mod connections;
 mod containment;
 mod delivery;
 mod faults;
@@ -18,5 +20,6 @@ mod local_files_source;
 mod outage;
 mod postgres_source;
 mod secrets;
-mod sync;
+mod sync_semantics;
 mod tenancy;
+mod trigger_path;

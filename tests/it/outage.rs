@@ -37,7 +37,7 @@ async fn a_trigger_accepted_while_the_broker_is_unreachable_runs_once_it_is_back
     assert_eq!(app.job(connection, job).await["status"], "pending");
 
     // The broker becomes reachable there.
-    let broker = "127.0.0.1:5672".parse().unwrap_or_else(|e| panic!("{e}"));
+    let broker = "127.0.0.1:5672".parse().unwrap();
     let proxy = TcpProxy::start(address, broker).await;
     let done = app.finished_job(connection, job).await;
     assert_eq!(done["status"], "completed");
@@ -111,7 +111,7 @@ async fn a_broker_outage_mid_stream_loses_no_trigger_and_runs_every_job_once() {
     // The API's relay and the worker reach RabbitMQ through a proxy that
     // this test cuts and restores; other tests are not affected.
     let address = TcpProxy::free_address().await;
-    let rabbit: SocketAddr = "127.0.0.1:5672".parse().unwrap_or_else(|e| panic!("{e}"));
+    let rabbit: SocketAddr = "127.0.0.1:5672".parse().unwrap();
     let proxy = TcpProxy::start(address, rabbit).await;
     let url = format!("amqp://guest:guest@{address}/%2f");
     let mut app = TestApp::with_api(env, |settings| settings.amqp.url = url.clone()).await;
@@ -158,7 +158,7 @@ async fn a_broker_outage_mid_stream_loses_no_trigger_and_runs_every_job_once() {
 async fn a_postgres_outage_answers_503_then_recovers_with_no_job_lost() {
     let env = TestEnv::new().await;
     let address = TcpProxy::free_address().await;
-    let postgres: SocketAddr = "127.0.0.1:5432".parse().unwrap_or_else(|e| panic!("{e}"));
+    let postgres: SocketAddr = "127.0.0.1:5432".parse().unwrap();
     let proxy = TcpProxy::start(address, postgres).await;
     let url = format!("postgres://postgres@{address}/{}", env.database);
     let mut app = TestApp::with_api(env, |settings| settings.database.url = url.clone()).await;

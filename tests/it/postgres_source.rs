@@ -55,7 +55,7 @@ async fn source_max_cursor(app: &TestApp) -> Value {
         .query_one("SELECT max(updated_at)::text FROM src_items", &[])
         .await
         .map(|row| Value::from(row.get::<_, Option<String>>(0)))
-        .unwrap_or_else(|error| panic!("{error}"))
+        .unwrap()
 }
 
 #[tokio::test]

@@ -113,13 +113,17 @@ async fn a_rotated_key_opens_old_credentials_and_seals_them_again() {
     set_sealed(
         &app,
         current,
-        &cipher("11").seal(current, &json!({"api_key": "the-key"})),
+        &cipher("11")
+            .seal(current, &json!({"api_key": "the-key"}))
+            .unwrap(),
     )
     .await;
     set_sealed(
         &app,
         first_format,
-        &cipher("11").seal_first_format(&json!({"api_key": "the-key"})),
+        &cipher("11")
+            .seal_first_format(&json!({"api_key": "the-key"}))
+            .unwrap(),
     )
     .await;
     for connection in [current, first_format] {
@@ -137,7 +141,9 @@ async fn a_rotated_key_opens_old_credentials_and_seals_them_again() {
     set_sealed(
         &app,
         current,
-        &cipher("11").seal(current, &json!({"api_key": "the-key"})),
+        &cipher("11")
+            .seal(current, &json!({"api_key": "the-key"}))
+            .unwrap(),
     )
     .await;
     let (status, body) = app

@@ -195,10 +195,10 @@ mod tests {
             ("NO", false),
             ("off", false),
         ] {
-            let query = QueryParams::parse(Some(&format!("b={raw}"))).unwrap_or_default();
+            let query = QueryParams::parse(Some(&format!("b={raw}"))).unwrap();
             assert_eq!(query.bool("b", !expected).ok(), Some(expected), "{raw}");
         }
-        let query = QueryParams::parse(Some("b=maybe")).unwrap_or_default();
+        let query = QueryParams::parse(Some("b=maybe")).unwrap();
         assert!(matches!(
             query.bool("b", false),
             Err(ApiError::Validation(_))
@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn integers_are_bounded() {
-        let query = QueryParams::parse(Some("a=0&b=1001&c=x&d=50")).unwrap_or_default();
+        let query = QueryParams::parse(Some("a=0&b=1001&c=x&d=50")).unwrap();
         assert!(query.int("a", 1, 1, 1000).is_err());
         assert!(query.int("b", 1, 1, 1000).is_err());
         assert!(query.int("c", 1, 1, 1000).is_err());

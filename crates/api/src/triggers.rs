@@ -1,9 +1,9 @@
 //! Triggers are batched: concurrent run requests share one statement (see
-//! [`syncway_runtime::batcher`]) that authenticates each, inserts each job
+//! [`syncway_store::batcher`]) that authenticates each, inserts each job
 //! with its outbox row, and answers each on its own.
 
-use syncway_runtime::{Batcher, spawn_on_pool};
 use syncway_store::jobs::{self, TriggerRequest, Triggered};
+use syncway_store::{Batcher, spawn_on_pool};
 use syncway_store::{Pool, StoreError};
 
 pub type TriggerResult = Result<Triggered, StoreError>;

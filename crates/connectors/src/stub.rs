@@ -165,9 +165,8 @@ mod tests {
 
     #[tokio::test]
     async fn full_sync_emits_every_entity_in_order_with_a_covering_cursor() {
-        let mut source =
-            StubSource::new(&config(2500), &SyncStart::default()).unwrap_or_else(|e| panic!("{e}"));
-        let batches = drain(&mut source).await.unwrap_or_default();
+        let mut source = StubSource::new(&config(2500), &SyncStart::default()).unwrap();
+        let batches = drain(&mut source).await.unwrap();
         let ids: Vec<String> = batches
             .iter()
             .flat_map(|b| b.entities.iter().map(|e| e.id.clone()))
@@ -187,8 +186,8 @@ mod tests {
             cursor: Some(json!(97)),
             ..SyncStart::default()
         };
-        let mut source = StubSource::new(&config(100), &start).unwrap_or_else(|e| panic!("{e}"));
-        let batches = drain(&mut source).await.unwrap_or_default();
+        let mut source = StubSource::new(&config(100), &start).unwrap();
+        let batches = drain(&mut source).await.unwrap();
         let ids: Vec<&str> = batches
             .iter()
             .flat_map(|b| b.entities.iter().map(|e| e.id.as_str()))
@@ -198,7 +197,7 @@ mod tests {
             cursor: Some(json!(99)),
             ..SyncStart::default()
         };
-        let mut source = StubSource::new(&config(100), &start).unwrap_or_else(|e| panic!("{e}"));
+        let mut source = StubSource::new(&config(100), &start).unwrap();
         assert!(drain(&mut source).await.unwrap_or_default().is_empty());
     }
 
@@ -248,8 +247,7 @@ mod tests {
             fail_after: Some(1200),
             ..StubConfig::default()
         };
-        let mut source =
-            StubSource::new(&failing, &SyncStart::default()).unwrap_or_else(|e| panic!("{e}"));
+        let mut source = StubSource::new(&failing, &SyncStart::default()).unwrap();
         let mut emitted = 0;
         let error = loop {
             match source.next_batch().await {
@@ -266,8 +264,7 @@ mod tests {
             fail_after: Some(0),
             ..failing
         };
-        let mut source =
-            StubSource::new(&credentials, &SyncStart::default()).unwrap_or_else(|e| panic!("{e}"));
+        let mut source = StubSource::new(&credentials, &SyncStart::default()).unwrap();
         assert!(matches!(
             source.next_batch().await,
             Err(SourceError::Credentials {
@@ -284,8 +281,7 @@ mod tests {
             fail_after: Some(10),
             ..StubConfig::default()
         };
-        let mut source =
-            StubSource::new(&failing, &SyncStart::default()).unwrap_or_else(|e| panic!("{e}"));
+        let mut source = StubSource::new(&failing, &SyncStart::default()).unwrap();
         assert_eq!(drain(&mut source).await.map(|b| b.len()), Ok(1));
     }
 }

@@ -195,7 +195,7 @@ mod tests {
 
     fn policy(cidrs: &[&str], hosts: &[&str]) -> Policy {
         let list = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        Policy::new(&list(cidrs), &list(hosts), &[]).unwrap_or_else(|e| panic!("{e}"))
+        Policy::new(&list(cidrs), &list(hosts), &[]).unwrap()
     }
 
     fn ip(text: &str) -> IpAddr {

@@ -159,7 +159,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_allowed_cidr_lets_a_literal_through_at_exactly_that_address() {
-        let policy = Policy::new(&["127.0.0.1/32".into()], &[], &[]).unwrap_or_default();
+        let policy = Policy::new(&["127.0.0.1/32".into()], &[], &[]).unwrap();
         let resolved = policy.resolve("[::ffff:127.0.0.1]", 80).await;
         assert_eq!(
             resolved.map(|r| (r.addresses, r.allowance)),

@@ -60,16 +60,28 @@ impl JobStatus {
 
     /// The legal transitions of the status machine (CONTRACT.md §1):
     /// `pending -> running | cancelled | failed`,
-    /// `running -> completed | failed | cancelling`,
+    /// `running -> completed | failed | cancelling | cancelled`,
     /// `cancelling -> cancelled | completed | failed`.
+    /// (`running -> cancelled` only for a running job no worker holds, one
+    /// waiting out a retry or handed back, which a cancel ends at once.)
     pub fn can_transition_to(self, next: JobStatus) -> bool {
         use JobStatus::*;
         matches!(
             (self, next),
             (Pending, Running | Cancelled | Failed)
-                | (Running, Completed | Failed | Cancelling)
+                | (Running, Completed | Failed | Cancelling | Cancelled)
                 | (Cancelling, Cancelled | Completed | Failed)
         )
+    }
+
+    /// Every legal (from, to) pair, as [`Self::can_transition_to`] says.
+    pub fn transitions() -> impl Iterator<Item = (JobStatus, JobStatus)> {
+        JobStatus::ALL.into_iter().flat_map(|from| {
+            JobStatus::ALL
+                .into_iter()
+                .filter(move |to| from.can_transition_to(*to))
+                .map(move |to| (from, to))
+        })
     }
 }
 
@@ -135,6 +147,7 @@ mod tests {
             (Running, Completed),
             (Running, Failed),
             (Running, Cancelling),
+            (Running, Cancelled),
             (Cancelling, Cancelled),
             (Cancelling, Completed),
             (Cancelling, Failed),
@@ -162,7 +175,7 @@ mod tests {
     fn statuses_round_trip_through_their_wire_names() {
         for status in JobStatus::ALL {
             assert_eq!(status.as_str().parse::<JobStatus>().ok(), Some(status));
-            let json = serde_json::to_string(&status).unwrap_or_default();
+            let json = serde_json::to_string(&status).unwrap();
             assert_eq!(json, format!("\"{}\"", status.as_str()));
         }
         assert!("RUNNING".parse::<JobStatus>().is_err());

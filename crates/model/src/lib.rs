@@ -5,6 +5,7 @@
 //! This crate performs no IO (an architectural invariant): it can be used from
 //! the API, the worker, the store and tests alike.
 
+pub mod attempts;
 pub mod config;
 pub mod connection;
 pub mod entity;

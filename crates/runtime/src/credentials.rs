@@ -35,6 +35,8 @@ pub enum CredentialError {
     BadKey,
     #[error("stored credentials cannot be decrypted with the configured keys")]
     Undecryptable,
+    #[error("credentials could not be sealed")]
+    Unsealable,
 }
 
 struct SealingKey {
@@ -132,8 +134,12 @@ impl CredentialCipher {
 
     /// Seals `credentials` for the connection `connection_id`, with the
     /// current key.
-    pub fn seal(&self, connection_id: Uuid, credentials: &serde_json::Value) -> Vec<u8> {
-        let plaintext = serde_json::to_vec(credentials).unwrap_or_default();
+    pub fn seal(
+        &self,
+        connection_id: Uuid,
+        credentials: &serde_json::Value,
+    ) -> Result<Vec<u8>, CredentialError> {
+        let plaintext = serde_json::to_vec(credentials).map_err(|_| CredentialError::Unsealable)?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill(&mut nonce);
         let key = self.current();
@@ -147,13 +153,13 @@ impl CredentialCipher {
                     aad: connection_id.as_bytes(),
                 },
             )
-            .unwrap_or_default();
+            .map_err(|_| CredentialError::Unsealable)?;
         let mut sealed = Vec::with_capacity(1 + KEY_ID_LEN + NONCE_LEN + ciphertext.len());
         sealed.push(VERSION);
         sealed.extend_from_slice(&key.id);
         sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(&ciphertext);
-        sealed
+        Ok(sealed)
     }
 
     /// Opens what [`Self::seal`] sealed for `connection_id` (or a blob of
@@ -203,19 +209,22 @@ impl CredentialCipher {
     /// A blob in the first format (no key id, no associated data), as
     /// releases before key rotation wrote it. For tests of the fallback.
     #[doc(hidden)]
-    pub fn seal_first_format(&self, credentials: &serde_json::Value) -> Vec<u8> {
-        let plaintext = serde_json::to_vec(credentials).unwrap_or_default();
+    pub fn seal_first_format(
+        &self,
+        credentials: &serde_json::Value,
+    ) -> Result<Vec<u8>, CredentialError> {
+        let plaintext = serde_json::to_vec(credentials).map_err(|_| CredentialError::Unsealable)?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill(&mut nonce);
         let ciphertext = self
             .current()
             .cipher
             .encrypt(Nonce::from_slice(&nonce), plaintext.as_slice())
-            .unwrap_or_default();
+            .map_err(|_| CredentialError::Unsealable)?;
         let mut sealed = vec![VERSION_1];
         sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(&ciphertext);
-        sealed
+        Ok(sealed)
     }
 }
 
@@ -240,7 +249,7 @@ mod tests {
         let cipher = cipher("11", &[]);
         let connection = Uuid::new_v4();
         let credentials = json!({"password": "hunter2"});
-        let sealed = cipher.seal(connection, &credentials);
+        let sealed = cipher.seal(connection, &credentials).unwrap();
         assert!(!String::from_utf8_lossy(&sealed).contains("hunter2"));
         let opened = cipher.open(connection, &sealed).expect("opens");
         assert_eq!(
@@ -249,7 +258,7 @@ mod tests {
         );
         assert_ne!(
             sealed,
-            cipher.seal(connection, &credentials),
+            cipher.seal(connection, &credentials).unwrap(),
             "nonces must differ"
         );
         // Moved to another connection's row: does not open.
@@ -266,7 +275,7 @@ mod tests {
     fn a_rotated_key_still_opens_old_blobs_and_marks_them_stale() {
         let connection = Uuid::new_v4();
         let credentials = json!({"api_key": "k"});
-        let old = cipher("11", &[]).seal(connection, &credentials);
+        let old = cipher("11", &[]).seal(connection, &credentials).unwrap();
         let rotated = cipher("22", &["11"]);
         let opened = rotated
             .open(connection, &old)
@@ -275,7 +284,7 @@ mod tests {
             (opened.credentials, opened.stale),
             (credentials.clone(), true)
         );
-        let resealed = rotated.seal(connection, &credentials);
+        let resealed = rotated.seal(connection, &credentials).unwrap();
         assert!(!rotated.open(connection, &resealed).expect("opens").stale);
         // Once the previous key is dropped, the old blob no longer opens.
         assert!(cipher("22", &[]).open(connection, &old).is_err());
@@ -285,7 +294,7 @@ mod tests {
     fn blobs_of_the_first_format_still_open() {
         let cipher = cipher("11", &[]);
         let credentials = json!({"url": "postgres://x"});
-        let first = cipher.seal_first_format(&credentials);
+        let first = cipher.seal_first_format(&credentials).unwrap();
         assert_eq!(first[0], 1);
         let opened = cipher
             .open(Uuid::new_v4(), &first)

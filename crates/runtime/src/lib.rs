@@ -1,13 +1,11 @@
 //! What both binaries share: configuration loading, logging set-up, the
 //! shutdown signal, and serving Prometheus metrics and health checks.
 
-pub mod batcher;
 pub mod credentials;
 pub mod egress;
 pub mod settings;
 pub mod telemetry;
 
-pub use batcher::{Batcher, BatcherGone, all_or_each, spawn_on_pool};
 pub use credentials::{CredentialCipher, CredentialError};
 pub use settings::{Role, Settings};
 

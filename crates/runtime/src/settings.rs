@@ -383,7 +383,7 @@ mod tests {
         with_file(
             "[worker]\nconcurrency = 7\n[amqp]\nnamespace = \"staging\"\n",
             |settings| {
-                let settings = settings.unwrap_or_else(|error| panic!("{error:#}"));
+                let settings = settings.unwrap();
                 assert_eq!(settings.worker.concurrency, 7);
                 assert_eq!(settings.amqp.namespace, "staging");
                 // Untouched keys keep their defaults, per role.

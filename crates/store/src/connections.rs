@@ -7,7 +7,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::jobs::{JOB_COLUMNS, job_from_row};
+use crate::job_row::{JOB_COLUMNS, job_from_row};
 
 /// How and when a connection syncs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,8 +67,9 @@ fn select_connection(filter: &str) -> String {
     format!(
         "SELECT s.id, s.organization_id, col.readable_id, s.short_name, s.name, s.description,
                 s.config, s.schedule_cron, s.continuous, s.cursor_field,
-                s.credentials IS NOT NULL, s.needs_reauth, s.auth_error_category,
-                s.auth_error_message, s.created_at, s.modified_at, COALESCE(cur.entity_count, 0), cur.value,
+                s.credentials IS NOT NULL AS has_credentials, s.needs_reauth,
+                s.auth_error_category, s.auth_error_message, s.created_at, s.modified_at,
+                COALESCE(cur.entity_count, 0) AS entity_count, cur.value AS cursor_value,
                 st.total, st.ok, st.failed, lj.*
          FROM source_connections s
          JOIN collections col ON col.id = s.collection_id
@@ -86,35 +87,35 @@ fn select_connection(filter: &str) -> String {
 }
 
 fn connection_from_row(row: &Row) -> Result<Connection, StoreError> {
-    let last_job_id: Option<Uuid> = row.get(21);
+    let last_job_id: Option<Uuid> = row.try_get("job_id")?;
     Ok(Connection {
-        id: row.get(0),
-        organization_id: row.get(1),
-        readable_collection_id: row.get(2),
-        short_name: row.get(3),
+        id: row.try_get("id")?,
+        organization_id: row.try_get("organization_id")?,
+        readable_collection_id: row.try_get("readable_id")?,
+        short_name: row.try_get("short_name")?,
         fields: ConnectionFields {
-            name: row.get(4),
-            description: row.get(5),
-            config: row.get(6),
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            config: row.try_get("config")?,
             schedule: Schedule {
-                cron: row.get(7),
-                continuous: row.get(8),
-                cursor_field: row.get(9),
+                cron: row.try_get("schedule_cron")?,
+                continuous: row.try_get("continuous")?,
+                cursor_field: row.try_get("cursor_field")?,
             },
         },
-        has_credentials: row.get(10),
-        needs_reauth: row.get(11),
-        auth_error_category: row.get(12),
-        auth_error_message: row.get(13),
-        created_at: row.get(14),
-        modified_at: row.get(15),
-        entity_count: row.get(16),
-        cursor_value: row.get(17),
-        total_runs: row.get(18),
-        successful_runs: row.get(19),
-        failed_runs: row.get(20),
+        has_credentials: row.try_get("has_credentials")?,
+        needs_reauth: row.try_get("needs_reauth")?,
+        auth_error_category: row.try_get("auth_error_category")?,
+        auth_error_message: row.try_get("auth_error_message")?,
+        created_at: row.try_get("created_at")?,
+        modified_at: row.try_get("modified_at")?,
+        entity_count: row.try_get("entity_count")?,
+        cursor_value: row.try_get("cursor_value")?,
+        total_runs: row.try_get("total")?,
+        successful_runs: row.try_get("ok")?,
+        failed_runs: row.try_get("failed")?,
         last_job: match last_job_id {
-            Some(_) => Some(job_from_row(row, 21)?),
+            Some(_) => Some(job_from_row(row)?),
             None => None,
         },
     })
@@ -207,8 +208,8 @@ pub async fn list(
     let rows = client
         .query(
             "SELECT s.id, s.name, s.short_name, col.readable_id, s.created_at, s.modified_at,
-                    s.credentials IS NOT NULL, s.needs_reauth, lj.status,
-                    COALESCE(cur.entity_count, 0)
+                    s.credentials IS NOT NULL AS has_credentials, s.needs_reauth,
+                    lj.status AS last_job_status, COALESCE(cur.entity_count, 0) AS entity_count
              FROM source_connections s
              JOIN collections col ON col.id = s.collection_id
              LEFT JOIN cursors cur ON cur.source_connection_id = s.id
@@ -223,21 +224,21 @@ pub async fn list(
         .await?;
     rows.iter()
         .map(|row| {
-            let status: Option<String> = row.get(8);
+            let status: Option<String> = row.try_get("last_job_status")?;
             Ok(ConnectionListItem {
-                id: row.get(0),
-                name: row.get(1),
-                short_name: row.get(2),
-                readable_collection_id: row.get(3),
-                created_at: row.get(4),
-                modified_at: row.get(5),
-                has_credentials: row.get(6),
-                needs_reauth: row.get(7),
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                short_name: row.try_get("short_name")?,
+                readable_collection_id: row.try_get("readable_id")?,
+                created_at: row.try_get("created_at")?,
+                modified_at: row.try_get("modified_at")?,
+                has_credentials: row.try_get("has_credentials")?,
+                needs_reauth: row.try_get("needs_reauth")?,
                 last_job_status: status
                     .map(|status| status.parse())
                     .transpose()
                     .map_err(|error| StoreError::Corrupt(format!("{error}")))?,
-                entity_count: row.get(9),
+                entity_count: row.try_get("entity_count")?,
             })
         })
         .collect()
@@ -356,16 +357,4 @@ pub async fn sealed_credentials(
         )
         .await?;
     Ok(row.and_then(|row| row.get(0)))
-}
-
-/// What a worker needs to run a connection's sync.
-#[derive(Debug, Clone)]
-pub struct SyncSource {
-    pub short_name: String,
-    pub config: serde_json::Value,
-    pub continuous: bool,
-    pub credentials: Option<Vec<u8>>,
-    pub cursor: Option<serde_json::Value>,
-    /// `schedule.cursor_field`.
-    pub cursor_field: Option<String>,
 }

@@ -5,17 +5,28 @@
 //! transaction alike, and every state change is guarded in its WHERE clause.
 
 pub mod api_keys;
+pub mod batcher;
 pub mod collections;
 pub mod connections;
 pub mod entities;
 mod error;
+mod job_row;
 pub mod jobs;
 pub mod outbox;
 mod pool;
 
+pub use batcher::{Batcher, BatcherGone, all_or_each, spawn_on_pool};
 pub use deadpool_postgres::{GenericClient, Pool};
 pub use error::StoreError;
 pub use pool::{PoolSettings, connect, migrate, open};
+
+/// Whether the database answers (the health probes of both binaries).
+pub async fn ping(pool: &Pool) -> bool {
+    match pool.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    }
+}
 
 /// Name of the unique constraint on a collection's readable id.
 pub const COLLECTION_READABLE_ID_UNIQUE: &str = "collections_readable_id_unique";

@@ -1,11 +1,11 @@
 //! Claims are batched: the deliveries that arrive while a claim statement
 //! runs are claimed together by the next one (see
-//! [`syncway_runtime::batcher`]).
+//! [`syncway_store::batcher`]).
 
 use std::sync::Arc;
 
-use syncway_runtime::{Batcher, spawn_on_pool};
 use syncway_store::jobs::{self, Claim};
+use syncway_store::{Batcher, spawn_on_pool};
 use syncway_store::{Pool, StoreError};
 use uuid::Uuid;
 

@@ -1,17 +1,17 @@
 //! Batch commits are batched across jobs: the commits that become ready
 //! while a commit statement runs go together in the next one (see
-//! [`syncway_runtime::batcher`]). Each job is still fenced, counted and
+//! [`syncway_store::batcher`]). Each job is still fenced, counted and
 //! written on its own inside that statement ([`jobs::commit_many`]).
 
 use std::sync::Arc;
 
 use syncway_model::JobStatus;
-use syncway_runtime::{Batcher, spawn_on_pool};
 use syncway_store::jobs::{self, Batch, Commit, Counts, Outcome};
+use syncway_store::{Batcher, spawn_on_pool};
 use syncway_store::{Pool, StoreError};
 use uuid::Uuid;
 
-use crate::job::PreparedBatch;
+use crate::prefetch::PreparedBatch;
 
 /// One job's batch and/or outcome, shared between the attempts to write it.
 #[derive(Debug)]

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use syncway_model::ControlMessage;
-use syncway_queue::{Broker, ControlConsumer};
+use syncway_queue::Broker;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Context;
-use crate::job;
+use crate::{delivery, running};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -62,7 +61,10 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
             continue;
         };
         let control = match broker.control().await {
-            Ok(control) => Some(tokio::spawn(listen_for_cancels(context.clone(), control))),
+            Ok(control) => Some(tokio::spawn(running::listen_for_cancels(
+                context.clone(),
+                control,
+            ))),
             Err(error) => {
                 // Cancels still arrive, at the next batch or heartbeat.
                 tracing::warn!(%error, "cannot consume control messages");
@@ -82,7 +84,7 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
                 }
                 delivery = consumer.next() => match delivery {
                     Some(Ok(delivery)) => {
-                        tasks.spawn(job::handle(context.clone(), delivery, handback.clone()));
+                        tasks.spawn(delivery::handle(context.clone(), delivery, handback.clone()));
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "lost the broker; reconnecting");
@@ -132,28 +134,4 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
         broker.close().await;
     }
     tracing::info!("worker stopped");
-}
-
-/// Hands each cancel from the control exchange to the job's run, if it runs
-/// here, until the channel closes (the consume loop reconnects).
-async fn listen_for_cancels(context: Arc<Context>, mut control: ControlConsumer) {
-    while let Some(message) = control.next().await {
-        let body = match message {
-            Ok(body) => body,
-            Err(error) => {
-                tracing::warn!(%error, "control channel failed");
-                break;
-            }
-        };
-        match ControlMessage::decode(&body) {
-            Ok(message) => {
-                if context.running.cancel(message.cancel_job_id) {
-                    context.metrics.cancels_received.inc();
-                    tracing::info!(job_id = %message.cancel_job_id, "cancel received; stopping the job");
-                }
-            }
-            Err(error) => tracing::warn!(%error, "ignoring an unreadable control message"),
-        }
-    }
-    control.close().await;
 }

@@ -8,10 +8,16 @@
 mod claims;
 mod commits;
 mod consume;
-mod job;
+mod delivery;
+mod heartbeat;
 mod metrics;
+mod outage;
+mod outcome;
+mod prefetch;
 mod reaper;
 mod retry;
+mod run;
+mod running;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,9 +48,9 @@ pub(crate) struct Context {
     pub stopping: CancellationToken,
     pub claims: claims::ClaimBatcher,
     pub commits: commits::CommitBatcher,
-    pub retry: RetryPolicy,
+    pub retry: retry::RetryPolicy,
     /// The jobs running here, by id: where a cancel message is delivered.
-    pub running: job::Running,
+    pub running: running::Running,
     /// What connectors may reach (CONTRACT.md §4) and consume.
     pub policy: Arc<syncway_egress::Policy>,
     pub limits: syncway_connectors::Limits,
@@ -52,30 +58,6 @@ pub(crate) struct Context {
     pub max_job: Duration,
     /// How long a job held back by the fair share waits.
     pub fair_share_delay: Duration,
-}
-
-/// Backoff of transient failures (`retry.*` settings).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RetryPolicy {
-    pub max_attempts: i32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl RetryPolicy {
-    /// The wait before the attempt after `attempt`: the base delay doubled
-    /// for each attempt made, capped, then scaled by a random factor in
-    /// [0.5, 1] so that jobs failing together do not retry together.
-    pub fn delay(&self, attempt: i32) -> Duration {
-        let doublings = u32::try_from(attempt.saturating_sub(1))
-            .unwrap_or(0)
-            .min(30);
-        let delay = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(doublings))
-            .min(self.max_delay);
-        delay.mul_f64(rand::random_range(0.5..=1.0))
-    }
 }
 
 #[derive(Debug, clap::Parser)]
@@ -174,12 +156,12 @@ pub async fn run(
         stopping: stopping.clone(),
         claims,
         commits,
-        retry: RetryPolicy {
+        retry: retry::RetryPolicy {
             max_attempts: i32::try_from(settings.retry.max_attempts).unwrap_or(i32::MAX),
             base_delay: Duration::from_millis(settings.retry.base_delay_ms),
             max_delay: Duration::from_millis(settings.retry.max_delay_ms),
         },
-        running: job::Running::default(),
+        running: running::Running::default(),
         policy,
         limits,
         max_job: Duration::from_secs(settings.worker.max_job_seconds),
@@ -233,10 +215,7 @@ pub async fn run(
 
 /// 200 when Postgres answers and the consumer is attached to the broker.
 async fn readiness(State((pool, ready)): State<(Pool, Arc<AtomicBool>)>) -> (StatusCode, String) {
-    let postgres = match pool.get().await {
-        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
-        Err(_) => false,
-    };
+    let postgres = syncway_store::ping(&pool).await;
     let broker = ready.load(Ordering::Relaxed);
     let status = if postgres && broker {
         StatusCode::OK
@@ -244,28 +223,4 @@ async fn readiness(State((pool, ready)): State<(Pool, Arc<AtomicBool>)>) -> (Sta
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, format!("postgres: {postgres}, broker: {broker}\n"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RetryPolicy;
-    use std::time::Duration;
-
-    #[test]
-    fn retry_delays_double_up_to_the_cap_with_jitter() {
-        let policy = RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(1000),
-            max_delay: Duration::from_millis(5000),
-        };
-        for (attempt, full) in [(1, 1000), (2, 2000), (3, 4000), (4, 5000), (40, 5000)] {
-            for _ in 0..50 {
-                let delay = policy.delay(attempt).as_millis();
-                assert!(
-                    (full / 2..=full).contains(&delay),
-                    "attempt {attempt}: {delay} ms"
-                );
-            }
-        }
-    }
 }

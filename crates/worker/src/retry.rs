@@ -1,49 +1,53 @@
-//! Retrying store operations through a Postgres outage.
+//! The retry policy of transient failures: how long to wait before the
+//! next attempt (`retry.*` settings). Whether there is a next attempt is
+//! [`syncway_model::attempts`]'s to say.
 
-use std::future::Future;
 use std::time::Duration;
 
-use syncway_store::StoreError;
-use tokio_util::sync::CancellationToken;
-
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// Why a retried operation gave up.
-#[derive(Debug, thiserror::Error)]
-pub enum GaveUp {
-    /// Shutdown began while Postgres was unreachable.
-    #[error("stopped while the database was unavailable")]
-    Stopped,
-    /// A failure that retrying cannot fix.
-    #[error(transparent)]
-    Failed(StoreError),
+/// Backoff of transient failures (`retry.*` settings).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryPolicy {
+    pub max_attempts: i32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
 }
 
-/// Runs `operation` until it succeeds, retrying with exponential backoff
-/// while Postgres is unavailable; other errors are returned at once.
-pub async fn while_unavailable<T, F, Fut>(
-    stopping: &CancellationToken,
-    what: &str,
-    mut operation: F,
-) -> Result<T, GaveUp>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
-{
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        match operation().await {
-            Ok(value) => return Ok(value),
-            Err(error) if error.is_unavailable() => {
-                tracing::warn!(error = %format!("{:#}", anyhow::Error::from(error)), retry_in = ?backoff, "{what}: database unavailable");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = stopping.cancelled() => return Err(GaveUp::Stopped),
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+impl RetryPolicy {
+    /// The wait before the attempt after `attempt`: the base delay doubled
+    /// for each attempt made, capped, then scaled by a random factor in
+    /// [0.5, 1] so that jobs failing together do not retry together.
+    pub fn delay(&self, attempt: i32) -> Duration {
+        let doublings = u32::try_from(attempt.saturating_sub(1))
+            .unwrap_or(0)
+            .min(30);
+        let delay = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(doublings))
+            .min(self.max_delay);
+        delay.mul_f64(rand::random_range(0.5..=1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RetryPolicy;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap_with_jitter() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(1000),
+            max_delay: Duration::from_millis(5000),
+        };
+        for (attempt, full) in [(1, 1000), (2, 2000), (3, 4000), (4, 5000), (40, 5000)] {
+            for _ in 0..50 {
+                let delay = policy.delay(attempt).as_millis();
+                assert!(
+                    (full / 2..=full).contains(&delay),
+                    "attempt {attempt}: {delay} ms"
+                );
             }
-            Err(error) => return Err(GaveUp::Failed(error)),
         }
     }
 }

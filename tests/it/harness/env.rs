@@ -43,10 +43,15 @@ impl TestEnv {
         admin
             .batch_execute(&format!("CREATE DATABASE {}", env.database))
             .await
-            .unwrap_or_else(|error| panic!("creating the test database: {error}"));
+            .expect("creating the test database");
         syncway_store::migrate(&env.database_url())
             .await
-            .unwrap_or_else(|error| panic!("migrating the test database: {error:#}"));
+            .expect("migrating the test database");
+        connect(&env.database_url())
+            .await
+            .batch_execute(&transition_guard())
+            .await
+            .expect("installing the status-transition guard");
         env
     }
 
@@ -91,8 +96,7 @@ impl TestEnv {
 
     /// Settings pointing at this environment, migrations already applied.
     pub fn settings(&self) -> Settings {
-        let mut settings = Settings::load(Role::Api, None)
-            .unwrap_or_else(|error| panic!("default settings: {error:#}"));
+        let mut settings = Settings::load(Role::Api, None).expect("default settings");
         settings.database.url = self.database_url();
         settings.database.migrate = false;
         settings.database.pool_size = 8;
@@ -116,16 +120,14 @@ impl TestEnv {
             max_size: 1,
             wait_timeout: std::time::Duration::from_secs(5),
         })
-        .unwrap_or_else(|error| panic!("test database pool: {error}"));
-        pool.get()
-            .await
-            .unwrap_or_else(|error| panic!("connecting to the test database: {error}"))
+        .expect("test database pool");
+        pool.get().await.expect("connecting to the test database")
     }
 
     pub async fn broker(&self) -> Broker {
         Broker::connect(AMQP, &self.namespace, "syncway-test")
             .await
-            .unwrap_or_else(|error| panic!("connecting to RabbitMQ: {error}"))
+            .expect("connecting to RabbitMQ")
     }
 }
 
@@ -159,6 +161,34 @@ impl Drop for TestEnv {
         });
         let _ = cleanup.join();
     }
+}
+
+/// A trigger (test databases only) that rejects every job status change
+/// `JobStatus::can_transition_to` forbids, and a job inserted in any status
+/// but `pending`: every integration test checks invariant 6 as it runs.
+fn transition_guard() -> String {
+    let legal: Vec<String> = syncway_model::JobStatus::transitions()
+        .map(|(from, to)| format!("('{from}', '{to}')"))
+        .collect();
+    format!(
+        "CREATE FUNCTION syncway_test_guard_transition() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF TG_OP = 'INSERT' THEN
+                 IF NEW.status <> 'pending' THEN
+                     RAISE EXCEPTION 'job % inserted as %, not pending', NEW.id, NEW.status;
+                 END IF;
+             ELSIF NEW.status IS DISTINCT FROM OLD.status
+                   AND (OLD.status, NEW.status) NOT IN (VALUES {legal}) THEN
+                 RAISE EXCEPTION 'illegal job status transition % -> % (job %)',
+                     OLD.status, NEW.status, NEW.id;
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER syncway_test_guard_transition
+             BEFORE INSERT OR UPDATE OF status ON sync_jobs
+             FOR EACH ROW EXECUTE FUNCTION syncway_test_guard_transition();",
+        legal = legal.join(", ")
+    )
 }
 
 async fn connect(url: &str) -> tokio_postgres::Client {

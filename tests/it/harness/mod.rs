@@ -94,10 +94,8 @@ impl Drop for Running {
 async fn local_listener() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
-        .unwrap_or_else(|error| panic!("binding a local port: {error}"));
-    let address = listener
-        .local_addr()
-        .unwrap_or_else(|error| panic!("local address: {error}"));
+        .expect("binding a local port");
+    let address = listener.local_addr().expect("local address");
     (listener, format!("http://{address}"))
 }
 
@@ -329,10 +327,7 @@ impl TestApp {
     /// settings say) and returns the job as the stop left it.
     pub async fn stop_first_worker(&mut self, connection: Uuid, job: Uuid) -> Value {
         let worker = self.workers.remove(0);
-        worker
-            .shutdown()
-            .await
-            .unwrap_or_else(|error| panic!("{error:#}"));
+        worker.shutdown().await.unwrap();
         self.job(connection, job).await
     }
 
@@ -419,10 +414,23 @@ impl TestApp {
             .await
             .query(sql, params)
             .await
-            .unwrap_or_else(|error| panic!("{error}"))
+            .unwrap()
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect()
+    }
+
+    /// How many entities the connection has stored.
+    pub async fn entity_count(&self, connection: Uuid) -> i64 {
+        self.db()
+            .await
+            .query_one(
+                "SELECT count(*) FROM entities WHERE source_connection_id = $1",
+                &[&connection],
+            )
+            .await
+            .map(|row| row.get(0))
+            .expect("counting entities")
     }
 
     /// How many times the job was claimed.

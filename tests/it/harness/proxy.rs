@@ -15,10 +15,8 @@ impl TcpProxy {
     pub async fn free_address() -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
-            .unwrap_or_else(|error| panic!("binding a local port: {error}"));
-        listener
-            .local_addr()
-            .unwrap_or_else(|error| panic!("local address: {error}"))
+            .expect("binding a local port");
+        listener.local_addr().expect("local address")
     }
 
     /// Listens on `address` and forwards every connection to `target`.

@@ -85,6 +85,13 @@ fn parse_config(short_name: &str, config: &Value) -> Result<ConnectorConfig> {
     })
 }
 
+/// The effective config as stored (defaults filled in).
+fn stored_config(config: &ConnectorConfig) -> Result<Value> {
+    config.to_json().map_err(|error| {
+        ApiError::Internal(anyhow::Error::new(error).context("serializing a config"))
+    })
+}
+
 /// Five whitespace-separated fields (minute hour day month weekday).
 fn valid_cron(cron: &str) -> Result<()> {
     let fields: Vec<&str> = cron.split_whitespace().collect();
@@ -134,12 +141,15 @@ fn sealed_credentials(
     state: &AppState,
     connection_id: uuid::Uuid,
     credentials: Option<Map<String, Value>>,
-) -> Option<Vec<u8>> {
-    credentials.map(|credentials| {
-        state
-            .cipher()
-            .seal(connection_id, &Value::Object(credentials))
-    })
+) -> Result<Option<Vec<u8>>> {
+    credentials
+        .map(|credentials| {
+            state
+                .cipher()
+                .seal(connection_id, &Value::Object(credentials))
+        })
+        .transpose()
+        .map_err(|error| ApiError::Internal(error.into()))
 }
 
 /// Seals the connection's stored credentials again with the current key,
@@ -158,7 +168,10 @@ async fn reseal(
     if let Ok(opened) = state.cipher().open(connection_id, &sealed)
         && opened.stale
     {
-        let fresh = state.cipher().seal(connection_id, &opened.credentials);
+        let fresh = state
+            .cipher()
+            .seal(connection_id, &opened.credentials)
+            .map_err(|error| ApiError::Internal(error.into()))?;
         connections::reseal_credentials(client, connection_id, &sealed, &fresh).await?;
     }
     Ok(())
@@ -183,13 +196,13 @@ async fn create(
     let fields = ConnectionFields {
         name,
         description: request.description,
-        config: config.to_json(),
+        config: stored_config(&config)?,
         schedule,
     };
     let credentials = request.authentication.and_then(|auth| auth.credentials);
     containment::check(state.policy(), &config, credentials.as_ref()).await?;
     let id = uuid::Uuid::now_v7();
-    let credentials = sealed_credentials(&state, id, credentials);
+    let credentials = sealed_credentials(&state, id, credentials)?;
 
     let mut client = state.pool().get().await?;
     let transaction = client.transaction().await?;
@@ -272,13 +285,13 @@ async fn update(
         Some(config) => parse_config(&current.short_name, config)?,
         None => parse_config(&current.short_name, &current.fields.config)?,
     };
-    fields.config = config.to_json();
+    fields.config = stored_config(&config)?;
     apply_schedule(&mut fields.schedule, request.schedule)?;
     let credentials = request.authentication.and_then(|auth| auth.credentials);
     if request.config.is_some() || credentials.is_some() {
         containment::check(state.policy(), &config, credentials.as_ref()).await?;
     }
-    let credentials = sealed_credentials(&state, id, credentials);
+    let credentials = sealed_credentials(&state, id, credentials)?;
     if credentials.is_none() {
         reseal(&state, &transaction, organization, id).await?;
     }

@@ -16,8 +16,11 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>> {
-    let client = state.pool().get().await?;
-    client.simple_query("SELECT 1").await?;
+    if !syncway_store::ping(state.pool()).await {
+        return Err(ApiError::Unavailable(anyhow::anyhow!(
+            "Postgres does not answer"
+        )));
+    }
     if !state.broker_ready() {
         return Err(ApiError::Unavailable(anyhow::anyhow!(
             "the outbox relay is not connected to the broker"

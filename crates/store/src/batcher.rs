@@ -149,14 +149,14 @@ pub fn spawn_on_pool<T, R, F, Fut>(
     name: &'static str,
     lanes: usize,
     max_batch: usize,
-    pool: syncway_store::Pool,
+    pool: crate::Pool,
     run: F,
-) -> Batcher<T, Result<R, syncway_store::StoreError>>
+) -> Batcher<T, Result<R, crate::StoreError>>
 where
     T: Clone + Send + 'static,
     R: Send + 'static,
     F: Fn(deadpool_postgres::Object, Vec<T>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Vec<R>, syncway_store::StoreError>> + Send + 'static,
+    Fut: Future<Output = Result<Vec<R>, crate::StoreError>> + Send + 'static,
 {
     let run = Arc::new(run);
     Batcher::spawn(name, lanes, max_batch, move |items| {
@@ -169,9 +169,7 @@ where
                 async move { run(pool.get().await?, items).await }
             };
             all_or_each(name, items, once, || {
-                syncway_store::StoreError::Corrupt(format!(
-                    "a batch of {name} returned too few results"
-                ))
+                crate::StoreError::Corrupt(format!("a batch of {name} returned too few results"))
             })
             .await
         }

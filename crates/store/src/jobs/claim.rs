@@ -1,0 +1,171 @@
+//! Claims: a worker takes a job (phase `pending`, `expired` or
+//! `handed_back`, see [`super::phase`]), attempt + 1, with a lease.
+
+use deadpool_postgres::GenericClient;
+use syncway_model::JobStatus;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::StoreError;
+use crate::job_row::{expect_rows, parse_status};
+
+const CLAIM: &str = include_str!("claim.sql");
+const ORG_LOCKS: &str = include_str!("org_locks.sql");
+
+/// What a worker needs to run a connection's sync.
+#[derive(Debug, Clone)]
+pub struct SyncSource {
+    pub short_name: String,
+    pub config: serde_json::Value,
+    pub continuous: bool,
+    pub credentials: Option<Vec<u8>>,
+    pub cursor: Option<serde_json::Value>,
+    /// `schedule.cursor_field`.
+    pub cursor_field: Option<String>,
+}
+
+/// A job this worker now owns, with what it needs to run it.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: Uuid,
+    pub source_connection_id: Uuid,
+    /// `running`, or `cancelling` when a cancel came while nobody held it.
+    pub status: JobStatus,
+    pub force_full_sync: bool,
+    pub attempt: i32,
+    /// When the job first started (its first claim).
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub source: SyncSource,
+}
+
+/// What a claim came to.
+#[derive(Debug)]
+pub enum Claim {
+    Claimed(ClaimedJob),
+    /// The job (or its connection) no longer exists.
+    Missing,
+    /// The job already ended.
+    Finished(JobStatus),
+    /// Another worker holds it, or it waits out a retry backoff.
+    Leased,
+    /// Its organization already runs as many jobs as the fair share allows
+    /// ([`claim_many_fairly`]); nothing changed but `requeued_at`.
+    Throttled {
+        source_connection_id: Uuid,
+    },
+}
+
+/// Takes one job; see [`claim_many`].
+pub async fn claim(
+    client: &impl GenericClient,
+    job_id: Uuid,
+    owner: &str,
+    lease_seconds: f64,
+) -> Result<Claim, StoreError> {
+    claim_many(client, &[job_id], owner, lease_seconds)
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("a claim returned no result".into()))
+}
+
+/// Claims many jobs in ONE statement; results come in the order of
+/// `job_ids`. An id given twice is claimed once: its second place answers
+/// [`Claim::Leased`] (this worker holds it).
+pub async fn claim_many(
+    client: &impl GenericClient,
+    job_ids: &[Uuid],
+    owner: &str,
+    lease_seconds: f64,
+) -> Result<Vec<Claim>, StoreError> {
+    let statement = client.prepare_cached(CLAIM).await?;
+    let unlimited: Option<i32> = None;
+    let rows = client
+        .query(&statement, &[&job_ids, &owner, &lease_seconds, &unlimited])
+        .await?;
+    claims_from_rows(&rows, job_ids)
+}
+
+/// [`claim_many`] under a fair share: no organization holds more than
+/// `max_per_org` leased jobs at once. A job that would exceed it is left as
+/// it is, answered [`Claim::Throttled`], and its `requeued_at` set (the
+/// caller queues it again after a short delay, so the reaper need not).
+/// Claims for one organization are serialized by an advisory lock per
+/// organization, taken in a statement of its own so that the count, in the
+/// next statement's snapshot, sees every claim that committed before.
+pub async fn claim_many_fairly(
+    client: &mut deadpool_postgres::Object,
+    job_ids: &[Uuid],
+    owner: &str,
+    lease_seconds: f64,
+    max_per_org: i32,
+) -> Result<Vec<Claim>, StoreError> {
+    let transaction = client.transaction().await?;
+    let locks = transaction.prepare_cached(ORG_LOCKS).await?;
+    transaction.query(&locks, &[&job_ids]).await?;
+    let statement = transaction.prepare_cached(CLAIM).await?;
+    let limit = Some(max_per_org);
+    let rows = transaction
+        .query(&statement, &[&job_ids, &owner, &lease_seconds, &limit])
+        .await?;
+    let claims = claims_from_rows(&rows, job_ids)?;
+    transaction.commit().await?;
+    Ok(claims)
+}
+
+/// Reads the claim statement's rows, one per input id.
+fn claims_from_rows(rows: &[Row], job_ids: &[Uuid]) -> Result<Vec<Claim>, StoreError> {
+    expect_rows(rows, job_ids.len(), "a claim")?;
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    rows.iter()
+        .map(|row| {
+            let id: Uuid = row.try_get("input_id")?;
+            if !seen.insert(id) {
+                return Ok(Claim::Leased);
+            }
+            claim_from_row(id, row)
+        })
+        .collect()
+}
+
+fn claim_from_row(id: Uuid, row: &Row) -> Result<Claim, StoreError> {
+    let claimed: Option<&str> = row.try_get("claimed_status")?;
+    if let Some(status) = claimed {
+        if !row.try_get::<_, bool>("connection_exists")? {
+            // Claimed, but its connection was deleted meanwhile (and the
+            // job with it, once that delete commits).
+            return Ok(Claim::Missing);
+        }
+        return Ok(Claim::Claimed(ClaimedJob {
+            id,
+            source_connection_id: row.try_get("source_connection_id")?,
+            status: parse_status(status)?,
+            force_full_sync: row.try_get("force_full_sync")?,
+            attempt: row.try_get("attempt")?,
+            started_at: row.try_get("started_at")?,
+            source: SyncSource {
+                short_name: row.try_get("short_name")?,
+                config: row.try_get("config")?,
+                continuous: row.try_get("continuous")?,
+                credentials: row.try_get("credentials")?,
+                cursor: row.try_get("cursor_value")?,
+                cursor_field: row.try_get("cursor_field")?,
+            },
+        }));
+    }
+    if row.try_get::<_, bool>("held_back")? {
+        return Ok(Claim::Throttled {
+            source_connection_id: row.try_get("connection_before")?,
+        });
+    }
+    Ok(match row.try_get::<_, Option<&str>>("status_before")? {
+        None => Claim::Missing,
+        Some(status) => {
+            let status = parse_status(status)?;
+            if status.is_terminal() {
+                Claim::Finished(status)
+            } else {
+                Claim::Leased
+            }
+        }
+    })
+}

@@ -1,0 +1,29 @@
+//! Sync jobs: one module per operation, each with its SQL in a `.sql` file
+//! beside it. API side: [`trigger`] (and the batched [`trigger_many`]),
+//! [`find`], [`list`], [`cancel`]. Worker side: [`claim_many`] (or
+//! [`claim_many_fairly`] under a fair share), [`heartbeat`], [`release`],
+//! [`schedule_retry`], [`commit_many`]; the reaper's [`reap`]; the relay's
+//! [`fail_unpublishable`].
+//!
+//! Every worker write is fenced by the lease: it matches only while the
+//! worker still owns the job. Who holds an active job is its phase, derived
+//! by one SQL function for claim, cancel and reaper alike ([`phase`]).
+
+mod cancel;
+mod claim;
+mod commit;
+mod lease;
+pub mod phase;
+mod read;
+mod reap;
+mod retry;
+mod trigger;
+
+pub use cancel::{Cancelled, cancel};
+pub use claim::{Claim, ClaimedJob, SyncSource, claim, claim_many, claim_many_fairly};
+pub use commit::{Batch, Commit, Counts, EntityWrite, Outcome, commit_batch, commit_many};
+pub use lease::{heartbeat, release};
+pub use read::{find, list, was_deleted};
+pub use reap::{Reaped, reap};
+pub use retry::{fail_unpublishable, schedule_retry};
+pub use trigger::{TriggerRequest, Triggered, trigger, trigger_many};

@@ -1,0 +1,93 @@
+//! The reaper's statement: jobs nobody works on are moved on.
+
+use deadpool_postgres::GenericClient;
+use syncway_model::{JobMessage, JobStatus, attempts};
+use uuid::Uuid;
+
+use crate::StoreError;
+use crate::job_row::parse_status;
+
+/// What one pass of [`reap`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    /// Jobs whose message was enqueued again.
+    pub requeued: u64,
+    /// Jobs ended `failed`: their attempts were used up.
+    pub failed: u64,
+    /// `cancelling` jobs whose worker died, ended `cancelled`.
+    pub cancelled: u64,
+}
+
+/// Finds the jobs nobody is working on and nothing will deliver (see
+/// `reap_candidates.sql` and the phase table in [`super::phase`]) and moves
+/// each on, in one transaction: a `cancelling` one ends `cancelled`; a
+/// `running` one whose attempts are used up ([`attempts::may_run_again`])
+/// ends `failed`; any other is re-enqueued, and the next claim takes it
+/// over (a duplicate message is harmless: the claim runs a job once).
+/// Deleted jobs' tombstones older than a week are pruned.
+pub async fn reap(
+    client: &mut deadpool_postgres::Object,
+    grace: std::time::Duration,
+    requeue_after: std::time::Duration,
+    max_attempts: i32,
+) -> Result<Reaped, StoreError> {
+    let transaction = client.transaction().await?;
+    let rows = transaction
+        .query(
+            include_str!("reap_candidates.sql"),
+            &[&grace.as_secs_f64(), &requeue_after.as_secs_f64()],
+        )
+        .await?;
+    let mut reaped = Reaped::default();
+    let mut requeue_ids = Vec::new();
+    let mut payloads = Vec::new();
+    let mut cancel_ids = Vec::new();
+    let mut fail_ids: Vec<Uuid> = Vec::new();
+    let mut fail_errors = Vec::new();
+    for row in &rows {
+        let id: Uuid = row.try_get("id")?;
+        let status = parse_status(row.try_get("status")?)?;
+        let attempt: i32 = row.try_get("attempt")?;
+        match status {
+            JobStatus::Cancelling => cancel_ids.push(id),
+            JobStatus::Running if !attempts::may_run_again(attempt, max_attempts) => {
+                fail_ids.push(id);
+                fail_errors.push(attempts::exhausted(attempt));
+            }
+            _ => {
+                requeue_ids.push(id);
+                payloads.push(JobMessage::new(id, row.try_get("source_connection_id")?).encode());
+            }
+        }
+    }
+    if !cancel_ids.is_empty() {
+        reaped.cancelled = transaction
+            .execute(include_str!("reap_cancel.sql"), &[&cancel_ids])
+            .await?;
+    }
+    if !fail_ids.is_empty() {
+        reaped.failed = transaction
+            .execute(include_str!("reap_fail.sql"), &[&fail_ids, &fail_errors])
+            .await?;
+    }
+    if !requeue_ids.is_empty() {
+        transaction
+            .execute(include_str!("reap_requeue.sql"), &[&requeue_ids])
+            .await?;
+        reaped.requeued = crate::outbox::enqueue(&transaction, &requeue_ids, &payloads).await?;
+    }
+    prune_deleted(&transaction).await?;
+    transaction.commit().await?;
+    Ok(reaped)
+}
+
+/// Forgets deleted jobs' ids after a week (see `deleted_jobs`).
+async fn prune_deleted(client: &impl GenericClient) -> Result<(), StoreError> {
+    client
+        .execute(
+            "DELETE FROM deleted_jobs WHERE deleted_at < now() - interval '7 days'",
+            &[],
+        )
+        .await?;
+    Ok(())
+}

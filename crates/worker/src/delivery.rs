@@ -1,0 +1,169 @@
+//! One delivery: parse, claim, run, settle the message (ack, requeue or
+//! dead-letter) according to how the claim or the run ended.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use syncway_model::JobMessage;
+use syncway_queue::JobDelivery;
+use syncway_store::StoreError;
+use syncway_store::jobs::{self, Claim};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::Context;
+use crate::outage::{GaveUp, while_unavailable};
+use crate::outcome::Ended;
+use crate::run::JobRun;
+
+/// Handles one delivery to the end. `handback` is cancelled when the
+/// shutdown grace period is over: running jobs then give their job back.
+pub async fn handle(context: Arc<Context>, delivery: JobDelivery, handback: CancellationToken) {
+    let message = match JobMessage::decode(delivery.body()) {
+        Ok(message) => message,
+        Err(error) => {
+            tracing::warn!(%error, "dead-lettering a message that is not a runnable job message");
+            dead_letter(&context, &delivery).await;
+            return;
+        }
+    };
+    let span = tracing::info_span!(
+        "job",
+        job_id = %message.job_id,
+        source_connection_id = %message.source_connection_id,
+        attempt = tracing::field::Empty,
+    );
+    handle_job(context, delivery, message, handback)
+        .instrument(span)
+        .await;
+}
+
+/// Rejects the message to the dead-letter queue, and counts it.
+async fn dead_letter(context: &Context, delivery: &JobDelivery) {
+    context.metrics.dead_lettered.inc();
+    settle("dead-letter", delivery.dead_letter().await);
+}
+
+fn settle(what: &str, result: Result<(), syncway_queue::QueueError>) {
+    if let Err(error) = result {
+        // The channel is gone; the broker redelivers the message, and the
+        // guarded claim makes the second delivery harmless.
+        tracing::warn!(%error, "could not {what} the message");
+    }
+}
+
+async fn handle_job(
+    context: Arc<Context>,
+    delivery: JobDelivery,
+    message: JobMessage,
+    handback: CancellationToken,
+) {
+    let claim = while_unavailable(&context.stopping, "claiming the job", || async {
+        match context.claims.submit(message.job_id).await {
+            Ok(claim) => claim,
+            Err(gone) => Err(StoreError::Corrupt(gone.to_string())),
+        }
+    })
+    .await;
+    match claim {
+        Err(GaveUp::Stopped) => settle("requeue", delivery.requeue().await),
+        Err(GaveUp::Failed(error)) => {
+            tracing::error!(error = %format!("{:#}", anyhow::Error::from(error)), "cannot claim the job; dead-lettering its message");
+            dead_letter(&context, &delivery).await;
+        }
+        Ok(Claim::Missing) => {
+            let deleted = async {
+                let client = context.pool.get().await?;
+                jobs::was_deleted(&client, message.job_id).await
+            }
+            .await;
+            match deleted {
+                Ok(false) => {
+                    tracing::warn!("dead-lettering a message that names no job");
+                    dead_letter(&context, &delivery).await;
+                }
+                // Deleted with its connection (or the database cannot say:
+                // requeueing could loop, and the message runs nothing).
+                Ok(true) | Err(_) => {
+                    tracing::info!("the job was deleted with its connection; dropping the message");
+                    context.metrics.dropped_messages.inc();
+                    settle("ack", delivery.ack().await);
+                }
+            }
+        }
+        Ok(Claim::Finished(status)) => {
+            tracing::info!(%status, "duplicate delivery of a finished job; dropping it");
+            context.metrics.duplicate_deliveries.inc();
+            settle("ack", delivery.ack().await);
+        }
+        Ok(Claim::Throttled {
+            source_connection_id,
+        }) => {
+            // Its organization runs its share: try again after a short
+            // delay (no attempt used). The copy is queued before this one is
+            // acked, so the job always has a message.
+            context.metrics.fair_share_waits.inc();
+            let again = JobMessage::new(message.job_id, source_connection_id).encode();
+            let delay = i64::try_from(context.fair_share_delay.as_millis()).unwrap_or(i64::MAX);
+            let queued = while_unavailable(&context.stopping, "holding a job back", || async {
+                let client = context.pool.get().await?;
+                syncway_store::outbox::enqueue_delayed(&client, message.job_id, &again, delay).await
+            })
+            .await;
+            match queued {
+                Ok(()) => settle("ack", delivery.ack().await),
+                Err(_) => settle("requeue", delivery.requeue().await),
+            }
+        }
+        Ok(Claim::Leased) => {
+            tracing::info!("duplicate delivery of a job another worker holds; dropping it");
+            context.metrics.duplicate_deliveries.inc();
+            settle("ack", delivery.ack().await);
+        }
+        Ok(Claim::Claimed(job)) => {
+            tracing::Span::current().record("attempt", job.attempt);
+            context.metrics.jobs_claimed.inc();
+            context.metrics.jobs_running.inc();
+            let started = Instant::now();
+            let ended = JobRun::new(context.clone(), job, handback).run().await;
+            context.metrics.jobs_running.dec();
+            match ended {
+                Ended::Finished(status) => {
+                    context
+                        .metrics
+                        .jobs_finished
+                        .get_or_create(&vec![("status", status.to_string())])
+                        .inc();
+                    context
+                        .metrics
+                        .job_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    tracing::info!(%status, elapsed = ?started.elapsed(), "job ended");
+                    settle("ack", delivery.ack().await);
+                }
+                Ended::LostLease => {
+                    tracing::warn!("lost the job's lease (taken over or deleted); stopped");
+                    settle("ack", delivery.ack().await);
+                }
+                Ended::HandedBack => {
+                    tracing::info!("shutting down: job handed back for another worker");
+                    settle("requeue", delivery.requeue().await);
+                }
+                Ended::Retrying => {
+                    // The next attempt's message is in the outbox (delay
+                    // queue), committed with the job's retry state.
+                    context.metrics.retries_scheduled.inc();
+                    settle("ack", delivery.ack().await);
+                }
+                Ended::Stopped => {
+                    // The database is unreachable and we are stopping: leave
+                    // the message unacked; the broker redelivers it when this
+                    // connection closes, and the lease expires meanwhile.
+                    tracing::warn!(
+                        "stopping while the database is unavailable; job left to its lease"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The jobs running in this process and the cancels that reach them: the
+//! registry each run joins, and the listener on the control exchange that
+//! signals the run a cancel names.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use syncway_model::ControlMessage;
+use syncway_queue::ControlConsumer;
+use tokio::sync::watch;
+
+use crate::Context;
+
+/// The jobs running in this process, by id, each with the channel that
+/// tells its run to stop: a cancel from the control exchange lands here.
+#[derive(Debug, Default)]
+pub(crate) struct Running(std::sync::Mutex<HashMap<uuid::Uuid, Arc<watch::Sender<Signal>>>>);
+
+impl Running {
+    pub fn insert(&self, job_id: uuid::Uuid, signal: Arc<watch::Sender<Signal>>) {
+        if let Ok(mut running) = self.0.lock() {
+            running.insert(job_id, signal);
+        }
+    }
+
+    pub fn remove(&self, job_id: uuid::Uuid) {
+        if let Ok(mut running) = self.0.lock() {
+            running.remove(&job_id);
+        }
+    }
+
+    /// Tells the job's run to stop and end `cancelled`; false when the job
+    /// does not run here.
+    pub fn cancel(&self, job_id: uuid::Uuid) -> bool {
+        let signal = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|running| running.get(&job_id).cloned());
+        match signal {
+            Some(signal) => {
+                signal.send_replace(Signal::Cancel);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What the heartbeat tells the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Running,
+    Cancel,
+    Lost,
+}
+
+/// Hands each cancel from the control exchange to the job's run, if it runs
+/// here, until the channel closes (the consume loop reconnects).
+pub(crate) async fn listen_for_cancels(context: Arc<Context>, mut control: ControlConsumer) {
+    while let Some(message) = control.next().await {
+        let body = match message {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::warn!(%error, "control channel failed");
+                break;
+            }
+        };
+        match ControlMessage::decode(&body) {
+            Ok(message) => {
+                if context.running.cancel(message.cancel_job_id) {
+                    context.metrics.cancels_received.inc();
+                    tracing::info!(job_id = %message.cancel_job_id, "cancel received; stopping the job");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "ignoring an unreadable control message"),
+        }
+    }
+    control.close().await;
+}
