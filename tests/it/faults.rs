@@ -2,13 +2,12 @@
 //! transient source failures (retries through the delay queues), a lost
 //! message (the reaper), and a worker process killed mid-sync.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::harness::{DEADLINE, TestApp, TestEnv, counts, eventually};
+use crate::harness::{DEADLINE, TestApp, TestEnv, WorkerProcess, counts, eventually};
 
 #[tokio::test]
 async fn a_running_job_is_cancelled_within_a_second() {
@@ -138,38 +137,6 @@ async fn a_pending_job_whose_message_was_lost_is_requeued_by_the_reaper() {
     assert_eq!(app.attempt(job).await, 1);
 }
 
-/// A worker as a process of its own, killed (SIGKILL) when dropped.
-struct WorkerProcess(Child);
-
-impl WorkerProcess {
-    fn start(env: &TestEnv, lease_seconds: u64) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_syncway-test-worker"))
-            .env("SYNCWAY_DATABASE__URL", env.database_url())
-            .env("SYNCWAY_DATABASE__MIGRATE", "false")
-            .env("SYNCWAY_AMQP__NAMESPACE", &env.namespace)
-            .env("SYNCWAY_METRICS__LISTEN", "127.0.0.1:0")
-            .env("SYNCWAY_WORKER__LEASE_SECONDS", lease_seconds.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the worker process");
-        WorkerProcess(child)
-    }
-
-    fn kill(&mut self) {
-        // SIGKILL: no shutdown code runs, the lease is left to expire.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test]
 async fn a_worker_killed_mid_sync_is_taken_over_and_the_job_completes_once() {
     const LEASE: u64 = 2;
@@ -181,7 +148,7 @@ async fn a_worker_killed_mid_sync_is_taken_over_and_the_job_completes_once() {
             false,
         )
         .await;
-    let mut doomed = WorkerProcess::start(&app.env, LEASE);
+    let mut doomed = WorkerProcess::start(&app.env, LEASE, &[]);
     let job = app.run(connection, false).await;
     let before = app.running_with_data(connection, job).await;
     app.add_worker(|settings| {
@@ -285,7 +252,7 @@ async fn a_cancelling_job_whose_worker_was_killed_ends_cancelled() {
             true,
         )
         .await;
-    let mut doomed = WorkerProcess::start(&app.env, LEASE);
+    let mut doomed = WorkerProcess::start(&app.env, LEASE, &[]);
     let job = app.run(connection, false).await;
     app.running_with_data(connection, job).await;
     doomed.kill();

@@ -7,6 +7,7 @@
 mod harness;
 
 mod api_errors;
+mod chaos;
 mod commit_statement;
 mod concurrency;
 mod connections;

@@ -3,6 +3,7 @@
 //! on conditions with deadlines.
 
 pub mod env;
+mod process;
 mod proxy;
 
 use std::future::Future;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use env::TestEnv;
+pub use process::WorkerProcess;
 pub use proxy::TcpProxy;
 
 /// How long any wait in a test may take before the test fails.
