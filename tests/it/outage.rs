@@ -212,3 +212,23 @@ async fn a_postgres_outage_answers_503_then_recovers_with_no_job_lost() {
     drop(app);
     proxy.stop();
 }
+
+#[tokio::test]
+async fn a_list_of_brokers_is_tried_in_turn_until_one_answers() {
+    // The first broker of the list is down (nothing listens there): the
+    // relay and the worker go on to the next, as they would when a
+    // cluster's node is gone.
+    let env = TestEnv::new().await;
+    let list = format!(
+        "amqp://guest:guest@127.0.0.1:1/%2f, {}",
+        crate::harness::env::AMQP
+    );
+    let mut app = TestApp::with_api(env, |settings| settings.amqp.url = list.clone()).await;
+    let worker_list = list.clone();
+    app.add_worker(move |settings| settings.amqp.url = worker_list)
+        .await;
+    let connection = app.stub_connection(json!({"entity_count": 3}), false).await;
+    let job = app.sync(connection, false).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(counts(&job), [3, 0, 0, 0]);
+}

@@ -17,6 +17,13 @@ pub enum QueueError {
     Nacked,
     #[error("the broker could not route a message to {0}")]
     Unroutable(String),
+    #[error("no broker URL is configured")]
+    NoBroker,
+}
+
+/// The URLs of a comma-separated list, in order, blanks skipped.
+pub fn broker_urls(urls: &str) -> impl Iterator<Item = &str> {
+    urls.split(',').map(str::trim).filter(|url| !url.is_empty())
 }
 
 impl QueueError {
@@ -108,7 +115,23 @@ impl std::fmt::Debug for Broker {
 
 impl Broker {
     /// Connects and declares the topology (idempotent).
-    pub async fn connect(url: &str, namespace: &str, name: &str) -> Result<Self, QueueError> {
+    /// Connects and declares the topology. `urls` is one AMQP URL or a
+    /// comma-separated list of the brokers of one cluster, tried in turn
+    /// until one answers (so a process follows the cluster when a node
+    /// goes, without a load balancer); the last failure is returned when
+    /// none does.
+    pub async fn connect(urls: &str, namespace: &str, name: &str) -> Result<Self, QueueError> {
+        let mut last = None;
+        for url in broker_urls(urls) {
+            match Self::connect_one(url, namespace, name).await {
+                Ok(broker) => return Ok(broker),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or(QueueError::NoBroker))
+    }
+
+    async fn connect_one(url: &str, namespace: &str, name: &str) -> Result<Self, QueueError> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
         let connection = Connection::connect(url, properties).await?;
         let broker = Broker {
@@ -258,10 +281,22 @@ impl Broker {
 /// not exist succeeds. Returns the failures, if any.
 pub async fn delete_namespace(url: &str, namespace: &str) -> Result<(), Vec<QueueError>> {
     let topology = Topology::new(namespace);
-    let properties = ConnectionProperties::default().with_connection_name("syncway-cleanup".into());
-    let connection = Connection::connect(url, properties)
-        .await
-        .map_err(|error| vec![error.into()])?;
+    let mut connected = None;
+    let mut failures = Vec::new();
+    for url in broker_urls(url) {
+        let properties =
+            ConnectionProperties::default().with_connection_name("syncway-cleanup".into());
+        match Connection::connect(url, properties).await {
+            Ok(connection) => {
+                connected = Some(connection);
+                break;
+            }
+            Err(error) => failures.push(error.into()),
+        }
+    }
+    let Some(connection) = connected else {
+        return Err(failures);
+    };
     let mut failures = Vec::new();
     let queues = [topology.jobs_queue(), topology.dead_queue()]
         .into_iter()
