@@ -66,6 +66,7 @@ impl WorkerProcess {
     fn resume_quietly(&self) {
         let _ = Command::new("kill")
             .args(["-CONT", &self.0.id().to_string()])
+            .stderr(Stdio::null())
             .status();
     }
 }
