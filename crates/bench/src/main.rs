@@ -7,6 +7,7 @@
 //! entity each, triggers one job on each over HTTP from concurrent clients,
 //! waits until every job is terminal, and reports throughput and latencies.
 
+mod chaos;
 mod cpu;
 mod e2e;
 mod processes;
@@ -30,6 +31,8 @@ enum Command {
     Sql(sql::Options),
     /// One large sync: full, unchanged, incremental (beside copy-limit.sh).
     Sync(sync::Options),
+    /// Faults on a stream of jobs across three workers; every job checked.
+    Chaos(chaos::Options),
 }
 
 #[tokio::main]
@@ -39,5 +42,6 @@ async fn main() -> anyhow::Result<()> {
         Command::E2e(options) => e2e::run(options).await,
         Command::Sql(options) => sql::run(options).await,
         Command::Sync(options) => sync::run(options).await,
+        Command::Chaos(options) => chaos::run(options).await,
     }
 }

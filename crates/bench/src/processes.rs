@@ -121,6 +121,26 @@ impl BenchEnv {
         wait_ready(http, &format!("http://127.0.0.1:{metrics}/readyz")).await
     }
 
+    /// Sends `signal` (`-KILL`, `-STOP`, `-CONT`) to the `n`th `binary`
+    /// child; a killed one is reaped and forgotten.
+    pub fn signal(&mut self, binary: &str, n: usize, signal: &str) -> anyhow::Result<()> {
+        let at = self
+            .children
+            .iter()
+            .enumerate()
+            .filter(|(_, (name, _))| name == binary)
+            .map(|(at, _)| at)
+            .nth(n)
+            .with_context(|| format!("no {binary} number {n}"))?;
+        let pid = self.children[at].1.id().to_string();
+        Command::new("kill").args([signal, &pid]).status()?;
+        if signal == "-KILL" {
+            let (_, mut child) = self.children.remove(at);
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
     /// Process ids of the running `binary` children.
     pub fn pids(&self, binary: &str) -> Vec<u32> {
         self.children
