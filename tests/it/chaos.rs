@@ -28,6 +28,31 @@ fn process_settings() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `n` stub jobs of 400 entities, 5 ms each (batches of 40), triggered.
+async fn stub_jobs(app: &TestApp, n: usize) -> Vec<(Uuid, Uuid)> {
+    let mut jobs = Vec::new();
+    for _ in 0..n {
+        let connection = app
+            .stub_connection(
+                json!({"entity_count": 400, "delay_ms_per_entity": 5}),
+                false,
+            )
+            .await;
+        jobs.push((connection, app.run(connection, false).await));
+    }
+    jobs
+}
+
+/// A worker in the test process with the chaos lease and reaper.
+async fn add_in_process_worker(app: &mut TestApp) {
+    app.add_worker(|settings| {
+        settings.worker.lease_seconds = LEASE;
+        settings.worker.reap_interval_seconds = REAP;
+        settings.retry.max_attempts = 20;
+    })
+    .await;
+}
+
 /// Samples the jobs' phases every 50 ms and keeps, per job, the longest
 /// time it had no live owner: from its lease's last renewal (the latest
 /// its worker can have died) to the next claim.
@@ -175,12 +200,7 @@ async fn a_paused_worker_resumed_after_a_takeover_writes_nothing() {
     let job = app.run(connection, false).await;
     app.running_with_data(connection, job).await;
     zombie.pause();
-    app.add_worker(|settings| {
-        settings.worker.lease_seconds = LEASE;
-        settings.worker.reap_interval_seconds = REAP;
-        settings.retry.max_attempts = 20;
-    })
-    .await;
+    add_in_process_worker(&mut app).await;
     eventually(
         "the job to be taken over",
         Duration::from_secs(30),
@@ -202,16 +222,7 @@ async fn jobs_survive_workers_killed_over_and_over() {
     let mut workers: Vec<WorkerProcess> = (0..3)
         .map(|_| WorkerProcess::start(&app.env, LEASE, &settings))
         .collect();
-    let mut jobs = Vec::new();
-    for _ in 0..12 {
-        let connection = app
-            .stub_connection(
-                json!({"entity_count": 400, "delay_ms_per_entity": 5}),
-                false,
-            )
-            .await;
-        jobs.push((connection, app.run(connection, false).await));
-    }
+    let jobs = stub_jobs(&app, 12).await;
     let watch = GapWatch::start(&app, jobs.iter().map(|(_, job)| *job).collect()).await;
     // Kill one every two seconds for ten seconds, a fresh one in its place.
     for round in 0..5 {
@@ -229,22 +240,8 @@ async fn jobs_survive_workers_killed_over_and_over() {
 #[tokio::test]
 async fn jobs_survive_postgres_sessions_terminated_twice_a_second() {
     let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
-    app.add_worker(|settings| {
-        settings.worker.lease_seconds = LEASE;
-        settings.worker.reap_interval_seconds = REAP;
-        settings.retry.max_attempts = 20;
-    })
-    .await;
-    let mut jobs = Vec::new();
-    for _ in 0..8 {
-        let connection = app
-            .stub_connection(
-                json!({"entity_count": 400, "delay_ms_per_entity": 5}),
-                false,
-            )
-            .await;
-        jobs.push((connection, app.run(connection, false).await));
-    }
+    add_in_process_worker(&mut app).await;
+    let jobs = stub_jobs(&app, 8).await;
     let killer = app.db().await;
     let database = app.env.database.clone();
     let mut terminated = 0i64;

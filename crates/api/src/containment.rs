@@ -78,11 +78,7 @@ async fn check_url(policy: &Policy, text: &str, field: &str, with_credentials: b
     if with_credentials && url.scheme() == "http" && allowance != Some(Allowance::Explicit) {
         return Err(ApiError::invalid(
             &loc,
-            format!(
-                "credentials are not sent over plain http to {host}; use https, or an operator \
-                 can allow the host as internal with SYNCWAY_CONNECTORS__ALLOW_HOSTS or \
-                 SYNCWAY_CONNECTORS__ALLOW_CIDRS"
-            ),
+            syncway_egress::plain_http_refusal(host),
             "value_error",
         ));
     }

@@ -41,6 +41,16 @@ pub enum Denied {
     Path(String),
 }
 
+/// Why credentials are not sent to `host` over plain http: it is not
+/// allowed as internal. Shown to the tenant (API 422 and job error alike).
+pub fn plain_http_refusal(host: &str) -> String {
+    format!(
+        "credentials are not sent over plain http to {host}; use https, or an operator \
+         can allow the host as internal with SYNCWAY_CONNECTORS__ALLOW_HOSTS or \
+         SYNCWAY_CONNECTORS__ALLOW_CIDRS"
+    )
+}
+
 /// How an address passed the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allowance {

@@ -12,8 +12,9 @@
 //! bench starts for itself ([`servers`]).
 
 mod servers;
+mod verify;
+mod watch;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -48,7 +49,7 @@ pub struct Options {
 }
 
 const KEY: &str = "sw_bench_chaos";
-const LEASE: u64 = 2;
+pub(crate) const LEASE: u64 = 2;
 const REAP: u64 = 1;
 /// How long a fault lasts.
 const FAULT: Duration = Duration::from_secs(10);
@@ -223,7 +224,7 @@ async fn drive(
         .await?;
         connections.push(uuid(&body)?);
     }
-    let watch = Watch::start(env).await?;
+    let watch = watch::Watch::start(env).await?;
     let started = Instant::now();
     let fault_at = Duration::from_secs(5);
     let mut jobs = Vec::new();
@@ -261,9 +262,9 @@ async fn drive(
         fault_end = Some(fault(scenario, env, owned).await?);
     }
     let fault_end = fault_end.context("no fault was made")?;
-    let (lost, doubled, stuck) = check(env, &jobs, options.entities).await?;
+    let (lost, doubled, stuck) = verify::check(env, &jobs, options.entities).await?;
     let worst_gap = watch.stop(env).await?;
-    let recovery = recovery(env, &jobs, started, fault_at, fault_end).await?;
+    let recovery = verify::recovery(env, &jobs, started, fault_at, fault_end).await?;
     Ok(Outcome {
         scenario,
         jobs: jobs.len(),
@@ -338,202 +339,4 @@ async fn fault(scenario: Scenario, env: &mut BenchEnv, owned: &Owned) -> anyhow:
         }
     }
     Ok(Instant::now())
-}
-
-/// Per job: lost (ended other than completed), doubled (counts beyond the
-/// source, or stored content other than the source's), stuck (not ended).
-async fn check(
-    env: &BenchEnv,
-    jobs: &[(Uuid, Uuid)],
-    entities: u64,
-) -> anyhow::Result<(usize, usize, usize)> {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let client = loop {
-        match env.client().await {
-            Ok(client) => break client,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            Err(error) => return Err(error),
-        }
-    };
-    let ids: Vec<Uuid> = jobs.iter().map(|(_, job)| *job).collect();
-    while Instant::now() < deadline {
-        let active: i64 = client
-            .query_one(
-                "SELECT count(*) FROM sync_jobs WHERE id = ANY($1) AND active",
-                &[&ids],
-            )
-            .await?
-            .get(0);
-        if active == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let config = syncway_model::StubConfig {
-        entity_count: entities,
-        delay_ms_per_entity: 2,
-        ..syncway_model::StubConfig::default()
-    };
-    let expected: HashMap<String, Vec<u8>> = (0..entities)
-        .map(|i| {
-            let entity = syncway_connectors::stub::entity(&config, i);
-            let hash = syncway_model::content_hash(&entity.payload).to_vec();
-            (entity.id, hash)
-        })
-        .collect();
-    let (mut lost, mut doubled, mut stuck) = (0, 0, 0);
-    for (connection, job) in jobs {
-        let row = client
-            .query_one(
-                "SELECT status, entities_inserted, entities_updated, entities_deleted FROM sync_jobs WHERE id = $1",
-                &[job],
-            )
-            .await?;
-        let status: String = row.get(0);
-        let counts: (i64, i64, i64) = (row.get(1), row.get(2), row.get(3));
-        match status.as_str() {
-            "completed" => {}
-            "pending" | "running" | "cancelling" => {
-                stuck += 1;
-                continue;
-            }
-            _ => {
-                lost += 1;
-                continue;
-            }
-        }
-        let stored = client
-            .query(
-                "SELECT entity_id, content_hash FROM entities WHERE source_connection_id = $1",
-                &[connection],
-            )
-            .await?;
-        let same = stored.len() == expected.len()
-            && stored.iter().all(|row| {
-                expected.get(row.get::<_, &str>(0)).map(Vec::as_slice)
-                    == Some(row.get::<_, &[u8]>(1))
-            });
-        if counts != (entities as i64, 0, 0) || !same {
-            doubled += 1;
-        }
-    }
-    Ok((lost, doubled, stuck))
-}
-
-/// From the end of the fault until completions flow at 80% of their rate
-/// in the 5 s before it (in 2 s windows).
-async fn recovery(
-    env: &BenchEnv,
-    jobs: &[(Uuid, Uuid)],
-    started: Instant,
-    fault_at: Duration,
-    fault_end: Instant,
-) -> anyhow::Result<Option<Duration>> {
-    let client = env.client().await?;
-    let ids: Vec<Uuid> = jobs.iter().map(|(_, job)| *job).collect();
-    let since: Vec<f64> = client
-        .query(
-            "SELECT extract(epoch FROM completed_at - (now() - make_interval(secs => $2)))::float8
-             FROM sync_jobs WHERE id = ANY($1) AND completed_at IS NOT NULL",
-            &[&ids, &started.elapsed().as_secs_f64()],
-        )
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let before = since
-        .iter()
-        .filter(|t| **t >= fault_at.as_secs_f64() - 5.0 && **t < fault_at.as_secs_f64())
-        .count() as f64
-        / 5.0;
-    let end = (fault_end - started).as_secs_f64();
-    let target = (before * 0.8 * 2.0).max(1.0);
-    let mut t = end;
-    let last = since.iter().copied().fold(end, f64::max);
-    while t <= last {
-        let window = since.iter().filter(|s| **s >= t && **s < t + 2.0).count() as f64;
-        if window >= target {
-            return Ok(Some(Duration::from_secs_f64(t - end)));
-        }
-        t += 0.1;
-    }
-    Ok(None)
-}
-
-/// Samples every job's phase every 100 ms; keeps the longest time any job
-/// had no live owner.
-struct Watch {
-    stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<Duration>,
-}
-
-impl Watch {
-    async fn start(env: &BenchEnv) -> anyhow::Result<Self> {
-        let url = env.database_url();
-        let stop = tokio_util::sync::CancellationToken::new();
-        let stopped = stop.clone();
-        let task = tokio::spawn(async move {
-            let mut open: HashMap<Uuid, Instant> = HashMap::new();
-            let mut worst = Duration::ZERO;
-            let mut client = None;
-            // Gaps are counted while the database answers: a job cannot
-            // be claimed (nor its lease renewed) while it is away.
-            let mut reachable_since = Instant::now();
-            while !stopped.is_cancelled() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if client.is_none() {
-                    client = connect(&url).await;
-                    reachable_since = Instant::now();
-                }
-                let Some(db) = &client else { continue };
-                let rows = match db
-                    .query(
-                        "SELECT id, job_phase(status, lease_owner, lease_expires_at, retry_at),
-                                extract(epoch FROM now() - (lease_expires_at
-                                    - make_interval(secs => $1)))::float8
-                         FROM sync_jobs WHERE started_at IS NOT NULL",
-                        &[&(LEASE as f64)],
-                    )
-                    .await
-                {
-                    Ok(rows) => rows,
-                    Err(_) => {
-                        // The server went away (a scenario's fault): the
-                        // open gaps go on counting.
-                        client = None;
-                        continue;
-                    }
-                };
-                for row in rows {
-                    let id: Uuid = row.get(0);
-                    let phase: String = row.get(1);
-                    if matches!(phase.as_str(), "expired" | "handed_back") {
-                        let since = row.get::<_, Option<f64>>(2).unwrap_or(0.0).max(0.0);
-                        let renewed = Instant::now() - Duration::from_secs_f64(since);
-                        open.entry(id)
-                            .or_insert_with(|| renewed.max(reachable_since));
-                    } else if let Some(start) = open.remove(&id) {
-                        worst = worst.max(start.elapsed());
-                    }
-                }
-            }
-            worst
-        });
-        Ok(Watch { stop, task })
-    }
-
-    async fn stop(self, _env: &BenchEnv) -> anyhow::Result<Duration> {
-        self.stop.cancel();
-        Ok(self.task.await?)
-    }
-}
-
-async fn connect(url: &str) -> Option<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .ok()?;
-    tokio::spawn(connection);
-    Some(client)
 }

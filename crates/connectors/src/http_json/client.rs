@@ -144,10 +144,8 @@ impl GuardedClient {
             None => Allowance::Public,
         };
         if with_credentials && url.scheme() == "http" && allowance != Allowance::Explicit {
-            return Err(SourceError::Permanent(format!(
-                "credentials are not sent over plain http to {host}; use https, or an operator \
-                 can allow the host as internal with SYNCWAY_CONNECTORS__ALLOW_HOSTS or \
-                 SYNCWAY_CONNECTORS__ALLOW_CIDRS"
+            return Err(SourceError::Permanent(syncway_egress::plain_http_refusal(
+                host,
             )));
         }
         Ok(())
