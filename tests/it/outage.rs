@@ -232,3 +232,181 @@ async fn a_list_of_brokers_is_tried_in_turn_until_one_answers() {
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(counts(&job), [3, 0, 0, 0]);
 }
+
+#[tokio::test]
+async fn every_queue_a_job_message_waits_in_is_a_replicated_quorum_queue() {
+    // A classic queue lives on one node: while that node is down no client
+    // can declare the topology, and a cluster stalls (syncway-bench chaos
+    // --scenario broker-failover). Only a quorum queue counts deliveries:
+    // a message put back and taken again carries `x-delivery-count`.
+    use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions};
+    let app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    // Ready: the relay is connected, so it has declared the topology.
+    wait_ready(&app, true).await;
+    let topology = syncway_queue::Topology::new(&app.env.namespace);
+    let mut queues = vec![topology.jobs_queue(), topology.dead_queue()];
+    queues.extend((0..10).map(|level| topology.retry_queue(1000 << level)));
+    queues.dedup();
+    assert_eq!(
+        queues.len(),
+        12,
+        "the jobs queue, the dead letters, ten delay levels"
+    );
+    let amqp = lapin::Connection::connect(
+        crate::harness::env::AMQP,
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .expect("connecting to RabbitMQ");
+    let channel = amqp.create_channel().await.expect("a channel");
+    channel
+        .confirm_select(Default::default())
+        .await
+        .expect("confirm mode");
+    for queue in queues {
+        channel
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                b"not a job",
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .expect("publishing")
+            .await
+            .expect("the broker confirms");
+        let get = || async {
+            let deadline = Instant::now() + DEADLINE;
+            loop {
+                if let Some(message) = channel
+                    .basic_get(queue.as_str().into(), BasicGetOptions::default())
+                    .await
+                    .expect("basic.get")
+                {
+                    return message;
+                }
+                assert!(Instant::now() < deadline, "{queue}: the message never came");
+            }
+        };
+        let first = get().await;
+        first
+            .delivery
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .expect("putting it back");
+        let again = get().await;
+        let counted = again
+            .delivery
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|headers| headers.inner().get("x-delivery-count").cloned());
+        assert!(counted.is_some(), "{queue} is not a quorum queue");
+        again
+            .delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
+    }
+}
+
+/// A RabbitMQ policy on the test's jobs queue, removed when dropped.
+struct NackEveryPublish(String);
+
+impl NackEveryPublish {
+    /// Makes the broker nack every publish to `queue` (no room, and
+    /// reject-publish), as a quorum queue does while it elects a leader.
+    fn on(queue: &str) -> Self {
+        let name = format!("syncway-test-nack-{queue}");
+        let status = std::process::Command::new("rabbitmqctl")
+            .args(["set_policy", "--apply-to", "queues", &name])
+            .arg(format!("^{}$", queue.replace('.', "\\.")))
+            .arg(r#"{"max-length": 0, "overflow": "reject-publish"}"#)
+            .status()
+            .expect("running rabbitmqctl");
+        assert!(status.success(), "rabbitmqctl set_policy failed");
+        NackEveryPublish(name)
+    }
+}
+
+impl Drop for NackEveryPublish {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["clear_policy", &self.0])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_message_the_broker_nacks_for_a_while_is_held_and_published_later_not_set_aside() {
+    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    // No worker yet: the queue keeps what it takes, so that it stays over
+    // its limit of none.
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    wait_ready(&app, true).await;
+    let queue = syncway_queue::Topology::new(&app.env.namespace).jobs_queue();
+    let nacking = NackEveryPublish::on(&queue);
+    // The policy is in force once a probe publish is nacked (the first
+    // probe may still be taken: the limit is checked before it).
+    let amqp = lapin::Connection::connect(
+        crate::harness::env::AMQP,
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .expect("connecting to RabbitMQ");
+    let channel = amqp.create_channel().await.expect("a channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    eventually("the broker nacking publishes", DEADLINE, || async {
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                b"probe",
+                lapin::BasicProperties::default(),
+            )
+            .await
+            .ok()?
+            .await
+            .ok()?;
+        confirm.is_nack().then_some(())
+    })
+    .await;
+
+    let connection = app.stub_connection(json!({"entity_count": 5}), false).await;
+    let job = app.run(connection, false).await;
+    // Refused, and held in the outbox rather than set aside.
+    eventually("the message held after a nack", DEADLINE, || async {
+        let held: bool = app
+            .db()
+            .await
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE job_id = $1 AND refused_since IS NOT NULL)",
+                &[&job],
+            )
+            .await
+            .ok()?
+            .get(0);
+        held.then_some(())
+    })
+    .await;
+    assert_eq!(app.job(connection, job).await["status"], "pending");
+
+    // The refusal passes: the job runs, once (the worker dead-letters the
+    // probe).
+    drop(nacking);
+    app.add_worker(|_| {}).await;
+    let done = app.finished_job(connection, job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(counts(&done), [5, 0, 0, 0]);
+    assert_eq!(app.attempt(job).await, 1);
+}

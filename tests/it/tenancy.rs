@@ -31,7 +31,7 @@ async fn a_message_the_broker_refuses_is_set_aside_and_the_others_flow() {
     let channel = amqp.create_channel().await.expect("a channel");
     channel
         .queue_delete(
-            format!("{}.sync_jobs.retry.3", app.env.namespace)
+            format!("{}.sync_jobs.delay.3", app.env.namespace)
                 .as_str()
                 .into(),
             QueueDeleteOptions::default(),

@@ -45,6 +45,15 @@ pub struct Relay {
     pub metrics: ApiMetrics,
 }
 
+/// How a drain of the outbox ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drained {
+    /// Everything committed was published (or set aside).
+    All,
+    /// The broker nacked a message: it is held, and the channel replaced.
+    Nacked,
+}
+
 #[derive(Debug, thiserror::Error)]
 enum RelayError {
     #[error(transparent)]
@@ -85,7 +94,7 @@ impl Relay {
             self.ready.store(true, Ordering::Relaxed);
             backoff = MIN_BACKOFF;
             let stopped = self
-                .publish_until_broken(&publisher, &stop, &mut backoff)
+                .publish_until_broken(&broker, publisher, &stop, &mut backoff)
                 .await;
             self.ready.store(false, Ordering::Relaxed);
             broker.close().await;
@@ -98,14 +107,28 @@ impl Relay {
     /// Publishes until the broker connection breaks (false) or `stop` (true).
     async fn publish_until_broken(
         &self,
-        publisher: &Publisher,
+        broker: &Broker,
+        mut publisher: Publisher,
         stop: &CancellationToken,
         backoff: &mut Duration,
     ) -> bool {
         let mut ticks = 0u32;
         loop {
-            match self.drain(publisher).await {
-                Ok(()) => *backoff = MIN_BACKOFF,
+            match self.drain(&publisher).await {
+                Ok(Drained::All) => *backoff = MIN_BACKOFF,
+                Ok(Drained::Nacked) => {
+                    // A quorum queue that rejected a publish keeps rejecting
+                    // the same channel's publishes (RabbitMQ 3.10): the held
+                    // messages are tried again on a fresh one.
+                    publisher.close().await;
+                    publisher = match broker.publisher().await {
+                        Ok(publisher) => publisher,
+                        Err(error) => {
+                            tracing::warn!(%error, "relay cannot open a publishing channel");
+                            return false;
+                        }
+                    };
+                }
                 Err(RelayError::Broker(error)) => {
                     tracing::warn!(%error, "relay lost the broker; messages stay in the outbox");
                     self.metrics.relay_errors.inc();
@@ -142,14 +165,15 @@ impl Relay {
         }
     }
 
-    /// Publishes every committed message, batch by batch.
-    async fn drain(&self, publisher: &Publisher) -> Result<(), RelayError> {
+    /// Publishes every committed message, batch by batch, except those the
+    /// broker nacks (held: [`Drained::Nacked`]).
+    async fn drain(&self, publisher: &Publisher) -> Result<Drained, RelayError> {
         loop {
             let mut client = self.pool.get().await.map_err(StoreError::from)?;
             let transaction = client.transaction().await.map_err(StoreError::from)?;
             let batch = outbox::take_oldest(&transaction, BATCH).await?;
             if batch.is_empty() {
-                return Ok(());
+                return Ok(Drained::All);
             }
             let messages: Vec<(&[u8], Route)> = batch
                 .iter()
@@ -162,7 +186,10 @@ impl Relay {
                 Err(error) if error.is_refusal() => {
                     drop(transaction);
                     tracing::warn!(%error, "the broker refused a message; publishing the batch one by one");
-                    self.one_by_one(publisher, &batch).await?;
+                    if self.one_by_one(publisher, &batch).await? {
+                        // The channel rejects from now on: stop here.
+                        return Ok(Drained::Nacked);
+                    }
                     continue;
                 }
                 Err(error) => return Err(error.into()),
@@ -171,18 +198,20 @@ impl Relay {
             self.metrics.outbox_published.inc_by(batch.len() as u64);
             tracing::debug!(published = batch.len(), "relay published job messages");
             if (batch.len() as i64) < BATCH {
-                return Ok(());
+                return Ok(Drained::All);
             }
         }
     }
 
     /// Publishes `batch`'s messages each in a transaction of its own,
-    /// setting aside the ones the broker refuses.
+    /// holding the ones the broker nacks and setting aside the ones it
+    /// refuses for good. True when one was held (the rest of the batch is
+    /// left for a fresh channel).
     async fn one_by_one(
         &self,
         publisher: &Publisher,
         batch: &[outbox::OutboxMessage],
-    ) -> Result<(), RelayError> {
+    ) -> Result<bool, RelayError> {
         for message in batch {
             let mut client = self.pool.get().await.map_err(StoreError::from)?;
             let transaction = client.transaction().await.map_err(StoreError::from)?;
@@ -197,6 +226,15 @@ impl Relay {
                 Ok(()) => {
                     self.metrics.outbox_published.inc();
                 }
+                Err(error) if error.is_refusal() && !refused_for_good(&error, &message) => {
+                    // A nack passes (a quorum queue electing a leader):
+                    // keep the message, try it again shortly.
+                    drop(transaction);
+                    tracing::warn!(job_id = %message.job_id, route = ?message.route, %error, hold = ?REFUSAL_HOLD, "the broker refused a message; holding it and trying again");
+                    self.metrics.relay_errors.inc();
+                    outbox::hold(&client, message.id, REFUSAL_HOLD).await?;
+                    return Ok(true);
+                }
                 Err(error) if error.is_refusal() => {
                     let reason = format!("the broker refused the job's message: {error}");
                     tracing::error!(job_id = %message.job_id, route = ?message.route, %error, "setting aside a message the broker refused");
@@ -209,7 +247,7 @@ impl Relay {
             }
             transaction.commit().await.map_err(StoreError::from)?;
         }
-        Ok(())
+        Ok(false)
     }
 
     async fn sample_backlog(&self) {
@@ -218,6 +256,23 @@ impl Relay {
         {
             self.metrics.outbox_backlog.set(depth);
         }
+    }
+}
+
+/// How long a nacked message waits before it is tried again.
+const REFUSAL_HOLD: Duration = Duration::from_secs(1);
+/// How long the broker may go on nacking a message before it is set aside.
+const REFUSAL_GRACE: Duration = Duration::from_secs(60);
+
+/// Whether a refused message is set aside now: a message no queue takes
+/// (unroutable) at once; a nacked one once the broker has refused it for
+/// [`REFUSAL_GRACE`].
+fn refused_for_good(error: &QueueError, message: &outbox::OutboxMessage) -> bool {
+    match error {
+        QueueError::Nacked => message.refused_since.is_some_and(|since| {
+            (chrono::Utc::now() - since).to_std().unwrap_or_default() >= REFUSAL_GRACE
+        }),
+        _ => true,
     }
 }
 

@@ -27,6 +27,9 @@ pub struct BenchEnv {
     pub namespace: String,
     pub amqp: String,
     children: Vec<(String, Child)>,
+    /// Where the children's logs go (at `info`), when kept.
+    logs: Option<PathBuf>,
+    spawned: usize,
 }
 
 impl BenchEnv {
@@ -39,6 +42,8 @@ impl BenchEnv {
             namespace: format!("bench-{}", &id[..12]),
             amqp: amqp.to_owned(),
             children: Vec::new(),
+            logs: None,
+            spawned: 0,
         };
         env.admin()
             .await?
@@ -60,6 +65,29 @@ impl BenchEnv {
         connect(&self.database_url()).await
     }
 
+    /// From now on, children log at `info` into `dir/<binary>-<n>.log`
+    /// rather than at `warn` to the terminal.
+    pub fn keep_logs(&mut self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        self.logs = Some(dir.to_owned());
+        Ok(())
+    }
+
+    /// The kept log files, if any.
+    pub fn log_files(&self) -> Vec<PathBuf> {
+        let Some(dir) = &self.logs else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        files.sort();
+        files
+    }
+
     /// Starts a release binary with the environment's settings plus `vars`.
     pub fn spawn(&mut self, binary: &str, vars: &[(&str, String)]) -> anyhow::Result<()> {
         let path = binary_path(binary)?;
@@ -69,7 +97,20 @@ impl BenchEnv {
             .env("SYNCWAY_AMQP__URL", &self.amqp)
             .env("SYNCWAY_AMQP__NAMESPACE", &self.namespace)
             .env("SYNCWAY_LOG__LEVEL", "warn")
+            // Benchmarks trigger their own jobs (the schedules bench turns
+            // the scheduler on in its workers' variables).
+            .env("SYNCWAY_SCHEDULER__ENABLED", "false")
             .stdin(Stdio::null());
+        self.spawned += 1;
+        if let Some(dir) = &self.logs {
+            let file = dir.join(format!("{binary}-{}.log", self.spawned));
+            let out = std::fs::File::create(&file)
+                .with_context(|| format!("creating {}", file.display()))?;
+            command
+                .env("SYNCWAY_LOG__LEVEL", "info")
+                .stdout(out.try_clone()?)
+                .stderr(out);
+        }
         for (key, value) in vars {
             command.env(key, value);
         }

@@ -80,11 +80,20 @@ impl Topology {
     }
 
     fn retry_queue_at(&self, level: u32) -> String {
-        format!("{}.sync_jobs.retry.{level}", self.namespace)
+        format!("{}.sync_jobs.delay.{level}", self.namespace)
     }
 
     fn retry_queues(&self) -> impl Iterator<Item = String> + '_ {
         (0..RETRY_LEVELS).map(|level| self.retry_queue_at(level))
+    }
+
+    /// The classic delay queues of earlier syncway versions (`.retry.<k>`):
+    /// declared no more (a classic queue lives on one node, and while that
+    /// node is down no client can declare the topology), still deleted with
+    /// the namespace. Messages left in them dead-letter to the jobs queue as
+    /// before.
+    fn legacy_retry_queues(&self) -> impl Iterator<Item = String> + '_ {
+        (0..RETRY_LEVELS).map(|level| format!("{}.sync_jobs.retry.{level}", self.namespace))
     }
 }
 
@@ -203,10 +212,17 @@ impl Broker {
         channel
             .queue_declare(self.topology.jobs_queue().into(), durable, jobs)
             .await?;
-        // Delay queues: durable, classic (they hold few messages, and
-        // per-message TTL is what they are for), dead-lettering expired
-        // messages to the jobs queue through the default exchange.
+        // Delay queues: quorum queues like the jobs queue, so that the
+        // topology stays declarable and nothing waiting is lost while any
+        // one node of a cluster is down. Messages expire after their own
+        // delay (per-message TTL) and are dead-lettered, at least once, back
+        // to the jobs queue through the default exchange (at-least-once
+        // dead-lettering needs reject-publish overflow).
         let mut delay = FieldTable::default();
+        delay.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
         delay.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString("".into()),
@@ -214,6 +230,14 @@ impl Broker {
         delay.insert(
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString(self.topology.jobs_queue().into()),
+        );
+        delay.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString("at-least-once".into()),
+        );
+        delay.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
         );
         for queue in self.topology.retry_queues() {
             channel
@@ -300,7 +324,8 @@ pub async fn delete_namespace(url: &str, namespace: &str) -> Result<(), Vec<Queu
     let mut failures = Vec::new();
     let queues = [topology.jobs_queue(), topology.dead_queue()]
         .into_iter()
-        .chain(topology.retry_queues());
+        .chain(topology.retry_queues())
+        .chain(topology.legacy_retry_queues());
     for queue in queues {
         let deleted = async {
             let channel = connection.create_channel().await?;

@@ -10,8 +10,9 @@
 //!   are dead-lettered.
 //! - `<ns>.dead` (fanout exchange) -> `<ns>.sync_jobs.dead` (durable queue):
 //!   messages that cannot be run, kept for an operator to inspect.
-//! - `<ns>.sync_jobs.retry.0` .. `.9`: delay queues for retries. A message
-//!   waits out its own TTL, then is dead-lettered back to `<ns>.sync_jobs`.
+//! - `<ns>.sync_jobs.delay.0` .. `.9`: quorum delay queues for retries and
+//!   fair-share waits. A message waits out its own TTL, then is
+//!   dead-lettered (at least once) back to `<ns>.sync_jobs`.
 //! - `<ns>.control` (fanout exchange): control messages (cancel) to every
 //!   worker, each on an exclusive queue of its own.
 

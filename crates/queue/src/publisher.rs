@@ -41,6 +41,11 @@ impl Publisher {
         self.channel.status().connected()
     }
 
+    /// Closes the channel (the connection stays).
+    pub async fn close(&self) {
+        let _ = self.channel.close(200, "replaced".into()).await;
+    }
+
     /// Publishes job messages to the jobs queue; see [`Self::publish`].
     pub async fn publish_jobs(&self, payloads: &[&[u8]]) -> Result<(), QueueError> {
         let messages: Vec<(&[u8], Route)> = payloads

@@ -1,6 +1,7 @@
 //! The transactional outbox: messages written with their job, deleted only
 //! after the broker confirmed them.
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use syncway_model::Route;
 use uuid::Uuid;
@@ -13,6 +14,8 @@ pub struct OutboxMessage {
     pub job_id: Uuid,
     pub payload: Vec<u8>,
     pub route: Route,
+    /// When the broker first refused it (nack), if it did.
+    pub refused_since: Option<DateTime<Utc>>,
 }
 
 /// Removes up to `limit` of the oldest messages and returns them, skipping
@@ -26,8 +29,9 @@ pub async fn take_oldest(
     let statement = client
         .prepare_cached(
             "DELETE FROM outbox WHERE id IN (
-                 SELECT id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-             RETURNING id, job_id, payload, kind, delay_ms",
+                 SELECT id FROM outbox WHERE held_until IS NULL OR held_until <= now()
+                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING id, job_id, payload, kind, delay_ms, refused_since",
         )
         .await?;
     let rows = client.query(&statement, &[&limit]).await?;
@@ -48,7 +52,26 @@ fn message_from_row(row: &tokio_postgres::Row) -> OutboxMessage {
                 delay_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
             },
         },
+        refused_since: row.get(5),
     }
+}
+
+/// Leaves a message the broker refused in the outbox for `hold` before it
+/// is tried again, noting when it was first refused.
+pub async fn hold(
+    client: &impl GenericClient,
+    id: i64,
+    hold: std::time::Duration,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "UPDATE outbox SET held_until = now() + make_interval(secs => $2),
+                               refused_since = COALESCE(refused_since, now())
+             WHERE id = $1",
+            &[&id, &hold.as_secs_f64()],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Messages waiting to be published.
@@ -100,7 +123,7 @@ pub async fn take(
     let row = client
         .query_opt(
             "DELETE FROM outbox WHERE id = (SELECT id FROM outbox WHERE id = $1 FOR UPDATE SKIP LOCKED)
-             RETURNING id, job_id, payload, kind, delay_ms",
+             RETURNING id, job_id, payload, kind, delay_ms, refused_since",
             &[&id],
         )
         .await?;

@@ -122,6 +122,7 @@ async fn handle_job(
         }
         Ok(Claim::Claimed(job)) => {
             tracing::Span::current().record("attempt", job.attempt);
+            tracing::info!("claimed the job");
             context.metrics.jobs_claimed.inc();
             context.metrics.jobs_running.inc();
             let started = Instant::now();

@@ -18,10 +18,11 @@ pub async fn run(context: Arc<Context>, options: Options) {
     // gone, and a redelivered message would have claimed it by now.
     let grace = Duration::from_secs_f64(context.lease_seconds);
     loop {
-        // Spread the passes of many workers over the interval.
-        let jitter = options.interval.mul_f64(rand::random_range(0.0..0.2));
+        // Spread the passes of many workers, never further apart than the
+        // interval (the recovery bound counts on it).
+        let pause = options.interval.mul_f64(rand::random_range(0.8..=1.0));
         tokio::select! {
-            () = tokio::time::sleep(options.interval + jitter) => {}
+            () = tokio::time::sleep(pause) => {}
             () = context.stopping.cancelled() => return,
         }
         let reaped = async {
@@ -46,6 +47,9 @@ pub async fn run(context: Arc<Context>, options: Options) {
                         ("cancelled", reaped.cancelled),
                     ],
                 );
+                for job_id in &reaped.requeued_jobs {
+                    tracing::info!(%job_id, "reaper re-enqueued a job nobody was working on");
+                }
                 if reaped != syncway_store::jobs::Reaped::default() {
                     tracing::info!(
                         requeued = reaped.requeued,

@@ -11,6 +11,7 @@
 //! `postgres-restart`, `pool-exhaustion` and `broker-restart` on servers the
 //! bench starts for itself ([`servers`]).
 
+mod rabbit;
 mod servers;
 mod verify;
 mod watch;
@@ -31,6 +32,7 @@ pub enum Scenario {
     PostgresRestart,
     PoolExhaustion,
     BrokerRestart,
+    BrokerFailover,
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,6 +67,8 @@ struct Outcome {
     stuck: usize,
     recovery: Option<Duration>,
     worst_gap: Duration,
+    /// Nothing lost, doubled or stuck, and no gap over the bound.
+    clean: bool,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
@@ -77,6 +81,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             Scenario::PostgresRestart,
             Scenario::PoolExhaustion,
             Scenario::BrokerRestart,
+            Scenario::BrokerFailover,
         ]
     } else {
         options.scenario.clone()
@@ -130,7 +135,8 @@ impl Outcome {
 /// The servers a scenario runs against.
 struct Owned {
     postgres: Option<servers::PrivatePostgres>,
-    rabbit: Option<servers::PrivateRabbit>,
+    rabbit: Option<rabbit::PrivateRabbit>,
+    cluster: Option<rabbit::PrivateCluster>,
 }
 
 async fn one(scenario: Scenario, options: &Options) -> anyhow::Result<Outcome> {
@@ -142,7 +148,10 @@ async fn one(scenario: Scenario, options: &Options) -> anyhow::Result<Outcome> {
         .then(|| servers::PrivatePostgres::start(60))
         .transpose()?,
         rabbit: matches!(scenario, Scenario::BrokerRestart)
-            .then(servers::PrivateRabbit::start)
+            .then(|| rabbit::PrivateRabbit::start("single"))
+            .transpose()?,
+        cluster: matches!(scenario, Scenario::BrokerFailover)
+            .then(rabbit::PrivateCluster::start)
             .transpose()?,
     };
     let services = Services {
@@ -151,16 +160,25 @@ async fn one(scenario: Scenario, options: &Options) -> anyhow::Result<Outcome> {
             .as_ref()
             .map(servers::PrivatePostgres::url)
             .unwrap_or_else(|| options.services.postgres.clone()),
-        amqp: owned
-            .rabbit
-            .as_ref()
-            .map(servers::PrivateRabbit::url)
-            .unwrap_or_else(|| options.services.amqp.clone()),
+        amqp: match (&owned.rabbit, &owned.cluster) {
+            (Some(rabbit), _) => rabbit.url(),
+            (_, Some(cluster)) => cluster.urls(),
+            _ => options.services.amqp.clone(),
+        },
         limits: options.services.limits.clone(),
     };
     let mut env = BenchEnv::create(&services).await?;
+    let logs = std::env::temp_dir().join(format!("syncway-chaos-{}", env.namespace));
+    env.keep_logs(&logs)?;
+    eprintln!("chaos: {scenario:?}: process logs in {}", logs.display());
     let outcome = drive(scenario, options, &mut env, &owned).await;
     env.destroy().await?;
+    // The logs are kept only to explain a failure or a gap over the bound.
+    if let Ok(outcome) = &outcome
+        && outcome.clean
+    {
+        let _ = std::fs::remove_dir_all(&logs);
+    }
     outcome
 }
 
@@ -224,46 +242,47 @@ async fn drive(
         .await?;
         connections.push(uuid(&body)?);
     }
-    let watch = watch::Watch::start(env).await?;
+    let watch = watch::Watch::start(env, bound()).await?;
     let started = Instant::now();
-    let fault_at = Duration::from_secs(5);
-    let mut jobs = Vec::new();
-    let mut fault_end = None;
-    let mut faulted = false;
-    for (n, connection) in connections.iter().enumerate() {
-        // Triggers go on through the fault; one refused (503 while
-        // Postgres is away) is tried again.
-        let due = Duration::from_secs_f64(n as f64 / RATE);
-        while started.elapsed() < due {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if !faulted && started.elapsed() >= fault_at {
-                faulted = true;
-                fault_end = Some(fault(scenario, env, owned).await?);
-            }
-        }
-        loop {
-            let response = call(
-                reqwest::Method::POST,
-                format!("/source-connections/{connection}/run"),
-                None,
-            )
-            .send()
-            .await;
-            match response {
-                Ok(response) if response.status().is_success() => {
-                    jobs.push((*connection, uuid(&response.json().await?)?));
-                    break;
+    // After ten seconds completions flow at the trigger rate: the rate the
+    // recovery is measured against.
+    let fault_at = Duration::from_secs(10);
+    // Triggers go on at their rate through the fault, which runs beside
+    // them; a trigger refused (503 while Postgres is away) is tried again.
+    let triggering = async {
+        let mut jobs = Vec::new();
+        for (n, connection) in connections.iter().enumerate() {
+            tokio::time::sleep_until((started + Duration::from_secs_f64(n as f64 / RATE)).into())
+                .await;
+            loop {
+                let response = call(
+                    reqwest::Method::POST,
+                    format!("/source-connections/{connection}/run"),
+                    None,
+                )
+                .send()
+                .await;
+                match response {
+                    Ok(response) if response.status().is_success() => {
+                        jobs.push((*connection, uuid(&response.json().await?)?));
+                        break;
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
-                _ => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         }
-    }
-    if !faulted {
-        fault_end = Some(fault(scenario, env, owned).await?);
-    }
-    let fault_end = fault_end.context("no fault was made")?;
+        anyhow::Ok(jobs)
+    };
+    let faulting = async {
+        tokio::time::sleep_until((started + fault_at).into()).await;
+        fault(scenario, env, owned).await
+    };
+    let (jobs, fault_end) = tokio::join!(triggering, faulting);
+    let (jobs, fault_end) = (jobs?, fault_end?);
     let (lost, doubled, stuck) = verify::check(env, &jobs, options.entities).await?;
-    let worst_gap = watch.stop(env).await?;
+    let watched = watch.stop().await?;
+    explain(env, &watched);
+    let worst_gap = watched.worst;
     let recovery = verify::recovery(env, &jobs, started, fault_at, fault_end).await?;
     Ok(Outcome {
         scenario,
@@ -273,7 +292,38 @@ async fn drive(
         stuck,
         recovery,
         worst_gap,
+        clean: lost == 0 && doubled == 0 && stuck == 0 && watched.over.is_empty(),
     })
+}
+
+/// The bound on a job's ownerless time: a lease, a lease of grace, and the
+/// reaper's interval, plus half a second for the relay and the broker.
+fn bound() -> Duration {
+    Duration::from_secs(LEASE + LEASE + REAP) + Duration::from_millis(500)
+}
+
+/// Prints, for each job whose gap passed the bound, what the sampler saw
+/// and every log line that names it.
+fn explain(env: &BenchEnv, watched: &watch::Watched) {
+    for (job, gap, history) in &watched.over {
+        eprintln!(
+            "chaos: job {job} had no live owner for {:.1} s; its history:",
+            gap.as_secs_f64()
+        );
+        for (at, state) in &history.changes {
+            eprintln!("  {:7.2} s  {state}", at.as_secs_f64());
+        }
+        let id = job.to_string();
+        for file in env.log_files() {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+            for line in text.lines().filter(|line| line.contains(&id)) {
+                eprintln!("  {}: {line}", name.as_deref().unwrap_or("?"));
+            }
+        }
+    }
 }
 
 fn uuid(body: &Value) -> anyhow::Result<Uuid> {
@@ -288,8 +338,8 @@ async fn fault(scenario: Scenario, env: &mut BenchEnv, owned: &Owned) -> anyhow:
     let http = reqwest::Client::new();
     match scenario {
         Scenario::RepeatedKills => {
-            for round in 0..5 {
-                env.signal("syncway-worker", round % 3, "-KILL")?;
+            for _ in 0..5 {
+                env.signal("syncway-worker", rand::random_range(0..3), "-KILL")?;
                 env.start_worker(&http, &worker_vars()).await?;
                 tokio::time::sleep(FAULT / 5).await;
             }
@@ -333,9 +383,20 @@ async fn fault(scenario: Scenario, env: &mut BenchEnv, owned: &Owned) -> anyhow:
         }
         Scenario::BrokerRestart => {
             let rabbit = owned.rabbit.as_ref().context("no private RabbitMQ")?;
-            rabbit.down()?;
+            rabbit.stop_app()?;
             tokio::time::sleep(FAULT).await;
-            rabbit.up()?;
+            rabbit.start_app()?;
+        }
+        Scenario::BrokerFailover => {
+            let cluster = owned.cluster.as_ref().context("no private cluster")?;
+            let queue = syncway_queue::Topology::new(&env.namespace).jobs_queue();
+            let leader = cluster.kill_leader(&queue)?;
+            let killed = Instant::now();
+            eprintln!("chaos: killed {leader}, the leader of {queue}");
+            // The other two go on alone; recovery counts from the death.
+            tokio::time::sleep(FAULT).await;
+            cluster.restart_killed()?;
+            return Ok(killed);
         }
     }
     Ok(Instant::now())

@@ -1,14 +1,13 @@
-//! Servers the chaos bench owns, so that stopping or exhausting one never
-//! touches the machine's shared ones: a private Postgres cluster and a
-//! private RabbitMQ node, each on its own ports and data directory.
+//! A Postgres cluster the chaos bench owns, so that stopping or exhausting
+//! it never touches the machine's shared one (its RabbitMQ nodes are in
+//! [`super::rabbit`]).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
+pub(super) fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
     let output = command
         .stdin(Stdio::null())
         .output()
@@ -23,7 +22,7 @@ fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -119,100 +118,6 @@ impl PrivatePostgres {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let _ = self.down();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A RabbitMQ node of the bench's own (its own node name, ports and
-/// directories; no plugins).
-pub struct PrivateRabbit {
-    dir: PathBuf,
-    node: String,
-    pub port: u16,
-}
-
-impl PrivateRabbit {
-    pub fn start() -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let dir = std::env::temp_dir().join(format!("syncway-chaos-mq-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("enabled_plugins"), "[].\n")?;
-        // Debian's rabbitmq-server runs the node as the rabbitmq user.
-        let _ = Command::new("chown")
-            .args(["-R", "rabbitmq:rabbitmq"])
-            .arg(&dir)
-            .status();
-        let node = format!("syncway-chaos-{}@localhost", std::process::id());
-        let rabbit = PrivateRabbit { dir, node, port };
-        let mut command = Command::new("rabbitmq-server");
-        rabbit.environment(&mut command);
-        run(command.arg("-detached"), "rabbitmq-server")?;
-        rabbit.await_startup()?;
-        Ok(rabbit)
-    }
-
-    fn environment(&self, command: &mut Command) {
-        let dist = self.port as u32 + 20000;
-        command
-            .env("RABBITMQ_NODENAME", &self.node)
-            .env("RABBITMQ_NODE_PORT", self.port.to_string())
-            .env("RABBITMQ_DIST_PORT", dist.to_string())
-            .env("RABBITMQ_MNESIA_BASE", self.dir.join("mnesia"))
-            .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
-            .env("RABBITMQ_PID_FILE", self.dir.join("pid"))
-            .env(
-                "RABBITMQ_ENABLED_PLUGINS_FILE",
-                self.dir.join("enabled_plugins"),
-            )
-            .env("RABBITMQ_CONFIG_FILE", self.dir.join("none"))
-            .env(
-                "RABBITMQ_ADVANCED_CONFIG_FILE",
-                self.dir.join("none.config"),
-            );
-    }
-
-    fn ctl(&self, args: &[&str]) -> anyhow::Result<()> {
-        run(
-            Command::new("rabbitmqctl")
-                .arg("-n")
-                .arg(&self.node)
-                .args(args),
-            &format!("rabbitmqctl {}", args.join(" ")),
-        )
-    }
-
-    fn await_startup(&self) -> anyhow::Result<()> {
-        let start = Instant::now();
-        loop {
-            if self.ctl(&["await_startup", "--timeout", "10"]).is_ok() {
-                return Ok(());
-            }
-            if start.elapsed() > Duration::from_secs(90) {
-                bail!("the private RabbitMQ node did not start");
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
-    }
-
-    /// Stops the broker (its listeners close, every connection drops).
-    pub fn down(&self) -> anyhow::Result<()> {
-        self.ctl(&["stop_app"])
-    }
-
-    pub fn up(&self) -> anyhow::Result<()> {
-        self.ctl(&["start_app"])?;
-        self.await_startup()
-    }
-}
-
-impl Drop for PrivateRabbit {
-    fn drop(&mut self) {
-        let _ = self.ctl(&["stop"]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

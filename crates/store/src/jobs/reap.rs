@@ -8,8 +8,10 @@ use crate::StoreError;
 use crate::job_row::parse_status;
 
 /// What one pass of [`reap`] did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Reaped {
+    /// The jobs enqueued again (`requeued` of them).
+    pub requeued_jobs: Vec<Uuid>,
     /// Jobs whose message was enqueued again.
     pub requeued: u64,
     /// Jobs ended `failed`: their attempts were used up.
@@ -75,6 +77,7 @@ pub async fn reap(
             .execute(include_str!("reap_requeue.sql"), &[&requeue_ids])
             .await?;
         reaped.requeued = crate::outbox::enqueue(&transaction, &requeue_ids, &payloads).await?;
+        reaped.requeued_jobs = requeue_ids;
     }
     prune_deleted(&transaction).await?;
     transaction.commit().await?;
