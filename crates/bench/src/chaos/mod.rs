@@ -87,6 +87,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         options.scenario.clone()
     };
     let mut outcomes = Vec::new();
+    let scenarios_run = scenarios.len();
     for scenario in scenarios {
         eprintln!("chaos: {scenario:?}");
         match one(scenario, &options).await {
@@ -100,7 +101,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "syncway chaos: {} jobs of {} entities per scenario, 3 workers (lease {LEASE} s, reaper every {REAP} s), faults of {} s; bound on ownerless time {} s",
+        "syncway chaos: {} jobs of {} entities per scenario, 3 workers (lease {LEASE} s, reaper every {REAP} s), faults of {} s; bound on ownerless time {} s (lease + grace + reaper interval) + 0.5 s of delivery",
         options.jobs,
         options.entities,
         FAULT.as_secs(),
@@ -111,6 +112,22 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     for outcome in &outcomes {
         println!("{}", outcome.row());
     }
+    let over = outcomes.iter().filter(|o| o.worst_gap > bound()).count();
+    let unclean = outcomes
+        .iter()
+        .filter(|o| o.lost + o.doubled + o.stuck > 0)
+        .count();
+    println!(
+        "{}",
+        if over + unclean == 0 && outcomes.len() == scenarios_run {
+            "every scenario: 0 lost, 0 doubled, 0 stuck, every gap within the bound".to_owned()
+        } else {
+            format!(
+                "NOT met: {unclean} scenario(s) lost, doubled or left jobs stuck, {over} had a gap over the bound, {} could not run",
+                scenarios_run - outcomes.len()
+            )
+        }
+    );
     Ok(())
 }
 
