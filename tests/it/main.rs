@@ -20,6 +20,8 @@ mod limits;
 mod local_files_source;
 mod outage;
 mod postgres_source;
+mod schedule_api;
+mod schedules;
 mod secrets;
 mod sync_semantics;
 mod tenancy;

@@ -11,6 +11,7 @@ mod extract;
 mod metrics;
 mod relay;
 mod routes;
+mod schedule_input;
 mod triggers;
 mod wire;
 
@@ -48,6 +49,9 @@ struct StateInner {
     metrics: ApiMetrics,
     triggers: triggers::TriggerBatcher,
     policy: syncway_egress::Policy,
+    /// The schedulers' jitter cap (`scheduler.jitter_seconds`): the API
+    /// plans a connection's next run as the schedulers will.
+    schedule_jitter: std::time::Duration,
 }
 
 impl AppState {
@@ -56,6 +60,7 @@ impl AppState {
         cipher: CredentialCipher,
         metrics: ApiMetrics,
         policy: syncway_egress::Policy,
+        schedule_jitter: std::time::Duration,
     ) -> Self {
         AppState {
             inner: Arc::new(StateInner {
@@ -63,6 +68,7 @@ impl AppState {
                 pool,
                 cipher,
                 policy,
+                schedule_jitter,
                 relay_wake: Arc::new(Notify::new()),
                 broker_ready: Arc::new(AtomicBool::new(false)),
                 metrics,
@@ -85,6 +91,10 @@ impl AppState {
     /// What connectors may reach: checked when connections are written.
     pub(crate) fn policy(&self) -> &syncway_egress::Policy {
         &self.inner.policy
+    }
+
+    pub(crate) fn schedule_jitter(&self) -> std::time::Duration {
+        self.inner.schedule_jitter
     }
 
     pub(crate) fn metrics(&self) -> &ApiMetrics {
@@ -165,7 +175,13 @@ pub async fn run(
     let policy = syncway_runtime::egress::policy(&settings).await?;
     let mut registry = prometheus_client::registry::Registry::with_prefix("syncway_api");
     let metrics = ApiMetrics::new(&mut registry);
-    let state = AppState::new(pool.clone(), cipher, metrics, policy);
+    let state = AppState::new(
+        pool.clone(),
+        cipher,
+        metrics,
+        policy,
+        std::time::Duration::from_secs(settings.scheduler.jitter_seconds),
+    );
 
     let stop = CancellationToken::new();
     let relay = tokio::spawn(

@@ -51,10 +51,15 @@ pub struct AuthBody {
 #[derive(Debug, Serialize)]
 pub struct ScheduleBody {
     pub cron: Option<String>,
+    pub timezone: String,
+    /// The real next due time (UTC); null with no schedule, while paused,
+    /// or while the connection waits for new credentials.
     pub next_run: Option<DateTime<Utc>>,
     pub continuous: bool,
     pub cursor_field: Option<String>,
     pub cursor_value: Option<Value>,
+    pub full_sync_every: Option<String>,
+    pub paused: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -127,11 +132,23 @@ impl From<Connection> for SourceConnectionBody {
             },
             config: connection.fields.config,
             schedule: ScheduleBody {
+                next_run: connection
+                    .fields
+                    .schedule
+                    .plan
+                    .filter(|_| !connection.needs_reauth)
+                    .map(|(_, due)| due),
                 cron: connection.fields.schedule.cron,
-                next_run: None,
+                timezone: connection.fields.schedule.timezone,
                 continuous: connection.fields.schedule.continuous,
                 cursor_field: connection.fields.schedule.cursor_field,
                 cursor_value: connection.cursor_value,
+                full_sync_every: connection
+                    .fields
+                    .schedule
+                    .full_sync_every_seconds
+                    .map(syncway_model::schedule::format_full_sync_every),
+                paused: connection.fields.schedule.paused,
             },
             sync: SyncBody {
                 total_runs: connection.total_runs,

@@ -11,6 +11,7 @@ mod chaos;
 mod cpu;
 mod e2e;
 mod processes;
+mod schedules;
 mod sql;
 mod sync;
 
@@ -33,6 +34,8 @@ enum Command {
     Sync(sync::Options),
     /// Faults on a stream of jobs across three workers; every job checked.
     Chaos(chaos::Options),
+    /// Many connections on one cron: dispatch rate, lag, one job per tick.
+    Schedules(schedules::Options),
 }
 
 #[tokio::main]
@@ -43,5 +46,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Sql(options) => sql::run(options).await,
         Command::Sync(options) => sync::run(options).await,
         Command::Chaos(options) => chaos::run(options).await,
+        Command::Schedules(options) => schedules::run(options).await,
     }
 }

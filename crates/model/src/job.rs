@@ -119,6 +119,40 @@ pub struct SourceConnectionJob {
     pub error: Option<String>,
     pub error_category: Option<String>,
     pub error_details: Option<serde_json::Value>,
+    /// Who asked for the job (an addition to Airweave's object; its SDKs'
+    /// models accept extra fields).
+    pub trigger: JobTrigger,
+    /// The schedule tick a scheduled job ran for; null for API triggers.
+    pub scheduled_for: Option<DateTime<Utc>>,
+}
+
+/// Who asked for a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobTrigger {
+    Api,
+    Schedule,
+}
+
+impl JobTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobTrigger::Api => "api",
+            JobTrigger::Schedule => "schedule",
+        }
+    }
+}
+
+impl std::str::FromStr for JobTrigger {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "api" => Ok(JobTrigger::Api),
+            "schedule" => Ok(JobTrigger::Schedule),
+            other => Err(UnknownStatus(other.to_owned())),
+        }
+    }
 }
 
 impl SourceConnectionJob {

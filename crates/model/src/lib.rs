@@ -1,6 +1,6 @@
 //! Pure types shared by every syncway crate: job statuses and their legal
 //! transitions, the wire form of jobs, the queue message format, error
-//! categories, connector configurations and entity hashing.
+//! categories, connector configurations, entity hashing and schedules.
 //!
 //! This crate performs no IO (an architectural invariant): it can be used from
 //! the API, the worker, the store and tests alike.
@@ -12,6 +12,7 @@ pub mod entity;
 pub mod error_category;
 pub mod job;
 pub mod message;
+pub mod schedule;
 
 pub use config::{
     ConfigError, ConnectorConfig, HttpJsonConfig, LocalFilesConfig, PostgresConfig, StubConfig,
@@ -20,5 +21,5 @@ pub use config::{
 pub use connection::ConnectionStatus;
 pub use entity::{ContentHash, canonical_json, content_hash};
 pub use error_category::ErrorCategory;
-pub use job::{JobStatus, SourceConnectionJob, UnknownStatus};
+pub use job::{JobStatus, JobTrigger, SourceConnectionJob, UnknownStatus};
 pub use message::{ControlMessage, JobMessage, MessageError, Route};

@@ -10,11 +10,32 @@ use crate::StoreError;
 use crate::job_row::{JOB_COLUMNS, job_from_row};
 
 /// How and when a connection syncs.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
     pub cron: Option<String>,
+    /// IANA name the cron is read in.
+    pub timezone: String,
     pub continuous: bool,
     pub cursor_field: Option<String>,
+    pub full_sync_every_seconds: Option<i64>,
+    pub paused: bool,
+    /// The plan: the tick waited for and when it is due (tick + jitter);
+    /// `None` when there is no schedule or it is paused.
+    pub plan: Option<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            cron: None,
+            timezone: "UTC".to_owned(),
+            continuous: false,
+            cursor_field: None,
+            full_sync_every_seconds: None,
+            paused: false,
+            plan: None,
+        }
+    }
 }
 
 /// The writable fields of a connection (create and PATCH).
@@ -66,7 +87,8 @@ pub struct ConnectionListItem {
 fn select_connection(filter: &str) -> String {
     format!(
         "SELECT s.id, s.organization_id, col.readable_id, s.short_name, s.name, s.description,
-                s.config, s.schedule_cron, s.continuous, s.cursor_field,
+                s.config, s.schedule_cron, s.continuous, s.cursor_field, s.schedule_timezone,
+                s.full_sync_every_seconds, s.schedule_paused, s.schedule_tick_at, s.next_run_at,
                 s.credentials IS NOT NULL AS has_credentials, s.needs_reauth,
                 s.auth_error_category, s.auth_error_message, s.created_at, s.modified_at,
                 COALESCE(cur.entity_count, 0) AS entity_count, cur.value AS cursor_value,
@@ -99,8 +121,18 @@ fn connection_from_row(row: &Row) -> Result<Connection, StoreError> {
             config: row.try_get("config")?,
             schedule: Schedule {
                 cron: row.try_get("schedule_cron")?,
+                timezone: row.try_get("schedule_timezone")?,
                 continuous: row.try_get("continuous")?,
                 cursor_field: row.try_get("cursor_field")?,
+                full_sync_every_seconds: row.try_get("full_sync_every_seconds")?,
+                paused: row.try_get("schedule_paused")?,
+                plan: match (
+                    row.try_get::<_, Option<DateTime<Utc>>>("schedule_tick_at")?,
+                    row.try_get::<_, Option<DateTime<Utc>>>("next_run_at")?,
+                ) {
+                    (Some(tick), Some(due)) => Some((tick, due)),
+                    _ => None,
+                },
             },
         },
         has_credentials: row.try_get("has_credentials")?,
@@ -139,8 +171,9 @@ pub async fn insert(
             "WITH s AS (
                  INSERT INTO source_connections
                      (id, organization_id, collection_id, name, description, short_name, config,
-                      schedule_cron, continuous, cursor_field, credentials)
-                 SELECT $1, $2, c.id, $4, $5, $6, $7, $8, $9, $10, $11
+                      schedule_cron, continuous, cursor_field, credentials, schedule_timezone,
+                      full_sync_every_seconds, schedule_paused, schedule_tick_at, next_run_at)
+                 SELECT $1, $2, c.id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16
                  FROM collections c WHERE c.organization_id = $2 AND c.readable_id = $3
                  RETURNING id
              )
@@ -157,6 +190,11 @@ pub async fn insert(
                 &fields.schedule.continuous,
                 &fields.schedule.cursor_field,
                 &credentials,
+                &fields.schedule.timezone,
+                &fields.schedule.full_sync_every_seconds,
+                &fields.schedule.paused,
+                &fields.schedule.plan.map(|p| p.0),
+                &fields.schedule.plan.map(|p| p.1),
             ],
         )
         .await?;
@@ -244,21 +282,27 @@ pub async fn list(
         .collect()
 }
 
-/// Replaces the writable fields. New credentials (when `Some`) also clear a
-/// pending re-authentication. Returns false when the connection is not the
-/// organization's.
+/// Replaces the writable fields; the schedule's plan only when `replan`
+/// (a changed schedule moves its next run at once; an unchanged one keeps
+/// the plan the schedulers move on). New credentials (when `Some`) also
+/// clear a pending re-authentication. Returns false when the connection is
+/// not the organization's.
 pub async fn update(
     client: &impl GenericClient,
     organization_id: Uuid,
     id: Uuid,
     fields: &ConnectionFields,
     credentials: Option<&[u8]>,
+    replan: bool,
 ) -> Result<bool, StoreError> {
     let updated = client
         .execute(
             "UPDATE source_connections SET
                  name = $3, description = $4, config = $5, schedule_cron = $6,
                  continuous = $7, cursor_field = $8,
+                 schedule_timezone = $10, full_sync_every_seconds = $11, schedule_paused = $12,
+                 schedule_tick_at = CASE WHEN $13 THEN $14 ELSE schedule_tick_at END,
+                 next_run_at = CASE WHEN $13 THEN $15 ELSE next_run_at END,
                  credentials = COALESCE($9, credentials),
                  needs_reauth = needs_reauth AND $9::bytea IS NULL,
                  auth_error_category = CASE WHEN $9::bytea IS NULL THEN auth_error_category END,
@@ -275,6 +319,12 @@ pub async fn update(
                 &fields.schedule.continuous,
                 &fields.schedule.cursor_field,
                 &credentials,
+                &fields.schedule.timezone,
+                &fields.schedule.full_sync_every_seconds,
+                &fields.schedule.paused,
+                &replan,
+                &fields.schedule.plan.map(|p| p.0),
+                &fields.schedule.plan.map(|p| p.1),
             ],
         )
         .await?;

@@ -14,7 +14,8 @@ pub(crate) const JOB_COLUMNS: &str = "j.id AS job_id,
     j.entities_inserted AS job_entities_inserted, j.entities_updated AS job_entities_updated,
     j.entities_deleted AS job_entities_deleted, j.entities_failed AS job_entities_failed,
     j.error AS job_error, j.error_category AS job_error_category,
-    j.error_details AS job_error_details";
+    j.error_details AS job_error_details, j.trigger AS job_trigger,
+    j.scheduled_for AS job_scheduled_for";
 
 /// `sql` with `{JOB_COLUMNS}` filled in (statements kept in `.sql` files).
 pub(crate) fn with_job_columns(sql: &str) -> String {
@@ -45,6 +46,11 @@ pub(crate) fn job_from_row(row: &Row) -> Result<SourceConnectionJob, StoreError>
         error: row.try_get("job_error")?,
         error_category: row.try_get("job_error_category")?,
         error_details: row.try_get("job_error_details")?,
+        trigger: row
+            .try_get::<_, &str>("job_trigger")?
+            .parse()
+            .map_err(|error| StoreError::Corrupt(format!("job trigger: {error}")))?,
+        scheduled_for: row.try_get("job_scheduled_for")?,
     })
 }
 

@@ -14,6 +14,7 @@ mod job_row;
 pub mod jobs;
 pub mod outbox;
 mod pool;
+pub mod schedules;
 
 pub use batcher::{Batcher, BatcherGone, all_or_each, spawn_on_pool};
 pub use deadpool_postgres::{GenericClient, Pool};

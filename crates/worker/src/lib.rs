@@ -18,6 +18,7 @@ mod reaper;
 mod retry;
 mod run;
 mod running;
+pub mod scheduler;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -126,8 +127,9 @@ pub async fn run(
         ),
         postgres_keepalive: Duration::from_secs(connectors.postgres_keepalive_seconds),
     };
-    let mut registry = prometheus_client::registry::Registry::with_prefix("syncway_worker");
-    let metrics = WorkerMetrics::new(&mut registry);
+    let mut registry = prometheus_client::registry::Registry::with_prefix("syncway");
+    let metrics = WorkerMetrics::new(registry.sub_registry_with_prefix("worker"));
+    let scheduler_metrics = scheduler::SchedulerMetrics::new(&mut registry);
     let stopping = CancellationToken::new();
     let worker_id = worker_id();
     let lease_seconds = settings.worker.lease_seconds as f64;
@@ -189,6 +191,21 @@ pub async fn run(
             stopping.cancel();
         }
     });
+    let scheduler = settings.scheduler.enabled.then(|| {
+        tokio::spawn(
+            scheduler::Scheduler::new(
+                context.pool.clone(),
+                Arc::new(scheduler::SystemClock),
+                scheduler::Options {
+                    max_jitter: Duration::from_secs(settings.scheduler.jitter_seconds),
+                    interval: Duration::from_millis(settings.scheduler.interval_ms),
+                    batch: 500,
+                },
+                scheduler_metrics,
+            )
+            .run(stopping.clone()),
+        )
+    });
     let reaper = tokio::spawn(reaper::run(
         context.clone(),
         reaper::Options {
@@ -208,6 +225,10 @@ pub async fn run(
     )
     .await;
     reaper.abort();
+    if let Some(scheduler) = scheduler {
+        // It stops at `stopping`; a pass in flight commits or rolls back.
+        let _ = scheduler.await;
+    }
     server_stop.cancel();
     let _ = server.await;
     Ok(())

@@ -104,6 +104,9 @@ impl TestEnv {
         settings.amqp.namespace = self.namespace.clone();
         settings.worker.concurrency = 4;
         settings.worker.shutdown_grace_seconds = 10;
+        // Schedules run only where a test asks for them (tests/it/schedules.rs):
+        // a tick could otherwise add a job to any test's continuous connection.
+        settings.scheduler.enabled = false;
         // A transient failure ends the job at once unless a test turns
         // retries on (tests/it/faults.rs): the default backoff is seconds.
         settings.retry.max_attempts = 1;

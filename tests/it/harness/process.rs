@@ -18,6 +18,7 @@ impl WorkerProcess {
         command
             .env("SYNCWAY_DATABASE__URL", env.database_url())
             .env("SYNCWAY_DATABASE__MIGRATE", "false")
+            .env("SYNCWAY_SCHEDULER__ENABLED", "false")
             .env("SYNCWAY_AMQP__NAMESPACE", &env.namespace)
             .env("SYNCWAY_METRICS__LISTEN", "127.0.0.1:0")
             .env("SYNCWAY_WORKER__LEASE_SECONDS", lease_seconds.to_string())

@@ -16,6 +16,7 @@ use super::jobs::triggered;
 use crate::auth::Organization;
 use crate::error::{ApiError, FieldError, Result};
 use crate::extract::{PathParams, QueryParams, json_body, path_uuid};
+use crate::schedule_input::{self, ScheduleInput};
 use crate::wire::{SourceConnectionBody, SourceConnectionListItemBody};
 use crate::{AppState, containment};
 
@@ -26,14 +27,6 @@ pub fn router() -> Router<AppState> {
             "/source-connections/{source_connection_id}",
             get(find).patch(update).delete(remove),
         )
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ScheduleInput {
-    cron: Option<String>,
-    continuous: Option<bool>,
-    cursor_field: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,42 +83,6 @@ fn stored_config(config: &ConnectorConfig) -> Result<Value> {
     config.to_json().map_err(|error| {
         ApiError::Internal(anyhow::Error::new(error).context("serializing a config"))
     })
-}
-
-/// Five whitespace-separated fields (minute hour day month weekday).
-fn valid_cron(cron: &str) -> Result<()> {
-    let fields: Vec<&str> = cron.split_whitespace().collect();
-    let allowed = |field: &&str| {
-        field
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "*/,-?".contains(c))
-    };
-    if fields.len() == 5 && fields.iter().all(allowed) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            &["body", "schedule", "cron"],
-            "cron must be a 5-field expression (minute hour day month weekday)",
-            "value_error",
-        ))
-    }
-}
-
-fn apply_schedule(schedule: &mut Schedule, input: Option<ScheduleInput>) -> Result<()> {
-    let Some(input) = input else {
-        return Ok(());
-    };
-    if let Some(cron) = input.cron {
-        valid_cron(&cron)?;
-        schedule.cron = Some(cron);
-    }
-    if let Some(continuous) = input.continuous {
-        schedule.continuous = continuous;
-    }
-    if let Some(cursor_field) = input.cursor_field {
-        schedule.cursor_field = Some(cursor_field);
-    }
-    Ok(())
 }
 
 fn default_name(short_name: &str) -> String {
@@ -191,8 +148,15 @@ async fn create(
         Some(name) => valid_name(name)?,
         None => default_name(&request.short_name),
     };
+    let id = uuid::Uuid::now_v7();
     let mut schedule = Schedule::default();
-    apply_schedule(&mut schedule, request.schedule)?;
+    schedule_input::apply(
+        &mut schedule,
+        request.schedule,
+        id,
+        state.schedule_jitter(),
+        true,
+    )?;
     let fields = ConnectionFields {
         name,
         description: request.description,
@@ -201,7 +165,6 @@ async fn create(
     };
     let credentials = request.authentication.and_then(|auth| auth.credentials);
     containment::check(state.policy(), &config, credentials.as_ref()).await?;
-    let id = uuid::Uuid::now_v7();
     let credentials = sealed_credentials(&state, id, credentials)?;
 
     let mut client = state.pool().get().await?;
@@ -286,7 +249,13 @@ async fn update(
         None => parse_config(&current.short_name, &current.fields.config)?,
     };
     fields.config = stored_config(&config)?;
-    apply_schedule(&mut fields.schedule, request.schedule)?;
+    let replan = schedule_input::apply(
+        &mut fields.schedule,
+        request.schedule,
+        id,
+        state.schedule_jitter(),
+        false,
+    )?;
     let credentials = request.authentication.and_then(|auth| auth.credentials);
     if request.config.is_some() || credentials.is_some() {
         containment::check(state.policy(), &config, credentials.as_ref()).await?;
@@ -301,6 +270,7 @@ async fn update(
         id,
         &fields,
         credentials.as_deref(),
+        replan,
     )
     .await?;
     let updated = connections::find(&transaction, organization, id)
