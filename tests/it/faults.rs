@@ -67,9 +67,7 @@ async fn transient_failures_retry_with_backoff_then_fail_with_their_attempts() {
     // The first attempt stored 50; the retries found them unchanged.
     assert_eq!(counts(&done), [50, 0, 0, 0], "{done}");
     assert_eq!(
-        app.workers[0]
-            .metric("syncway_worker_retries_scheduled_total")
-            .await,
+        app.workers[0].metric("syncway_job_retries_total").await,
         2.0
     );
     // Backoff, not a hot loop: at least half of 400 ms, then of 800 ms.
@@ -203,9 +201,7 @@ async fn credential_failures_are_not_retried() {
     assert!(done["error_category"].is_string(), "{done}");
     assert_eq!(app.attempt(job).await, 1);
     assert_eq!(
-        app.workers[0]
-            .metric("syncway_worker_retries_scheduled_total")
-            .await,
+        app.workers[0].metric("syncway_job_retries_total").await,
         0.0
     );
 }

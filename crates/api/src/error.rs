@@ -43,6 +43,10 @@ pub enum ApiError {
     /// 404: no such object for this organization.
     #[error("{0}")]
     NotFound(String),
+
+    /// A valid key without the right (the `/admin/*` routes).
+    #[error("{0}")]
+    Forbidden(String),
     /// 405: the path exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -92,6 +96,7 @@ impl IntoResponse for ApiError {
             ApiError::MissingKey => StatusCode::UNAUTHORIZED,
             ApiError::InvalidKey => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

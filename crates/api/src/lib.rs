@@ -9,6 +9,7 @@ mod containment;
 mod error;
 mod extract;
 mod metrics;
+mod ops;
 mod relay;
 mod routes;
 mod schedule_input;
@@ -52,6 +53,17 @@ struct StateInner {
     /// The schedulers' jitter cap (`scheduler.jitter_seconds`): the API
     /// plans a connection's next run as the schedulers will.
     schedule_jitter: std::time::Duration,
+    operations: Operations,
+}
+
+/// What the operator's routes need.
+pub struct Operations {
+    /// The bootstrap key's organization: its keys are operator keys.
+    pub operator_organization: Option<uuid::Uuid>,
+    pub amqp_url: String,
+    pub namespace: String,
+    /// The latest snapshot read by this process.
+    pub latest: Arc<tokio::sync::RwLock<Option<ops::figures::OpsFigures>>>,
 }
 
 impl AppState {
@@ -61,6 +73,7 @@ impl AppState {
         metrics: ApiMetrics,
         policy: syncway_egress::Policy,
         schedule_jitter: std::time::Duration,
+        operations: Operations,
     ) -> Self {
         AppState {
             inner: Arc::new(StateInner {
@@ -69,6 +82,7 @@ impl AppState {
                 cipher,
                 policy,
                 schedule_jitter,
+                operations,
                 relay_wake: Arc::new(Notify::new()),
                 broker_ready: Arc::new(AtomicBool::new(false)),
                 metrics,
@@ -91,6 +105,22 @@ impl AppState {
     /// What connectors may reach: checked when connections are written.
     pub(crate) fn policy(&self) -> &syncway_egress::Policy {
         &self.inner.policy
+    }
+
+    pub(crate) fn operator_organization(&self) -> Option<uuid::Uuid> {
+        self.inner.operations.operator_organization
+    }
+
+    pub(crate) fn amqp_url(&self) -> &str {
+        &self.inner.operations.amqp_url
+    }
+
+    pub(crate) fn namespace(&self) -> &str {
+        &self.inner.operations.namespace
+    }
+
+    pub(crate) fn ops_latest(&self) -> &tokio::sync::RwLock<Option<ops::figures::OpsFigures>> {
+        &self.inner.operations.latest
     }
 
     pub(crate) fn schedule_jitter(&self) -> std::time::Duration {
@@ -160,27 +190,38 @@ pub async fn run(
     )
     .await
     .context("opening the database (migrations)")?;
+    let mut operator_organization = None;
     if let Some(key) = &settings.auth.bootstrap_api_key {
         let client = pool.get().await.context("connecting to Postgres")?;
-        syncway_store::api_keys::ensure_organization_with_key(
-            &client,
-            "default",
-            key.expose_secret(),
-        )
-        .await
-        .context("creating the bootstrap organization and key")?;
+        operator_organization = Some(
+            syncway_store::api_keys::ensure_organization_with_key(
+                &client,
+                "default",
+                key.expose_secret(),
+            )
+            .await
+            .context("creating the bootstrap organization and key")?,
+        );
         tracing::info!("bootstrap API key installed for organization \"default\"");
     }
     let cipher = CredentialCipher::from_settings(&settings.security)?;
     let policy = syncway_runtime::egress::policy(&settings).await?;
-    let mut registry = prometheus_client::registry::Registry::with_prefix("syncway_api");
-    let metrics = ApiMetrics::new(&mut registry);
+    let mut registry = prometheus_client::registry::Registry::with_prefix("syncway");
+    let metrics = ApiMetrics::new(registry.sub_registry_with_prefix("api"));
+    let ops_metrics = ops::snapshot::OpsMetrics::new(&mut registry);
+    let latest = Arc::new(tokio::sync::RwLock::new(None));
     let state = AppState::new(
         pool.clone(),
         cipher,
         metrics,
         policy,
         std::time::Duration::from_secs(settings.scheduler.jitter_seconds),
+        Operations {
+            operator_organization,
+            amqp_url: settings.amqp.url.clone(),
+            namespace: settings.amqp.namespace.clone(),
+            latest: latest.clone(),
+        },
     );
 
     let stop = CancellationToken::new();
@@ -192,6 +233,18 @@ pub async fn run(
             wake: state.inner.relay_wake.clone(),
             ready: state.inner.broker_ready.clone(),
             metrics: state.metrics().clone(),
+        }
+        .run(stop.clone()),
+    );
+    let refresher = tokio::spawn(
+        ops::snapshot::Refresher {
+            pool: state.pool().clone(),
+            amqp_url: settings.amqp.url.clone(),
+            namespace: settings.amqp.namespace.clone(),
+            management_url: settings.amqp.management_url(),
+            interval: std::time::Duration::from_millis(settings.metrics.snapshot_interval_ms),
+            metrics: ops_metrics,
+            latest,
         }
         .run(stop.clone()),
     );
@@ -208,6 +261,7 @@ pub async fn run(
     // Requests are drained; let the relay publish what they committed.
     stop.cancel();
     let _ = relay.await;
+    let _ = refresher.await;
     let _ = metrics_server.await;
     served.context("serving HTTP")
 }

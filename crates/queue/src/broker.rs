@@ -87,6 +87,11 @@ impl Topology {
         (0..RETRY_LEVELS).map(|level| self.retry_queue_at(level))
     }
 
+    /// Every delay queue, shortest delays first.
+    pub fn delay_queues(&self) -> Vec<String> {
+        self.retry_queues().collect()
+    }
+
     /// The classic delay queues of earlier syncway versions (`.retry.<k>`):
     /// declared no more (a classic queue lives on one node, and while that
     /// node is down no client can declare the topology), still deleted with
@@ -110,8 +115,8 @@ fn retry_level(delay_ms: u64) -> u32 {
 
 /// A connection to RabbitMQ with the topology declared.
 pub struct Broker {
-    connection: Connection,
-    topology: Topology,
+    pub(crate) connection: Connection,
+    pub(crate) topology: Topology,
 }
 
 impl std::fmt::Debug for Broker {

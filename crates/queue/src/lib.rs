@@ -18,10 +18,12 @@
 
 mod broker;
 mod consumer;
+mod inspect;
 mod publisher;
 
 pub use broker::{Broker, QueueError, Topology, delete_namespace};
 pub use consumer::{ControlConsumer, JobConsumer, JobDelivery};
+pub use inspect::{DeadLetter, QueueStats};
 pub use publisher::Publisher;
 
 /// Quorum-queue delivery limit: a message redelivered this many times (a

@@ -189,6 +189,29 @@ pub struct AmqpSettings {
     pub url: String,
     /// Prefix of every exchange and queue name.
     pub namespace: String,
+    /// The RabbitMQ management API (queue `unacked` figures); by default
+    /// `http://` + the first AMQP URL's user, password and host, port 15672.
+    #[serde(default)]
+    pub management_url: Option<String>,
+}
+
+impl AmqpSettings {
+    /// The management API's base URL: the setting, or derived from the
+    /// first AMQP URL.
+    pub fn management_url(&self) -> Option<String> {
+        if let Some(url) = &self.management_url {
+            return Some(url.trim_end_matches('/').to_owned());
+        }
+        let first = self.url.split(',').map(str::trim).find(|u| !u.is_empty())?;
+        let amqp = url::Url::parse(first).ok()?;
+        let host = amqp.host_str()?;
+        let credentials = match (amqp.username(), amqp.password()) {
+            ("", _) => "guest:guest@".to_owned(),
+            (user, Some(password)) => format!("{user}:{password}@"),
+            (user, None) => format!("{user}@"),
+        };
+        Some(format!("http://{credentials}{host}:15672"))
+    }
 }
 
 // The URLs may carry passwords: Debug shows them without.
@@ -207,6 +230,13 @@ impl std::fmt::Debug for AmqpSettings {
         f.debug_struct("AmqpSettings")
             .field("url", &syncway_egress::redact::url(&self.url))
             .field("namespace", &self.namespace)
+            .field(
+                "management_url",
+                &self
+                    .management_url
+                    .as_deref()
+                    .map(syncway_egress::redact::url),
+            )
             .finish()
     }
 }
@@ -238,6 +268,14 @@ pub struct WorkerSettings {
     pub requeue_after_seconds: u64,
     /// A job running longer than this (since it first started) fails.
     pub max_job_seconds: u64,
+    /// How often the worker refreshes its row in the worker registry; it
+    /// is shown as gone after three missed heartbeats.
+    #[serde(default = "default_heartbeat_seconds")]
+    pub heartbeat_seconds: f64,
+}
+
+fn default_heartbeat_seconds() -> f64 {
+    5.0
 }
 
 /// Retries of transient failures, through the broker's delay queues.
@@ -253,6 +291,14 @@ pub struct RetrySettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct MetricsSettings {
     pub listen: String,
+    /// How often the deployment's figures (queues, jobs, workers) are
+    /// refreshed into the shared snapshot, and read from it.
+    #[serde(default = "default_snapshot_interval_ms")]
+    pub snapshot_interval_ms: u64,
+}
+
+fn default_snapshot_interval_ms() -> u64 {
+    5000
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -318,6 +364,10 @@ impl Settings {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.worker.heartbeat_seconds >= 0.1,
+            "worker.heartbeat_seconds must be at least 0.1"
+        );
         anyhow::ensure!(
             self.scheduler.interval_ms >= 10,
             "scheduler.interval_ms must be at least 10"

@@ -46,9 +46,9 @@ pub fn metrics_router(registry: Arc<Registry>) -> Router {
                     Ok(()) => (
                         [(
                             header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            "text/plain; version=0.0.4; charset=utf-8",
                         )],
-                        body,
+                        classic_text(&body),
                     )
                         .into_response(),
                     Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
@@ -56,6 +56,37 @@ pub fn metrics_router(registry: Arc<Registry>) -> Router {
             }
         }),
     )
+}
+
+/// The classic Prometheus text format (0.0.4) of an OpenMetrics text, the
+/// format `promtool check metrics` and every scraper read: a counter
+/// family's HELP and TYPE name its `_total` samples, and the OpenMetrics
+/// `# UNIT` and `# EOF` lines go.
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 64);
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.
@@ -67,4 +98,16 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counters_are_named_by_their_samples_in_the_classic_format() {
+        let openmetrics = "# HELP jobs Jobs.\n# TYPE jobs counter\njobs_total 3\n# HELP up Up.\n# TYPE up gauge\n# UNIT up seconds\nup 1\n# EOF\n";
+        assert_eq!(
+            super::classic_text(openmetrics),
+            "# HELP jobs_total Jobs.\n# TYPE jobs_total counter\njobs_total 3\n# HELP up Up.\n# TYPE up gauge\nup 1\n"
+        );
+    }
 }

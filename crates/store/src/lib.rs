@@ -12,6 +12,7 @@ pub mod entities;
 mod error;
 mod job_row;
 pub mod jobs;
+pub mod ops;
 pub mod outbox;
 mod pool;
 pub mod schedules;

@@ -128,6 +128,20 @@ async fn handle_job(
             let started = Instant::now();
             let ended = JobRun::new(context.clone(), job, handback).run().await;
             context.metrics.jobs_running.dec();
+            let outcome = match &ended {
+                Ended::Finished(status) => Some(status.to_string()),
+                Ended::LostLease => Some("lost_lease".to_owned()),
+                Ended::HandedBack => Some("handed_back".to_owned()),
+                Ended::Retrying => Some("retrying".to_owned()),
+                Ended::Stopped => None,
+            };
+            if let Some(outcome) = outcome {
+                context
+                    .metrics
+                    .job_seconds
+                    .get_or_create(&vec![("outcome", outcome)])
+                    .observe(started.elapsed().as_secs_f64());
+            }
             match ended {
                 Ended::Finished(status) => {
                     context
@@ -135,10 +149,6 @@ async fn handle_job(
                         .jobs_finished
                         .get_or_create(&vec![("status", status.to_string())])
                         .inc();
-                    context
-                        .metrics
-                        .job_seconds
-                        .observe(started.elapsed().as_secs_f64());
                     tracing::info!(%status, elapsed = ?started.elapsed(), "job ended");
                     settle("ack", delivery.ack().await);
                 }

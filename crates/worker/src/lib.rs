@@ -15,6 +15,7 @@ mod outage;
 mod outcome;
 mod prefetch;
 mod reaper;
+mod registry;
 mod retry;
 mod run;
 mod running;
@@ -84,17 +85,21 @@ pub async fn main() -> anyhow::Result<()> {
     run(settings, metrics, syncway_runtime::shutdown_signal()).await
 }
 
-/// A lease owner name that is unique per process start and says where the
-/// worker runs: `<host>-<pid>-<random>`.
-fn worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
+/// This machine's host name (`worker` when it cannot be read).
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|host| host.trim().to_owned())
         .filter(|host| !host.is_empty())
-        .unwrap_or_else(|| "worker".to_owned());
+        .unwrap_or_else(|| "worker".to_owned())
+}
+
+/// A lease owner name that is unique per process start and says where the
+/// worker runs: `<host>-<pid>-<random>`.
+fn worker_id() -> String {
     let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}-{}-{}", std::process::id(), &random[..8])
+    format!("{}-{}-{}", hostname(), std::process::id(), &random[..8])
 }
 
 /// Runs the worker process until `shutdown` resolves, then stops consuming
@@ -128,7 +133,7 @@ pub async fn run(
         postgres_keepalive: Duration::from_secs(connectors.postgres_keepalive_seconds),
     };
     let mut registry = prometheus_client::registry::Registry::with_prefix("syncway");
-    let metrics = WorkerMetrics::new(registry.sub_registry_with_prefix("worker"));
+    let metrics = WorkerMetrics::new(&mut registry);
     let scheduler_metrics = scheduler::SchedulerMetrics::new(&mut registry);
     let stopping = CancellationToken::new();
     let worker_id = worker_id();
@@ -206,6 +211,25 @@ pub async fn run(
             .run(stopping.clone()),
         )
     });
+    // The row stays fresh until the running jobs are done.
+    let registry_stop = CancellationToken::new();
+    let registry = tokio::spawn(registry::run(
+        context.clone(),
+        registry::Registration {
+            row: syncway_store::ops::WorkerRow {
+                id: context.worker_id.clone(),
+                hostname: hostname(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                started_at: chrono::Utc::now(),
+                last_seen: chrono::Utc::now(),
+                concurrency: i32::from(settings.worker.concurrency),
+                jobs_in_flight: 0,
+                alive: true,
+            },
+            heartbeat: Duration::from_secs_f64(settings.worker.heartbeat_seconds),
+        },
+        registry_stop.clone(),
+    ));
     let reaper = tokio::spawn(reaper::run(
         context.clone(),
         reaper::Options {
@@ -214,7 +238,7 @@ pub async fn run(
         },
     ));
     consume::run(
-        context,
+        context.clone(),
         consume::Options {
             amqp_url: settings.amqp.url.clone(),
             namespace: settings.amqp.namespace.clone(),
@@ -225,6 +249,9 @@ pub async fn run(
     )
     .await;
     reaper.abort();
+    registry_stop.cancel();
+    let _ = registry.await;
+    registry::deregister(&context).await;
     if let Some(scheduler) = scheduler {
         // It stops at `stopping`; a pass in flight commits or rolls back.
         let _ = scheduler.await;

@@ -8,6 +8,10 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
 
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 22))
+}
+
 /// Adds each non-zero count to `family`, labelled `label` = its name.
 pub fn add_counts(family: &Family<Labels, Counter>, label: &'static str, counts: &[(&str, u64)]) {
     for &(name, count) in counts {
@@ -24,7 +28,7 @@ pub struct WorkerMetrics {
     pub jobs_claimed: Counter,
     pub jobs_finished: Family<Labels, Counter>,
     pub jobs_running: Gauge,
-    pub job_seconds: Histogram,
+    pub job_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub duplicate_deliveries: Counter,
     pub dropped_messages: Counter,
     pub dead_lettered: Counter,
@@ -42,12 +46,16 @@ impl std::fmt::Debug for WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    pub fn new(registry: &mut Registry) -> Self {
+    /// Registers the families: the ones CONTRACT.md §6 names at the root
+    /// (`syncway_jobs_in_flight`, `syncway_job_duration_seconds`,
+    /// `syncway_entities_total`, `syncway_job_retries_total`), the rest
+    /// under `syncway_worker_`.
+    pub fn new(root: &mut Registry) -> Self {
         let metrics = WorkerMetrics {
             jobs_claimed: Counter::default(),
             jobs_finished: Family::default(),
             jobs_running: Gauge::default(),
-            job_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 22)),
+            job_seconds: Family::new_with_constructor(duration_histogram),
             duplicate_deliveries: Counter::default(),
             dropped_messages: Counter::default(),
             dead_lettered: Counter::default(),
@@ -57,62 +65,63 @@ impl WorkerMetrics {
             reaped: Family::default(),
             fair_share_waits: Counter::default(),
         };
-        registry.register(
-            "jobs_claimed",
-            "Jobs this worker claimed",
-            metrics.jobs_claimed.clone(),
-        );
-        registry.register(
-            "jobs_finished",
-            "Jobs this worker ended, by final status",
-            metrics.jobs_finished.clone(),
-        );
-        registry.register(
-            "jobs_running",
-            "Jobs running now",
+        root.register(
+            "jobs_in_flight",
+            "Jobs running in this worker process now",
             metrics.jobs_running.clone(),
         );
-        registry.register(
+        root.register(
             "job_duration_seconds",
-            "Run time of the jobs this worker ended",
+            "Run time of the jobs this worker ended, by outcome (a final status, lost_lease, handed_back or retrying)",
             metrics.job_seconds.clone(),
         );
-        registry.register(
-            "duplicate_deliveries",
-            "Messages for jobs already running elsewhere or finished (acked, not run)",
-            metrics.duplicate_deliveries.clone(),
-        );
-        registry.register(
-            "dropped_messages",
-            "Messages whose job or connection no longer exists (acked, not run)",
-            metrics.dropped_messages.clone(),
-        );
-        registry.register(
-            "dead_lettered",
-            "Messages that cannot be parsed or have an unknown version",
-            metrics.dead_lettered.clone(),
-        );
-        registry.register(
+        root.register(
             "entities",
             "Entities written, by outcome (inserted, updated, deleted, failed)",
             metrics.entities.clone(),
         );
-        registry.register(
-            "retries_scheduled",
+        root.register(
+            "job_retries",
             "Transient failures sent to a delay queue for another attempt",
             metrics.retries_scheduled.clone(),
         );
-        registry.register(
+        let worker = root.sub_registry_with_prefix("worker");
+        worker.register(
+            "jobs_claimed",
+            "Jobs this worker claimed",
+            metrics.jobs_claimed.clone(),
+        );
+        worker.register(
+            "jobs_finished",
+            "Jobs this worker ended, by final status",
+            metrics.jobs_finished.clone(),
+        );
+        worker.register(
+            "duplicate_deliveries",
+            "Messages for jobs already running elsewhere or finished (acked, not run)",
+            metrics.duplicate_deliveries.clone(),
+        );
+        worker.register(
+            "dropped_messages",
+            "Messages whose job or connection no longer exists (acked, not run)",
+            metrics.dropped_messages.clone(),
+        );
+        worker.register(
+            "dead_lettered",
+            "Messages that cannot be parsed or have an unknown version",
+            metrics.dead_lettered.clone(),
+        );
+        worker.register(
             "cancels_received",
             "Cancel messages from the control exchange for a job running here",
             metrics.cancels_received.clone(),
         );
-        registry.register(
+        worker.register(
             "reaped",
             "Jobs the reaper moved on, by action (requeued, failed, cancelled)",
             metrics.reaped.clone(),
         );
-        registry.register(
+        worker.register(
             "fair_share_waits",
             "Claims held back because the job's organization runs its share of jobs",
             metrics.fair_share_waits.clone(),

@@ -2,6 +2,7 @@
 //! everything else sits behind API-key authentication (the run route
 //! authenticates in its own statement: see [`crate::auth`]).
 
+mod admin;
 mod collections;
 mod connections;
 mod entities;
@@ -20,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         .merge(collections::router())
         .merge(connections::router())
         .merge(entities::router())
+        .merge(admin::router(state.clone()))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     // The run route authenticates in its own batched statement.
     let self_authenticating = jobs::run_router().route_layer(from_fn(auth::identify));
