@@ -274,6 +274,16 @@ async fn every_metric_family_passes_promtool() {
             .text()
             .await
             .expect("a body");
+        // deploy/check.py checks the alert rules' and dashboard's metric
+        // names against these.
+        if let Some(directory) = std::env::var_os("SYNCWAY_METRICS_SAMPLE_DIR") {
+            std::fs::create_dir_all(&directory).expect("the sample directory");
+            std::fs::write(
+                std::path::Path::new(&directory).join(format!("{process}.txt")),
+                &text,
+            )
+            .expect("writing the metrics sample");
+        }
         let mut child = std::process::Command::new("promtool")
             .args(["check", "metrics"])
             .stdin(std::process::Stdio::piped())
@@ -311,5 +321,55 @@ async fn every_metric_family_passes_promtool() {
                 "{process}: {family}"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn the_api_binary_refreshes_its_snapshot_on_its_own() {
+    // As a process of its own: the refresher's HTTP client must work with
+    // only what the binary sets up (a TLS provider, for one).
+    let env = TestEnv::new().await;
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port()
+    };
+    let (http, metrics) = (free(), free());
+    let _child = KilledOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_syncway-test-api"))
+            .env("SYNCWAY_DATABASE__URL", env.database_url())
+            .env("SYNCWAY_DATABASE__MIGRATE", "false")
+            .env("SYNCWAY_AMQP__NAMESPACE", &env.namespace)
+            .env("SYNCWAY_API__LISTEN", format!("127.0.0.1:{http}"))
+            .env("SYNCWAY_METRICS__LISTEN", format!("127.0.0.1:{metrics}"))
+            .env("SYNCWAY_METRICS__SNAPSHOT_INTERVAL_MS", "200")
+            .env("SYNCWAY_LOG__LEVEL", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("starting the API process"),
+    );
+    let url = format!("http://127.0.0.1:{metrics}/metrics");
+    let queue = syncway_queue::Topology::new(&env.namespace).jobs_queue();
+    let seen = eventually("the snapshot's figures on /metrics", DEADLINE, || async {
+        let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        let depth = format!("syncway_queue_depth{{queue=\"{queue}\",state=\"unacked\"}}");
+        (text.contains(&depth) && text.contains("syncway_ops_snapshot_age_seconds "))
+            .then_some(text)
+    })
+    .await;
+    assert!(
+        seen.contains("syncway_jobs{status=\"pending\"} 0"),
+        "{seen}"
+    );
+}
+
+/// A child process, killed when the test ends (passed or not).
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

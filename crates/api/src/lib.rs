@@ -183,6 +183,10 @@ pub async fn run(
     metrics_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // reqwest (the management API's client) is built without a default TLS
+    // provider in this workspace (see ARCHITECTURE.md, reqwest): ring is
+    // installed first. Refused harmlessly when one already is.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let pool = syncway_store::open(
         &settings.database.url,
         settings.database.pool_size,

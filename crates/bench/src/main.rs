@@ -11,6 +11,7 @@ mod chaos;
 mod cpu;
 mod e2e;
 mod processes;
+mod scale;
 mod schedules;
 mod sql;
 mod sync;
@@ -36,6 +37,8 @@ enum Command {
     Chaos(chaos::Options),
     /// Many connections on one cron: dispatch rate, lag, one job per tick.
     Schedules(schedules::Options),
+    /// Fixed-duration jobs on 1, 2 and 4 workers: jobs/s, speed-up, balance.
+    Scale(scale::Options),
 }
 
 #[tokio::main]
@@ -47,5 +50,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Sync(options) => sync::run(options).await,
         Command::Chaos(options) => chaos::run(options).await,
         Command::Schedules(options) => schedules::run(options).await,
+        Command::Scale(options) => scale::run(options).await,
     }
 }

@@ -145,13 +145,13 @@ impl BenchEnv {
         Ok(api)
     }
 
-    /// Starts a worker with `vars` (migrations left to the API) and waits
-    /// until it is ready.
+    /// Starts a worker with `vars` (migrations left to the API), waits
+    /// until it is ready, and returns its metrics URL.
     pub async fn start_worker(
         &mut self,
         http: &reqwest::Client,
         vars: &[(&str, String)],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<String> {
         let metrics = free_port()?;
         let mut all = vec![
             ("SYNCWAY_METRICS__LISTEN", format!("127.0.0.1:{metrics}")),
@@ -159,7 +159,9 @@ impl BenchEnv {
         ];
         all.extend(vars.iter().cloned());
         self.spawn("syncway-worker", &all)?;
-        wait_ready(http, &format!("http://127.0.0.1:{metrics}/readyz")).await
+        let base = format!("http://127.0.0.1:{metrics}");
+        wait_ready(http, &format!("{base}/readyz")).await?;
+        Ok(format!("{base}/metrics"))
     }
 
     /// Sends `signal` (`-KILL`, `-STOP`, `-CONT`) to the `n`th `binary`

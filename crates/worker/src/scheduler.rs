@@ -59,6 +59,13 @@ impl SchedulerMetrics {
     /// Registers the families on `registry` (prefix `syncway`).
     pub fn new(registry: &mut Registry) -> Self {
         let metrics = SchedulerMetrics::default();
+        // Every outcome from zero, so that rate() sees the first tick.
+        for outcome in ["triggered", "skipped_active", "skipped_reauth", "missed"] {
+            metrics
+                .ticks
+                .get_or_create(&vec![("outcome", outcome.to_owned())])
+                .inc_by(0);
+        }
         registry.register(
             "schedule_ticks",
             "Schedule ticks, by outcome: triggered, skipped_active, skipped_reauth, missed (ticks that fell in a downtime and were run as one)",

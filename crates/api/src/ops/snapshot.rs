@@ -119,6 +119,11 @@ impl OpsMetrics {
             .set(figures.oldest_pending_age_seconds.unwrap_or(0.0));
         self.workers.set(workers);
         self.running_jobs.clear();
+        // `other` is always there (0 when every running job's organization
+        // has a series of its own).
+        self.running_jobs
+            .get_or_create(&vec![("organization", "other".to_owned())])
+            .set(0);
         for (organization, n) in &figures.running_by_organization {
             self.running_jobs
                 .get_or_create(&vec![("organization", organization.clone())])
