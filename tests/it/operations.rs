@@ -3,7 +3,7 @@
 //! keys only), dead letters peeked and redriven, and every metric family
 //! passing `promtool check metrics`.
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::BasicPublishOptions;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -38,17 +38,7 @@ async fn publish_raw(app: &TestApp, body: &[u8]) {
 
 /// Publishes `body` to `exchange` with `routing_key`, confirmed.
 async fn publish_to(exchange: &str, routing_key: &str, body: &[u8]) {
-    let amqp = lapin::Connection::connect(
-        crate::harness::env::AMQP,
-        lapin::ConnectionProperties::default(),
-    )
-    .await
-    .expect("connecting to RabbitMQ");
-    let channel = amqp.create_channel().await.expect("a channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm mode");
+    let (_amqp, channel) = crate::harness::confirmed_channel().await;
     channel
         .basic_publish(
             exchange.into(),

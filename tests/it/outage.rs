@@ -252,17 +252,7 @@ async fn every_queue_a_job_message_waits_in_is_a_replicated_quorum_queue() {
         12,
         "the jobs queue, the dead letters, ten delay levels"
     );
-    let amqp = lapin::Connection::connect(
-        crate::harness::env::AMQP,
-        lapin::ConnectionProperties::default(),
-    )
-    .await
-    .expect("connecting to RabbitMQ");
-    let channel = amqp.create_channel().await.expect("a channel");
-    channel
-        .confirm_select(Default::default())
-        .await
-        .expect("confirm mode");
+    let (_amqp, channel) = crate::harness::confirmed_channel().await;
     for queue in queues {
         channel
             .basic_publish(
@@ -345,7 +335,7 @@ impl Drop for NackEveryPublish {
 
 #[tokio::test]
 async fn a_message_the_broker_nacks_for_a_while_is_held_and_published_later_not_set_aside() {
-    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+    use lapin::options::BasicPublishOptions;
     // No worker yet: the queue keeps what it takes, so that it stays over
     // its limit of none.
     let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
@@ -354,17 +344,7 @@ async fn a_message_the_broker_nacks_for_a_while_is_held_and_published_later_not_
     let nacking = NackEveryPublish::on(&queue);
     // The policy is in force once a probe publish is nacked (the first
     // probe may still be taken: the limit is checked before it).
-    let amqp = lapin::Connection::connect(
-        crate::harness::env::AMQP,
-        lapin::ConnectionProperties::default(),
-    )
-    .await
-    .expect("connecting to RabbitMQ");
-    let channel = amqp.create_channel().await.expect("a channel");
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm mode");
+    let (_amqp, channel) = crate::harness::confirmed_channel().await;
     eventually("the broker nacking publishes", DEADLINE, || async {
         let confirm = channel
             .basic_publish(

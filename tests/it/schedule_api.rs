@@ -1,22 +1,18 @@
 //! The schedule in the API (CONTRACT.md §5): defaults, 422s naming the
 //! field, and `next_run` moved at once by PATCH and pause.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use syncway_worker::scheduler::Pass;
 
-use crate::schedules::{ManualClock, app_without_jitter, pass, scheduled, scheduler};
+use crate::schedules::{ManualClock, app_without_jitter, next_run_of, pass, scheduled, scheduler};
 
 #[tokio::test]
 async fn patch_and_pause_move_next_run_at_once() {
     let app = app_without_jitter(0).await;
     let connection = scheduled(&app, json!({"schedule": {"cron": "0 3 * * *"}})).await;
-    let next_run = |body: &Value| {
-        body["schedule"]["next_run"]
-            .as_str()
-            .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-    };
+    let next_run = next_run_of;
     let body = app.connection(connection).await;
     let at_three = next_run(&body).expect("a next run");
     assert_eq!(at_three.format("%H:%M").to_string(), "03:00");

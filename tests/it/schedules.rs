@@ -122,6 +122,18 @@ async fn idle(app: &TestApp, connection: Uuid) {
     .await;
 }
 
+/// A connection body's `schedule.next_run`, if it has one.
+pub(crate) fn next_run_of(body: &Value) -> Option<DateTime<Utc>> {
+    body["schedule"]["next_run"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+}
+
+/// The connection's `next_run`, which it must have.
+async fn due(app: &TestApp, connection: Uuid) -> DateTime<Utc> {
+    next_run_of(&app.connection(connection).await).expect("a next run")
+}
+
 pub(crate) async fn pass(scheduler: &Scheduler) -> Pass {
     scheduler.pass().await.expect("a scheduler pass")
 }
@@ -135,10 +147,7 @@ async fn three_schedulers_fire_each_tick_once() {
     )
     .await;
     let body = app.connection(connection).await;
-    let first: DateTime<Utc> = body["schedule"]["next_run"]
-        .as_str()
-        .and_then(|t| t.parse().ok())
-        .expect("a next run");
+    let first = next_run_of(&body).expect("a next run");
     let clock = ManualClock::at(first);
     let schedulers: Vec<Scheduler> = (0..3).map(|_| scheduler(&app, clock.clone())).collect();
     for minute in 0..3 {
@@ -191,19 +200,14 @@ async fn a_tick_meeting_an_active_job_is_skipped_not_queued() {
     let job = app.run(connection, false).await;
     assert_eq!(app.job(connection, job).await["trigger"], "api");
     assert!(app.job(connection, job).await["scheduled_for"].is_null());
-    let due = app.connection(connection).await["schedule"]["next_run"]
-        .as_str()
-        .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-        .expect("a next run");
+    let due = due(&app, connection).await;
     let clock = ManualClock::at(due + TimeDelta::seconds(1));
     let scheduler = scheduler(&app, clock.clone());
     let skipped = pass(&scheduler).await;
     assert_eq!((skipped.triggered, skipped.skipped_active), (0, 1));
     assert!(scheduled_jobs(&app, connection).await.is_empty());
     // The next tick is planned: the skipped one is not run late.
-    let next = app.connection(connection).await["schedule"]["next_run"]
-        .as_str()
-        .and_then(|t| t.parse::<DateTime<Utc>>().ok());
+    let next = next_run_of(&app.connection(connection).await);
     assert_eq!(next, Some(due + TimeDelta::minutes(5)));
 }
 
@@ -215,10 +219,7 @@ async fn ticks_missed_in_a_downtime_run_once_and_are_counted() {
         json!({"schedule": {"continuous": true, "cron": "*/5 * * * *"}}),
     )
     .await;
-    let due = app.connection(connection).await["schedule"]["next_run"]
-        .as_str()
-        .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-        .expect("a next run");
+    let due = due(&app, connection).await;
     // Everything was down for 17 minutes past the due tick.
     let clock = ManualClock::at(due + TimeDelta::minutes(17));
     let scheduler = scheduler(&app, clock.clone());
@@ -248,10 +249,7 @@ async fn a_full_sync_comes_once_full_sync_every_has_passed_since_the_last_one() 
     .await;
     let body = app.connection(connection).await;
     assert_eq!(body["schedule"]["full_sync_every"], "1h");
-    let first = body["schedule"]["next_run"]
-        .as_str()
-        .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-        .expect("a next run");
+    let first = next_run_of(&body).expect("a next run");
     let clock = ManualClock::at(first);
     let scheduler = scheduler(&app, clock.clone());
     // Every five minutes for 2 h 10 min: full at the first tick an hour
@@ -330,10 +328,7 @@ async fn a_connection_waiting_for_credentials_is_not_run() {
         json!({"schedule": {"continuous": true, "cron": "*/5 * * * *"}}),
     )
     .await;
-    let due = app.connection(connection).await["schedule"]["next_run"]
-        .as_str()
-        .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-        .expect("a next run");
+    let due = due(&app, connection).await;
     // As a 401 from the source leaves it (tests/it/faults.rs).
     app.db()
         .await

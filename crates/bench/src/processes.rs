@@ -286,6 +286,49 @@ pub fn measure_limit(script: &Path, args: &[String], key: &str) -> anyhow::Resul
         })
 }
 
+/// Creates a collection named `collection`, then `n` source connections in
+/// it from `body` (16 requests at a time); returns their ids.
+pub async fn create_connections(
+    http: &reqwest::Client,
+    api: &str,
+    key: &str,
+    collection: &str,
+    mut body: serde_json::Value,
+    n: usize,
+) -> anyhow::Result<Vec<uuid::Uuid>> {
+    use futures_util::StreamExt as _;
+    let created: serde_json::Value = http
+        .post(format!("{api}/collections"))
+        .header("x-api-key", key)
+        .json(&serde_json::json!({ "name": collection }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    body["readable_collection_id"] = created["readable_id"].clone();
+    let body = &body;
+    futures_util::stream::iter(0..n)
+        .map(|_| async move {
+            let created: serde_json::Value = http
+                .post(format!("{api}/source-connections"))
+                .header("x-api-key", key)
+                .json(body)
+                .send()
+                .await?
+                .json()
+                .await?;
+            created["id"]
+                .as_str()
+                .and_then(|id| id.parse().ok())
+                .with_context(|| format!("no id in {created}"))
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<anyhow::Result<uuid::Uuid>>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// Polls `url` until it answers 200.
 async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
     let start = Instant::now();

@@ -6,12 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures_util::StreamExt;
-use serde_json::{Value, json};
-use uuid::Uuid;
+use serde_json::json;
 
-use crate::processes::{BenchEnv, Services, build_binaries};
+use crate::processes::{BenchEnv, Services, build_binaries, create_connections};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -95,39 +94,9 @@ async fn one(options: &Options, env: &mut BenchEnv, workers: usize) -> anyhow::R
             .await?,
         );
     }
-    let collection: Value = http
-        .post(format!("{api}/collections"))
-        .header("x-api-key", KEY)
-        .json(&json!({"name": "scale"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let body = json!({"short_name": "stub", "readable_collection_id": collection["readable_id"],
+    let body = json!({"short_name": "stub",
                       "config": {"entity_count": 1, "delay_ms_per_entity": options.job_ms}});
-    let connections: Vec<Uuid> = futures_util::stream::iter(0..options.jobs)
-        .map(|_| {
-            let (http, api, body) = (&http, &api, &body);
-            async move {
-                let created: Value = http
-                    .post(format!("{api}/source-connections"))
-                    .header("x-api-key", KEY)
-                    .json(body)
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                created["id"]
-                    .as_str()
-                    .and_then(|id| id.parse().ok())
-                    .with_context(|| format!("no id in {created}"))
-            }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<anyhow::Result<Uuid>>>()
-        .await
-        .into_iter()
-        .collect::<anyhow::Result<_>>()?;
+    let connections = create_connections(&http, &api, KEY, "scale", body, options.jobs).await?;
     let started = Instant::now();
     let triggered: Vec<anyhow::Result<()>> = futures_util::stream::iter(&connections)
         .map(|connection| {

@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
-use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
-use crate::processes::{BenchEnv, Services, build_binaries};
+use crate::processes::{BenchEnv, Services, build_binaries, create_connections};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -61,40 +60,11 @@ async fn measure(options: &Options, env: &mut BenchEnv) -> anyhow::Result<()> {
         )
         .await?;
     }
-    let collection: Value = http
-        .post(format!("{api}/collections"))
-        .header("x-api-key", KEY)
-        .json(&json!({"name": "schedules"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let body = json!({"short_name": "stub", "readable_collection_id": collection["readable_id"],
-                      "config": {"entity_count": 1},
+    let body = json!({"short_name": "stub", "config": {"entity_count": 1},
                       "schedule": {"continuous": true, "cron": "* * * * *"}});
     let started = Instant::now();
-    let created: Vec<anyhow::Result<Uuid>> = futures_util::stream::iter(0..options.connections)
-        .map(|_| {
-            let (http, api, body) = (&http, &api, &body);
-            async move {
-                let created: Value = http
-                    .post(format!("{api}/source-connections"))
-                    .header("x-api-key", KEY)
-                    .json(body)
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                created["id"]
-                    .as_str()
-                    .and_then(|id| id.parse().ok())
-                    .with_context(|| format!("no id in {created}"))
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    let connections: Vec<Uuid> = created.into_iter().collect::<anyhow::Result<_>>()?;
+    let connections =
+        create_connections(&http, &api, KEY, "schedules", body, options.connections).await?;
     eprintln!(
         "schedules: {} connections created in {:.1} s",
         connections.len(),

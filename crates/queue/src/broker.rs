@@ -265,21 +265,7 @@ impl Broker {
 
     /// Messages ready in a queue of this namespace (`None`: no such queue).
     pub async fn queue_depth(&self, queue: &str) -> Result<Option<u32>, QueueError> {
-        let channel = self.connection.create_channel().await?;
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
-        // A passive declare of a missing queue closes the channel with 404.
-        let depth = match channel
-            .queue_declare(queue.into(), passive, FieldTable::default())
-            .await
-        {
-            Ok(queue) => Some(queue.message_count()),
-            Err(_) => None,
-        };
-        let _ = channel.close(200, "depth".into()).await;
-        Ok(depth)
+        Ok(self.queue_stats(queue).await?.map(|stats| stats.ready))
     }
 
     /// Consumes control messages: a queue of this process's own (exclusive,

@@ -128,7 +128,8 @@ impl Broker {
                         .await?;
                     moved += 1;
                 }
-                Confirmation::Ack(Some(_)) => {
+                // Not taken: the dead letter goes back where it was.
+                refused => {
                     message
                         .delivery
                         .acker
@@ -137,18 +138,10 @@ impl Broker {
                             ..BasicNackOptions::default()
                         })
                         .await?;
-                    return Err(QueueError::Unroutable(jobs));
-                }
-                Confirmation::Nack(_) => {
-                    message
-                        .delivery
-                        .acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..BasicNackOptions::default()
-                        })
-                        .await?;
-                    return Err(QueueError::Nacked);
+                    return Err(match refused {
+                        Confirmation::Nack(_) => QueueError::Nacked,
+                        _ => QueueError::Unroutable(jobs),
+                    });
                 }
             }
         }

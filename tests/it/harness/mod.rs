@@ -446,6 +446,20 @@ impl TestApp {
     }
 }
 
+/// A channel in confirm mode on a connection of its own to the test
+/// broker (keep the connection alive as long as the channel is used).
+pub async fn confirmed_channel() -> (lapin::Connection, lapin::Channel) {
+    let amqp = lapin::Connection::connect(env::AMQP, lapin::ConnectionProperties::default())
+        .await
+        .expect("connecting to RabbitMQ");
+    let channel = amqp.create_channel().await.expect("a channel");
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    (amqp, channel)
+}
+
 /// A job's inserted, updated, deleted and failed counts.
 pub fn counts(job: &Value) -> [i64; 4] {
     ["inserted", "updated", "deleted", "failed"]
