@@ -57,9 +57,19 @@ pub struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
     pub fn parse(raw: Option<&str>) -> Result<Self> {
-        let pairs = serde_urlencoded::from_str(raw.unwrap_or_default()).map_err(|_| {
-            ApiError::invalid(&["query"], "Query string is not valid", "query_parsing")
-        })?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or_default())
+            .map_err(|_| {
+                ApiError::invalid(&["query"], "Query string is not valid", "query_parsing")
+            })?;
+        // No parameter can hold a NUL (Postgres text cannot): refused here,
+        // not left to fail as a 500 in a query.
+        if let Some((name, _)) = pairs.iter().find(|(_, value)| value.contains('\0')) {
+            return Err(ApiError::invalid(
+                &["query", name],
+                "Input should not contain a NUL character",
+                "string_type",
+            ));
+        }
         Ok(QueryParams(pairs))
     }
 
@@ -118,6 +128,31 @@ impl QueryParams {
     }
 }
 
+/// Whether `value` holds a NUL in a string or a key; `at` is left at the
+/// first one's place.
+fn holds_nul(value: &Value, at: &mut Vec<Value>) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().enumerate().any(|(index, item)| {
+            at.push(index.into());
+            let found = holds_nul(item, at);
+            if !found {
+                at.pop();
+            }
+            found
+        }),
+        Value::Object(map) => map.iter().any(|(key, item)| {
+            at.push(key.as_str().into());
+            let found = key.contains('\0') || holds_nul(item, at);
+            if !found {
+                at.pop();
+            }
+            found
+        }),
+        _ => false,
+    }
+}
+
 /// Parses a JSON body into `T`, reporting where it is wrong.
 pub fn json_body<T: DeserializeOwned>(
     body: std::result::Result<Bytes, BytesRejection>,
@@ -145,6 +180,16 @@ pub fn json_body<T: DeserializeOwned>(
             "Input should be a valid dictionary or object",
             "model_attributes_type",
         ));
+    }
+    // No string syncway stores can hold a NUL (Postgres text and jsonb
+    // cannot): refused here, naming where it is, not left to fail as a 500.
+    let mut at = vec![Value::from("body")];
+    if holds_nul(&value, &mut at) {
+        return Err(ApiError::Validation(vec![FieldError {
+            loc: at,
+            msg: "Input should not contain a NUL character".into(),
+            kind: "string_type".into(),
+        }]));
     }
     serde_path_to_error::deserialize(&value).map_err(|error| {
         let mut loc: Vec<Value> = vec!["body".into()];
