@@ -306,30 +306,57 @@ async fn every_queue_a_job_message_waits_in_is_a_replicated_quorum_queue() {
     }
 }
 
-/// A RabbitMQ policy on the test's jobs queue, removed when dropped.
+/// A RabbitMQ policy on the test's jobs queue, set and removed through the
+/// management API (the plugin `scripts/services` enables; the compose
+/// image has it), removed when dropped.
 struct NackEveryPublish(String);
+
+const MANAGEMENT: &str = "http://127.0.0.1:15672/api/policies/%2F";
 
 impl NackEveryPublish {
     /// Makes the broker nack every publish to `queue` (no room, and
     /// reject-publish), as a quorum queue does while it elects a leader.
-    fn on(queue: &str) -> Self {
+    async fn on(queue: &str) -> Self {
         let name = format!("syncway-test-nack-{queue}");
-        let status = std::process::Command::new("rabbitmqctl")
-            .args(["set_policy", "--apply-to", "queues", &name])
-            .arg(format!("^{}$", queue.replace('.', "\\.")))
-            .arg(r#"{"max-length": 0, "overflow": "reject-publish"}"#)
-            .status()
-            .expect("running rabbitmqctl");
-        assert!(status.success(), "rabbitmqctl set_policy failed");
+        let response = reqwest::Client::new()
+            .put(format!("{MANAGEMENT}/{name}"))
+            .basic_auth("guest", Some("guest"))
+            .json(&json!({
+                "pattern": format!("^{}$", queue.replace('.', "\\.")),
+                "definition": {"max-length": 0, "overflow": "reject-publish"},
+                "apply-to": "queues",
+            }))
+            .send()
+            .await
+            .expect("the RabbitMQ management API");
+        assert!(
+            response.status().is_success(),
+            "setting the policy: {}",
+            response.status()
+        );
         NackEveryPublish(name)
     }
 }
 
 impl Drop for NackEveryPublish {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["clear_policy", &self.0])
-            .status();
+        // Drop cannot wait on this runtime: a thread of its own does.
+        let url = format!("{MANAGEMENT}/{}", self.0);
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                reqwest::Client::new()
+                    .delete(url)
+                    .basic_auth("guest", Some("guest"))
+                    .send()
+                    .await
+                    .ok()
+            })
+        })
+        .join();
     }
 }
 
@@ -341,7 +368,7 @@ async fn a_message_the_broker_nacks_for_a_while_is_held_and_published_later_not_
     let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
     wait_ready(&app, true).await;
     let queue = syncway_queue::Topology::new(&app.env.namespace).jobs_queue();
-    let nacking = NackEveryPublish::on(&queue);
+    let nacking = NackEveryPublish::on(&queue).await;
     // The policy is in force once a probe publish is nacked (the first
     // probe may still be taken: the limit is checked before it).
     let (_amqp, channel) = crate::harness::confirmed_channel().await;
