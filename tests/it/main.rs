@@ -23,6 +23,7 @@ mod outage;
 mod postgres_source;
 mod schedule_api;
 mod schedules;
+mod sdk;
 mod secrets;
 mod sync_semantics;
 mod tenancy;
