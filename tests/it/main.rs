@@ -18,6 +18,7 @@ mod http_json_source;
 mod lifecycle;
 mod limits;
 mod local_files_source;
+mod nul_input;
 mod operations;
 mod outage;
 mod postgres_source;

@@ -83,14 +83,6 @@ impl SchedulerMetrics {
         );
         metrics
     }
-
-    fn count(&self, outcome: &str, by: u64) {
-        if by > 0 {
-            self.ticks
-                .get_or_create(&vec![("outcome", outcome.to_owned())])
-                .inc_by(by);
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -176,10 +168,16 @@ impl Scheduler {
         }
         while self.plan_batch(now, &mut pass).await? {}
         while self.fire_batch(now, &mut pass).await? {}
-        self.metrics.count("triggered", pass.triggered);
-        self.metrics.count("skipped_active", pass.skipped_active);
-        self.metrics.count("skipped_reauth", pass.skipped_reauth);
-        self.metrics.count("missed", pass.missed);
+        crate::metrics::add_counts(
+            &self.metrics.ticks,
+            "outcome",
+            &[
+                ("triggered", pass.triggered),
+                ("skipped_active", pass.skipped_active),
+                ("skipped_reauth", pass.skipped_reauth),
+                ("missed", pass.missed),
+            ],
+        );
         Ok(pass)
     }
 

@@ -40,10 +40,8 @@ fn encode(segment: &str) -> String {
 
 /// The vhost of an AMQP URL (its path; `/` when empty or `%2f`).
 pub fn vhost_of(amqp_url: &str) -> String {
-    let first = amqp_url
-        .split(',')
-        .map(str::trim)
-        .find(|url| !url.is_empty())
+    let first = syncway_queue::broker_urls(amqp_url)
+        .next()
         .unwrap_or_default();
     let path = url::Url::parse(first)
         .ok()
