@@ -7,6 +7,7 @@
 mod harness;
 
 mod api_errors;
+mod api_keys;
 mod chaos;
 mod commit_statement;
 mod concurrency;
@@ -14,11 +15,15 @@ mod connections;
 mod containment;
 mod delivery;
 mod faults;
+mod fuzz;
+mod fuzz_regressions;
+mod hardening;
 mod http_json_source;
 mod lifecycle;
 mod limits;
 mod local_files_source;
 mod nul_input;
+mod openapi;
 mod operations;
 mod outage;
 mod postgres_source;

@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::{DEADLINE, TestApp, TestEnv, WorkerProcess, eventually};
+use crate::harness::{ApiProcess, DEADLINE, TestApp, TestEnv, WorkerProcess, eventually};
 
 /// An API refreshing its snapshot five times a second, workers beating
 /// their registry heartbeat as often.
@@ -319,27 +319,12 @@ async fn the_api_binary_refreshes_its_snapshot_on_its_own() {
     // As a process of its own: the refresher's HTTP client must work with
     // only what the binary sets up (a TLS provider, for one).
     let env = TestEnv::new().await;
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port()
-    };
-    let (http, metrics) = (free(), free());
-    let _child = KilledOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_syncway-test-api"))
-            .env("SYNCWAY_DATABASE__URL", env.database_url())
-            .env("SYNCWAY_DATABASE__MIGRATE", "false")
-            .env("SYNCWAY_AMQP__NAMESPACE", &env.namespace)
-            .env("SYNCWAY_API__LISTEN", format!("127.0.0.1:{http}"))
-            .env("SYNCWAY_METRICS__LISTEN", format!("127.0.0.1:{metrics}"))
-            .env("SYNCWAY_METRICS__SNAPSHOT_INTERVAL_MS", "200")
-            .env("SYNCWAY_LOG__LEVEL", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("starting the API process"),
-    );
-    let url = format!("http://127.0.0.1:{metrics}/metrics");
+    let api = ApiProcess::start(
+        &env,
+        &[("SYNCWAY_METRICS__SNAPSHOT_INTERVAL_MS", "200".to_owned())],
+    )
+    .await;
+    let url = format!("{}/metrics", api.metrics_url);
     let queue = syncway_queue::Topology::new(&env.namespace).jobs_queue();
     let seen = eventually("the snapshot's figures on /metrics", DEADLINE, || async {
         let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
@@ -352,14 +337,4 @@ async fn the_api_binary_refreshes_its_snapshot_on_its_own() {
         seen.contains("syncway_jobs{status=\"pending\"} 0"),
         "{seen}"
     );
-}
-
-/// A child process, killed when the test ends (passed or not).
-struct KilledOnDrop(std::process::Child);
-
-impl Drop for KilledOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -21,6 +21,7 @@ fn security(key: &str, previous: &[&str]) -> SecuritySettings {
             .iter()
             .map(|k| SecretString::from(k.repeat(32)))
             .collect(),
+        allow_development_key: false,
     }
 }
 
@@ -180,6 +181,7 @@ async fn urls_in_job_errors_and_logs_carry_no_credentials() {
     let mut worker = Command::new(env!("CARGO_BIN_EXE_syncway-test-worker"))
         .env("SYNCWAY_DATABASE__URL", app.env.database_url())
         .env("SYNCWAY_DATABASE__MIGRATE", "false")
+        .env("SYNCWAY_SECURITY__ALLOW_DEVELOPMENT_KEY", "true")
         .env("SYNCWAY_AMQP__NAMESPACE", &app.env.namespace)
         .env("SYNCWAY_METRICS__LISTEN", "127.0.0.1:0")
         .env("SYNCWAY_CONNECTORS__ALLOW_CIDRS", "127.0.0.1/32")

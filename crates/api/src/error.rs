@@ -59,6 +59,9 @@ pub enum ApiError {
     /// 422: the request is malformed.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// 408: the request was not answered within the request timeout.
+    #[error("the request took too long and was stopped; retry it")]
+    RequestTimeout,
     /// 503: a dependency (Postgres) is unreachable; try again shortly.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -101,6 +104,7 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -123,6 +127,12 @@ impl IntoResponse for ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),
                 );
+                response
+            }
+            ApiError::InvalidKey => {
+                let mut response =
+                    (status, Json(json!({ "detail": self.to_string() }))).into_response();
+                response.extensions_mut().insert(crate::limits::AuthFailed);
                 response
             }
             other => (status, Json(json!({ "detail": other.to_string() }))).into_response(),

@@ -5,29 +5,35 @@
 //! listeners on port 0 and a shutdown future, exactly as `main` does.
 
 mod auth;
+pub mod cli;
+pub mod commands;
 mod containment;
 mod error;
 mod extract;
+mod http_layers;
+mod limits;
 mod metrics;
+mod openapi;
 mod ops;
 mod relay;
 mod routes;
 mod schedule_input;
+mod server;
+mod state;
 mod triggers;
 mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::http::{HeaderName, Request};
+use axum::http::Request;
+use axum::middleware::from_fn;
 use secrecy::ExposeSecret;
 use syncway_runtime::{CredentialCipher, Settings, telemetry};
-use syncway_store::Pool;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -35,117 +41,15 @@ use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, FieldError};
 pub use metrics::ApiMetrics;
+pub use openapi::{openapi_json, route_table};
+pub use state::{AppState, Operations, StateParts};
 
-/// Everything a request handler needs; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    inner: Arc<StateInner>,
-}
+use http_layers::REQUEST_ID;
 
-struct StateInner {
-    pool: Pool,
-    cipher: CredentialCipher,
-    relay_wake: Arc<Notify>,
-    broker_ready: Arc<AtomicBool>,
-    metrics: ApiMetrics,
-    triggers: triggers::TriggerBatcher,
-    policy: syncway_egress::Policy,
-    /// The schedulers' jitter cap (`scheduler.jitter_seconds`): the API
-    /// plans a connection's next run as the schedulers will.
-    schedule_jitter: std::time::Duration,
-    operations: Operations,
-}
-
-/// What the operator's routes need.
-pub struct Operations {
-    /// The bootstrap key's organization: its keys are operator keys.
-    pub operator_organization: Option<uuid::Uuid>,
-    pub amqp_url: String,
-    pub namespace: String,
-    /// The latest snapshot read by this process.
-    pub latest: Arc<tokio::sync::RwLock<Option<ops::figures::OpsFigures>>>,
-}
-
-impl AppState {
-    pub fn new(
-        pool: Pool,
-        cipher: CredentialCipher,
-        metrics: ApiMetrics,
-        policy: syncway_egress::Policy,
-        schedule_jitter: std::time::Duration,
-        operations: Operations,
-    ) -> Self {
-        AppState {
-            inner: Arc::new(StateInner {
-                triggers: triggers::spawn(pool.clone()),
-                pool,
-                cipher,
-                policy,
-                schedule_jitter,
-                operations,
-                relay_wake: Arc::new(Notify::new()),
-                broker_ready: Arc::new(AtomicBool::new(false)),
-                metrics,
-            }),
-        }
-    }
-
-    pub(crate) fn pool(&self) -> &Pool {
-        &self.inner.pool
-    }
-
-    pub(crate) fn triggers(&self) -> &triggers::TriggerBatcher {
-        &self.inner.triggers
-    }
-
-    pub(crate) fn cipher(&self) -> &CredentialCipher {
-        &self.inner.cipher
-    }
-
-    /// What connectors may reach: checked when connections are written.
-    pub(crate) fn policy(&self) -> &syncway_egress::Policy {
-        &self.inner.policy
-    }
-
-    pub(crate) fn operator_organization(&self) -> Option<uuid::Uuid> {
-        self.inner.operations.operator_organization
-    }
-
-    pub(crate) fn amqp_url(&self) -> &str {
-        &self.inner.operations.amqp_url
-    }
-
-    pub(crate) fn namespace(&self) -> &str {
-        &self.inner.operations.namespace
-    }
-
-    pub(crate) fn ops_latest(&self) -> &tokio::sync::RwLock<Option<ops::figures::OpsFigures>> {
-        &self.inner.operations.latest
-    }
-
-    pub(crate) fn schedule_jitter(&self) -> std::time::Duration {
-        self.inner.schedule_jitter
-    }
-
-    pub(crate) fn metrics(&self) -> &ApiMetrics {
-        &self.inner.metrics
-    }
-
-    /// Tells the relay that a job was committed to the outbox.
-    pub(crate) fn wake_relay(&self) {
-        self.inner.relay_wake.notify_one();
-    }
-
-    pub(crate) fn broker_ready(&self) -> bool {
-        self.inner.broker_ready.load(Ordering::Relaxed)
-    }
-}
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The HTTP application: routes, auth, request ids, tracing, panic guard.
-pub fn app(state: AppState) -> Router {
-    routes::router(state.clone())
+/// The HTTP application: routes, auth, limits, request ids, tracing,
+/// timeouts, security headers, panic guard.
+pub fn app(state: AppState, request_timeout: Duration) -> Router {
+    routes::router(state.clone(), request_timeout)
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             axum::response::IntoResponse::into_response(ApiError::Internal(anyhow::anyhow!(
@@ -153,6 +57,7 @@ pub fn app(state: AppState) -> Router {
             )))
         }))
         .layer(axum::middleware::from_fn_with_state(state, metrics::record))
+        .layer(from_fn(http_layers::security_headers))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let request_id = request
@@ -162,7 +67,7 @@ pub fn app(state: AppState) -> Router {
                     .unwrap_or_default();
                 tracing::info_span!(
                     "request",
-                    method = %request.method(),
+                    method = %metrics::method_label(request.method()),
                     path = %request.uri().path(),
                     request_id,
                 )
@@ -170,6 +75,7 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(from_fn(http_layers::sanitize_request_id))
 }
 
 /// Runs the API process until `shutdown` resolves: migrations (unless
@@ -187,6 +93,8 @@ pub async fn run(
     // provider in this workspace (see ARCHITECTURE.md, reqwest): ring is
     // installed first. Refused harmlessly when one already is.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Refuse to start without an encryption key before touching anything.
+    let cipher = CredentialCipher::from_settings(&settings.security)?;
     let pool = syncway_store::open(
         &settings.database.url,
         settings.database.pool_size,
@@ -194,39 +102,46 @@ pub async fn run(
     )
     .await
     .context("opening the database (migrations)")?;
-    let mut operator_organization = None;
     if let Some(key) = &settings.auth.bootstrap_api_key {
         let client = pool.get().await.context("connecting to Postgres")?;
-        operator_organization = Some(
-            syncway_store::api_keys::ensure_organization_with_key(
-                &client,
-                "default",
-                key.expose_secret(),
-            )
+        let bootstrap = syncway_store::api_keys::ensure_bootstrap(&client, key.expose_secret())
             .await
-            .context("creating the bootstrap organization and key")?,
-        );
-        tracing::info!("bootstrap API key installed for organization \"default\"");
+            .context("creating the bootstrap organization and key")?;
+        if bootstrap.revoked_before {
+            tracing::error!(
+                "the bootstrap API key (SYNCWAY_AUTH__BOOTSTRAP_API_KEY) was revoked; \
+                 it stays revoked: set a new value"
+            );
+        } else {
+            tracing::info!(
+                replaced = bootstrap.revoked,
+                "bootstrap operator key installed for organization \"default\""
+            );
+        }
     }
-    let cipher = CredentialCipher::from_settings(&settings.security)?;
     let policy = syncway_runtime::egress::policy(&settings).await?;
     let mut registry = prometheus_client::registry::Registry::with_prefix("syncway");
     let metrics = ApiMetrics::new(registry.sub_registry_with_prefix("api"));
     let ops_metrics = ops::snapshot::OpsMetrics::new(&mut registry);
     let latest = Arc::new(tokio::sync::RwLock::new(None));
-    let state = AppState::new(
-        pool.clone(),
+    let limits = limits::Limits::new(limits::LimitSettings {
+        requests_per_second: settings.limits.requests_per_second,
+        burst: settings.limits.burst,
+        failed_auth_per_minute: settings.limits.failed_auth_per_minute,
+    });
+    let state = AppState::new(StateParts {
+        pool: pool.clone(),
         cipher,
         metrics,
         policy,
-        std::time::Duration::from_secs(settings.scheduler.jitter_seconds),
-        Operations {
-            operator_organization,
+        schedule_jitter: Duration::from_secs(settings.scheduler.jitter_seconds),
+        operations: Operations {
             amqp_url: settings.amqp.url.clone(),
             namespace: settings.amqp.namespace.clone(),
             latest: latest.clone(),
         },
-    );
+        limits: limits.clone(),
+    });
 
     let stop = CancellationToken::new();
     let relay = tokio::spawn(
@@ -246,7 +161,7 @@ pub async fn run(
             amqp_url: settings.amqp.url.clone(),
             namespace: settings.amqp.namespace.clone(),
             management_url: settings.amqp.management_url(),
-            interval: std::time::Duration::from_millis(settings.metrics.snapshot_interval_ms),
+            interval: Duration::from_millis(settings.metrics.snapshot_interval_ms),
             metrics: ops_metrics,
             latest,
         }
@@ -258,14 +173,34 @@ pub async fn run(
         stop.clone().cancelled_owned(),
     ));
 
+    let pruner = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            while stop.run_until_cancelled(every.tick()).await.is_some() {
+                limits.prune();
+            }
+        }
+    });
+
     tracing::info!(address = %listener.local_addr()?, "API listening");
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let request_timeout = Duration::from_secs(settings.api.request_timeout_seconds);
+    let served = server::serve(
+        listener,
+        app(state, request_timeout),
+        server::ServerSettings {
+            header_timeout: Duration::from_secs(settings.api.header_timeout_seconds),
+            max_connections: settings.api.max_connections,
+            drain: request_timeout + Duration::from_secs(5),
+        },
+        shutdown,
+    )
+    .await;
     // Requests are drained; let the relay publish what they committed.
     stop.cancel();
     let _ = relay.await;
     let _ = refresher.await;
     let _ = metrics_server.await;
+    let _ = pruner.await;
     served.context("serving HTTP")
 }

@@ -82,6 +82,24 @@ impl ApiMetrics {
     }
 }
 
+/// The method as a metric label: the standard ones by name, anything else
+/// `other` (a client may send any token as a method; labels stay bounded).
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Middleware recording every request by its route template.
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
@@ -89,7 +107,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().to_string();
+    let method = method_label(request.method()).to_owned();
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     let metrics = state.metrics();

@@ -97,6 +97,8 @@ impl BenchEnv {
             .env("SYNCWAY_AMQP__URL", &self.amqp)
             .env("SYNCWAY_AMQP__NAMESPACE", &self.namespace)
             .env("SYNCWAY_LOG__LEVEL", "warn")
+            // Benchmarks store no real credentials.
+            .env("SYNCWAY_SECURITY__ALLOW_DEVELOPMENT_KEY", "true")
             // Benchmarks trigger their own jobs (the schedules bench turns
             // the scheduler on in its workers' variables).
             .env("SYNCWAY_SCHEDULER__ENABLED", "false")

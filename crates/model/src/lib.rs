@@ -5,6 +5,7 @@
 //! This crate performs no IO (an architectural invariant): it can be used from
 //! the API, the worker, the store and tests alike.
 
+pub mod api_key;
 pub mod attempts;
 pub mod config;
 pub mod connection;
@@ -14,6 +15,7 @@ pub mod job;
 pub mod message;
 pub mod schedule;
 
+pub use api_key::KeyRole;
 pub use config::{
     ConfigError, ConnectorConfig, HttpJsonConfig, LocalFilesConfig, PostgresConfig, StubConfig,
     StubFailKind,

@@ -37,6 +37,12 @@ pub enum CredentialError {
     Undecryptable,
     #[error("credentials could not be sealed")]
     Unsealable,
+    #[error(
+        "SYNCWAY_SECURITY__ENCRYPTION_KEY is not set: set it to 64 hex characters \
+         (openssl rand -hex 32), or, on a development machine only, set \
+         SYNCWAY_SECURITY__ALLOW_DEVELOPMENT_KEY=true to seal credentials with a public key"
+    )]
+    NoKey,
 }
 
 struct SealingKey {
@@ -108,6 +114,7 @@ impl CredentialCipher {
             .filter(|key| !key.expose_secret().trim().is_empty());
         let (current, development) = match key {
             Some(key) => (SealingKey::parse(key)?, false),
+            None if !security.allow_development_key => return Err(CredentialError::NoKey),
             None => {
                 tracing::warn!(
                     "SYNCWAY_SECURITY__ENCRYPTION_KEY is not set: source credentials are \
@@ -240,6 +247,7 @@ mod tests {
                 .iter()
                 .map(|k| SecretString::from(k.repeat(32)))
                 .collect(),
+            allow_development_key: false,
         })
         .expect("valid keys")
     }
@@ -308,14 +316,19 @@ mod tests {
             let settings = SecuritySettings {
                 encryption_key: Some(SecretString::from(key)),
                 previous_keys: Vec::new(),
+                allow_development_key: true,
             };
             assert!(CredentialCipher::from_settings(&settings).is_err());
         }
         for key in ["", "  "] {
-            let settings = SecuritySettings {
+            let mut settings = SecuritySettings {
                 encryption_key: Some(SecretString::from(key)),
                 previous_keys: Vec::new(),
+                allow_development_key: false,
             };
+            let refused = CredentialCipher::from_settings(&settings);
+            assert!(matches!(refused, Err(CredentialError::NoKey)));
+            settings.allow_development_key = true;
             let cipher = CredentialCipher::from_settings(&settings);
             assert!(cipher.is_ok_and(|cipher| cipher.development));
         }

@@ -68,6 +68,10 @@ pub struct SecuritySettings {
     /// key when next written.
     #[serde(default, deserialize_with = "secret_list")]
     pub previous_keys: Vec<SecretString>,
+    /// Without `encryption_key`, start anyway and seal credentials with a
+    /// public development key (development machines only).
+    #[serde(default)]
+    pub allow_development_key: bool,
 }
 
 /// What tenants' connectors may reach and consume (CONTRACT.md §4).
@@ -131,6 +135,14 @@ pub struct LimitsSettings {
     pub max_running_jobs_per_org: Option<u32>,
     /// How long a job held back by that limit waits before it is tried again.
     pub fair_share_delay_ms: u64,
+    /// Requests one API key may make per second (a token bucket per key
+    /// and API process).
+    pub requests_per_second: u32,
+    /// The bucket's size: requests a key may make at once.
+    pub burst: u32,
+    /// Requests with an unknown, revoked or expired key one client address
+    /// may make per minute; beyond that it gets 429 before any lookup.
+    pub failed_auth_per_minute: u32,
 }
 
 impl Default for LimitsSettings {
@@ -138,6 +150,9 @@ impl Default for LimitsSettings {
         LimitsSettings {
             max_running_jobs_per_org: None,
             fair_share_delay_ms: 1000,
+            requests_per_second: 10_000,
+            burst: 20_000,
+            failed_auth_per_minute: 60,
         }
     }
 }
@@ -244,6 +259,27 @@ impl std::fmt::Debug for AmqpSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApiSettings {
     pub listen: String,
+    /// A client must send a request's headers within this long.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: u64,
+    /// Ordinary requests (not event streams) are answered within this long.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+
+fn default_request_timeout() -> u64 {
+    30
+}
+
+fn default_max_connections() -> usize {
+    4096
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -371,6 +407,20 @@ impl Settings {
         anyhow::ensure!(
             self.scheduler.interval_ms >= 10,
             "scheduler.interval_ms must be at least 10"
+        );
+        anyhow::ensure!(
+            self.api.header_timeout_seconds >= 1
+                && self.api.request_timeout_seconds >= 1
+                && self.api.max_connections >= 1,
+            "api.header_timeout_seconds, api.request_timeout_seconds and api.max_connections \
+             must be at least 1"
+        );
+        anyhow::ensure!(
+            self.limits.requests_per_second >= 1
+                && self.limits.burst >= 1
+                && self.limits.failed_auth_per_minute >= 1,
+            "limits.requests_per_second, limits.burst and limits.failed_auth_per_minute \
+             must be at least 1"
         );
         anyhow::ensure!(
             self.worker.concurrency >= 1,

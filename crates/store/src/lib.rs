@@ -13,6 +13,7 @@ mod error;
 mod job_row;
 pub mod jobs;
 pub mod ops;
+pub mod organizations;
 pub mod outbox;
 mod pool;
 pub mod schedules;

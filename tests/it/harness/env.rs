@@ -100,6 +100,8 @@ impl TestEnv {
         settings.database.url = self.database_url();
         settings.database.migrate = false;
         settings.database.pool_size = 8;
+        // Tests store no real credentials (tests/it/secrets.rs sets keys).
+        settings.security.allow_development_key = true;
         settings.amqp.url = AMQP.to_owned();
         settings.amqp.namespace = self.namespace.clone();
         settings.worker.concurrency = 4;

@@ -3,6 +3,7 @@
 //! on conditions with deadlines.
 
 pub mod env;
+pub mod openapi;
 mod process;
 mod proxy;
 
@@ -18,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use env::TestEnv;
-pub use process::WorkerProcess;
+pub use process::{ApiProcess, WorkerProcess, api_command};
 pub use proxy::TcpProxy;
 
 /// How long any wait in a test may take before the test fails.
@@ -217,6 +218,7 @@ impl TestApp {
         body: Option<Value>,
         key: Option<&str>,
     ) -> (StatusCode, Value) {
+        let name = method;
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let mut request = self.http.request(method, format!("{}{}", self.url, path));
         if let Some(key) = key {
@@ -232,6 +234,7 @@ impl TestApp {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        openapi::check(name, path, status.as_u16(), &body);
         (status, body)
     }
 
@@ -242,6 +245,7 @@ impl TestApp {
         path: &str,
         body: &'static str,
     ) -> (StatusCode, Value) {
+        let name = method;
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let response = self
             .http
@@ -254,6 +258,7 @@ impl TestApp {
             .unwrap_or_else(|error| panic!("request to {path} failed: {error}"));
         let status = response.status();
         let body = response.json().await.unwrap_or(Value::Null);
+        openapi::check(name, path, status.as_u16(), &body);
         (status, body)
     }
 

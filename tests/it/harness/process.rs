@@ -1,7 +1,9 @@
 //! A worker as a process of its own, to kill (SIGKILL) or pause (SIGSTOP)
 //! it as an operator's bad day would: the test package builds the worker
 //! binary (`tests/bin/worker.rs`), and the process runs on the test's
-//! environment with the settings given.
+//! environment with the settings given. Likewise an API process
+//! (`tests/bin/api.rs`, the `syncway-api` command line), and its operator
+//! commands.
 
 use std::process::{Child, Command, Stdio};
 
@@ -18,6 +20,7 @@ impl WorkerProcess {
         command
             .env("SYNCWAY_DATABASE__URL", env.database_url())
             .env("SYNCWAY_DATABASE__MIGRATE", "false")
+            .env("SYNCWAY_SECURITY__ALLOW_DEVELOPMENT_KEY", "true")
             .env("SYNCWAY_SCHEDULER__ENABLED", "false")
             .env("SYNCWAY_AMQP__NAMESPACE", &env.namespace)
             .env("SYNCWAY_METRICS__LISTEN", "127.0.0.1:0")
@@ -69,5 +72,75 @@ impl WorkerProcess {
             .args(["-CONT", &self.0.id().to_string()])
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// Runs `syncway-api ARGS` (an operator command) on `env`; returns its
+/// exit status's success, stdout and stderr.
+pub fn api_command(env: &TestEnv, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_syncway-test-api"))
+        .args(args)
+        .env("SYNCWAY_DATABASE__URL", env.database_url())
+        .env("SYNCWAY_DATABASE__MIGRATE", "false")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running syncway-api");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// An API server as a process of its own, killed when dropped.
+pub struct ApiProcess {
+    child: Child,
+    pub url: String,
+    pub metrics_url: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl ApiProcess {
+    /// Starts one on `env` with `vars` on top, and waits until it answers.
+    pub async fn start(env: &TestEnv, vars: &[(&str, String)]) -> Self {
+        let (http, metrics) = (free_port(), free_port());
+        let mut command = Command::new(env!("CARGO_BIN_EXE_syncway-test-api"));
+        command
+            .env("SYNCWAY_DATABASE__URL", env.database_url())
+            .env("SYNCWAY_DATABASE__MIGRATE", "false")
+            .env("SYNCWAY_SECURITY__ALLOW_DEVELOPMENT_KEY", "true")
+            .env("SYNCWAY_AMQP__NAMESPACE", &env.namespace)
+            .env("SYNCWAY_API__LISTEN", format!("127.0.0.1:{http}"))
+            .env("SYNCWAY_METRICS__LISTEN", format!("127.0.0.1:{metrics}"))
+            .env("SYNCWAY_LOG__LEVEL", "warn")
+            .stdout(Stdio::null());
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let process = ApiProcess {
+            child: command.spawn().expect("starting the API process"),
+            url: format!("http://127.0.0.1:{http}"),
+            metrics_url: format!("http://127.0.0.1:{metrics}"),
+        };
+        let health = format!("{}/healthz", process.url);
+        super::eventually("the API process to answer", super::DEADLINE, || async {
+            let response = reqwest::get(&health).await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
+        process
+    }
+}
+
+impl Drop for ApiProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -2,36 +2,37 @@
 //! ([`operator_only`]): the deployment's queue, job and worker figures, and
 //! the dead letters (peek, redrive).
 
+use axum::Json;
 use axum::extract::{Extension, RawQuery, Request, State};
-use axum::middleware::{Next, from_fn_with_state};
+use axum::middleware::{Next, from_fn};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+
+use super::table::Routes;
 use serde_json::{Value, json};
 use syncway_queue::Broker;
 
 use crate::AppState;
-use crate::auth::Organization;
+use crate::auth::Caller;
 use crate::error::{ApiError, Result};
 use crate::extract::QueryParams;
+use syncway_model::KeyRole;
 
-pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/admin/queue", get(queue))
-        .route("/admin/dead-letters", get(dead_letters))
-        .route("/admin/dead-letters/redrive", post(redrive))
-        .route_layer(from_fn_with_state(state, operator_only))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/admin/queue", queue)
+        .get("/admin/dead-letters", dead_letters)
+        .post("/admin/dead-letters/redrive", redrive)
+        .wrap(|router| router.route_layer(from_fn(operator_only)))
 }
 
-/// 403 for any key but an operator's: a key of the organization the
-/// bootstrap key belongs to.
+/// 403 for any key but an operator's (the bootstrap key, or a key made
+/// with the operator role).
 async fn operator_only(
-    State(state): State<AppState>,
-    Extension(Organization(organization)): Extension<Organization>,
+    Extension(caller): Extension<Caller>,
     request: Request,
     next: Next,
 ) -> Result<Response> {
-    if state.operator_organization() != Some(organization) {
+    if caller.role != KeyRole::Operator {
         return Err(ApiError::Forbidden(
             "this route needs an operator key".into(),
         ));

@@ -1,10 +1,9 @@
 //! Collections: `POST /collections`, `GET /collections/{readable_id}`.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use rand::Rng;
 use serde::Deserialize;
 use syncway_store::collections;
@@ -13,12 +12,13 @@ use crate::AppState;
 use crate::auth::Organization;
 use crate::error::{ApiError, Result};
 use crate::extract::{PathParams, json_body};
+use crate::routes::table::Routes;
 use crate::wire::CollectionBody;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/collections", post(create))
-        .route("/collections/{readable_id}", get(find))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/collections", create)
+        .get("/collections/{readable_id}", find)
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,10 +43,25 @@ pub(crate) fn valid_name(name: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
-/// 3 to 63 lowercase letters, digits and hyphens, not starting or ending
+/// Longest description accepted for connections.
+pub(crate) const MAX_DESCRIPTION_LEN: usize = 4096;
+
+/// A description of at most [`MAX_DESCRIPTION_LEN`] characters.
+pub(crate) fn valid_description(description: Option<String>) -> Result<Option<String>> {
+    match description {
+        Some(text) if text.chars().count() > MAX_DESCRIPTION_LEN => Err(ApiError::invalid(
+            &["body", "description"],
+            format!("description must be at most {MAX_DESCRIPTION_LEN} characters"),
+            "string_too_long",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// 3 to 64 lowercase letters, digits and hyphens, not starting or ending
 /// with a hyphen: safe in URLs and unambiguous.
 fn valid_readable_id(id: &str) -> bool {
-    (3..=63).contains(&id.len())
+    (3..=64).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -88,7 +103,7 @@ async fn create(
         Some(_) => {
             return Err(ApiError::invalid(
                 &["body", "readable_id"],
-                "readable_id must be 3 to 63 lowercase letters, digits or hyphens, \
+                "readable_id must be 3 to 64 lowercase letters, digits or hyphens, \
                  not starting or ending with a hyphen",
                 "string_pattern_mismatch",
             ));
@@ -139,7 +154,8 @@ mod tests {
     fn readable_id_rules() {
         assert!(valid_readable_id("abc"));
         assert!(valid_readable_id("my-collection-1"));
-        for bad in ["ab", "-abc", "abc-", "ABC", "a_b", "a b", &"a".repeat(64)] {
+        assert!(valid_readable_id(&"a".repeat(64)));
+        for bad in ["ab", "-abc", "abc-", "ABC", "a_b", "a b", &"a".repeat(65)] {
             assert!(!valid_readable_id(bad), "{bad}");
         }
     }

@@ -1,18 +1,18 @@
 //! Source connections: create, list, read, patch, delete.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, RawQuery, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use syncway_model::{ConfigError, ConnectorConfig};
 use syncway_store::connections::{self, ConnectionFields, Schedule};
 use syncway_store::jobs;
 
-use super::collections::valid_name;
+use super::collections::{valid_description, valid_name};
 use super::jobs::triggered;
+use super::table::Routes;
 use crate::auth::Organization;
 use crate::error::{ApiError, FieldError, Result};
 use crate::extract::{PathParams, QueryParams, json_body, path_uuid};
@@ -20,13 +20,14 @@ use crate::schedule_input::{self, ScheduleInput};
 use crate::wire::{SourceConnectionBody, SourceConnectionListItemBody};
 use crate::{AppState, containment};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/source-connections", get(list).post(create))
-        .route(
-            "/source-connections/{source_connection_id}",
-            get(find).patch(update).delete(remove),
-        )
+pub fn routes() -> Routes {
+    const ONE: &str = "/source-connections/{source_connection_id}";
+    Routes::new()
+        .get("/source-connections", list)
+        .post("/source-connections", create)
+        .get(ONE, find)
+        .patch(ONE, update)
+        .delete(ONE, remove)
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,7 +160,7 @@ async fn create(
     )?;
     let fields = ConnectionFields {
         name,
-        description: request.description,
+        description: valid_description(request.description)?,
         config: stored_config(&config)?,
         schedule,
     };
@@ -241,7 +242,7 @@ async fn update(
     if let Some(name) = &request.name {
         fields.name = valid_name(name)?;
     }
-    if let Some(description) = request.description {
+    if let Some(description) = valid_description(request.description)? {
         fields.description = Some(description);
     }
     let config = match &request.config {

@@ -1,8 +1,7 @@
 //! A connection's stored entities, page by page.
 
+use axum::Json;
 use axum::extract::{Extension, RawQuery, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 use syncway_store::entities::{self, StoredEntity};
 
@@ -10,12 +9,10 @@ use crate::AppState;
 use crate::auth::Organization;
 use crate::error::{ApiError, Result};
 use crate::extract::{PathParams, QueryParams, path_uuid};
+use crate::routes::table::Routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/source-connections/{source_connection_id}/entities",
-        get(list),
-    )
+pub fn routes() -> Routes {
+    Routes::new().get("/source-connections/{source_connection_id}/entities", list)
 }
 
 #[derive(Debug, Serialize)]
@@ -46,11 +43,13 @@ struct EntityPage {
 }
 
 /// The page cursor: the hex of the last entity id given, so that it needs
-/// no escaping in a URL whatever the ids hold.
+/// no escaping in a URL whatever the ids hold. An id is text Postgres can
+/// store: UTF-8 without NUL (a cursor holding one was never given out).
 fn decode_after(raw: &str) -> Result<String> {
     hex::decode(raw)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|id| !id.contains('\0'))
         .ok_or_else(|| {
             ApiError::invalid(
                 &["query", "after"],

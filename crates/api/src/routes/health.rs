@@ -1,18 +1,19 @@
 //! `/healthz` (the process is alive) and `/readyz` (Postgres and the broker
 //! are reachable), both without a key.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::{ApiError, Result};
+use crate::routes::table::Routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(ready))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/healthz", || async { Json(json!({"status": "ok"})) })
+        .get("/readyz", ready)
+        .get("/openapi.json", crate::openapi::serve)
 }
 
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>> {

@@ -1,8 +1,7 @@
 //! Running syncs and watching their jobs.
 
+use axum::Json;
 use axum::extract::{Extension, RawQuery, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use syncway_model::{JobStatus, SourceConnectionJob};
 use syncway_store::jobs::{self, Cancelled, TriggerRequest, Triggered};
 
@@ -10,22 +9,23 @@ use crate::AppState;
 use crate::auth::{self, KeyDigest, Organization};
 use crate::error::{ApiError, Result};
 use crate::extract::{PathParams, QueryParams, path_uuid};
+use crate::routes::table::Routes;
 
 /// The run route; it authenticates the key itself (see [`crate::auth`]).
-pub fn run_router() -> Router<AppState> {
-    Router::new().route("/source-connections/{source_connection_id}/run", post(run))
+pub fn run_routes() -> Routes {
+    Routes::new().post("/source-connections/{source_connection_id}/run", run)
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/source-connections/{source_connection_id}/jobs", get(list))
-        .route(
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/source-connections/{source_connection_id}/jobs", list)
+        .get(
             "/source-connections/{source_connection_id}/jobs/{job_id}",
-            get(find),
+            find,
         )
-        .route(
+        .post(
             "/source-connections/{source_connection_id}/jobs/{job_id}/cancel",
-            post(cancel),
+            cancel,
         )
 }
 
@@ -81,6 +81,9 @@ async fn run(
         .submit(request)
         .await
         .map_err(|gone| ApiError::Internal(gone.into()))?;
+    if !matches!(outcome, Ok(Triggered::KeyInvalid) | Err(_)) {
+        state.key_usage().used(&state, digest);
+    }
     Ok(Json(triggered(&state, outcome)?))
 }
 

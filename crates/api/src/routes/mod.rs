@@ -1,34 +1,71 @@
-//! Routes, one module per resource, merged here. Health checks are public;
-//! everything else sits behind API-key authentication (the run route
-//! authenticates in its own statement: see [`crate::auth`]).
+//! Routes, one module per resource, merged here. Health checks and the
+//! OpenAPI description are public; everything else sits behind the
+//! limits and API-key authentication (the run route authenticates in its
+//! own statement: see [`crate::auth`]). Every route but event streams has
+//! the request timeout.
 
 mod admin;
+mod api_keys;
 mod collections;
 mod connections;
 mod entities;
 mod health;
 mod jobs;
+mod table;
+
+use std::time::Duration;
 
 use axum::Router;
+use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
 
 use crate::error::ApiError;
-use crate::{AppState, auth};
+use crate::{AppState, auth, http_layers, limits};
+use table::Routes;
 
-pub fn router(state: AppState) -> Router {
-    let authenticated = Router::new()
-        .merge(jobs::router())
-        .merge(collections::router())
-        .merge(connections::router())
-        .merge(entities::router())
-        .merge(admin::router(state.clone()))
+/// The three groups: authenticated by the middleware, authenticating
+/// themselves, public.
+fn groups() -> (Routes, Routes, Routes) {
+    let authenticated = Routes::new()
+        .merge(jobs::routes())
+        .merge(collections::routes())
+        .merge(connections::routes())
+        .merge(entities::routes())
+        .merge(api_keys::routes())
+        .merge(admin::routes());
+    (authenticated, jobs::run_routes(), health::routes())
+}
+
+/// Every `(method, path template)` the API serves.
+pub fn table() -> Vec<(Method, &'static str)> {
+    let (authenticated, self_authenticating, public) = groups();
+    let mut table = Vec::new();
+    for routes in [authenticated, self_authenticating, public] {
+        table.extend(routes.into_parts().1);
+    }
+    table
+}
+
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let (authenticated, self_authenticating, public) = groups();
+    let authenticated = authenticated
+        .into_parts()
+        .0
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
-    // The run route authenticates in its own batched statement.
-    let self_authenticating = jobs::run_router().route_layer(from_fn(auth::identify));
-    Router::new()
+    let self_authenticating = self_authenticating
+        .into_parts()
+        .0
+        .route_layer(from_fn(auth::identify));
+    let keyed = Router::new()
         .merge(authenticated)
         .merge(self_authenticating)
-        .merge(health::router())
+        .route_layer(from_fn_with_state(state.clone(), limits::guard));
+    Router::new()
+        .merge(keyed)
+        .merge(public.into_parts().0)
+        .route_layer(from_fn(move |request, next| {
+            http_layers::time_limit(request_timeout, request, next)
+        }))
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
