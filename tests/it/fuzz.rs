@@ -7,7 +7,8 @@
 //! `fuzz_regressions.rs`.
 //!
 //! `SYNCWAY_FUZZ_EXAMPLES` sets the examples per operation (default 25, to
-//! fit CI's time; the bench's longer runs set more).
+//! fit CI's time) and `SYNCWAY_FUZZ_SEED` the seed (default 14), for longer
+//! runs by hand.
 
 use serde_json::json;
 
@@ -19,6 +20,7 @@ async fn schemathesis_finds_no_failure() {
         "SYNCWAY_SCHEMATHESIS names the schemathesis command: run the tests with scripts/test",
     );
     let examples = std::env::var("SYNCWAY_FUZZ_EXAMPLES").unwrap_or_else(|_| "25".to_owned());
+    let seed = std::env::var("SYNCWAY_FUZZ_SEED").unwrap_or_else(|_| "14".to_owned());
     let app = TestApp::with_api(TestEnv::new().await, |settings| {
         // Negative cases send made-up keys only by accident; the fuzzer
         // must not be stopped by the per-address budget.
@@ -81,7 +83,7 @@ values = ["{collection}"]
             .args(["--mode", "all"])
             .args(["--phases", "examples,coverage,fuzzing"])
             .args(["--max-examples", &examples])
-            .args(["--seed", "14"])
+            .args(["--seed", &seed])
             .args(["--workers", "1"])
             .args(["--exclude-path-regex", "/(events|subscribe)$"])
             .args(["--request-timeout", "10"])
