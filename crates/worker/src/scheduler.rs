@@ -263,7 +263,7 @@ impl Scheduler {
             connection_id: connection.id,
             job: Some(TickJob {
                 job_id,
-                force_full_sync: full_sync_due(connection, now),
+                force_full_sync: full_sync_due(connection, firing.tick),
                 message: JobMessage::new(job_id, connection.id).encode(),
                 scheduled_for: firing.tick,
             }),
@@ -275,8 +275,10 @@ impl Scheduler {
 
 /// A continuous connection's tick runs a forced full sync once
 /// `full_sync_every` has passed since its last completed one (or, before
-/// the first, since it was created: its first sync read everything).
-fn full_sync_due(connection: &DueConnection, now: DateTime<Utc>) -> bool {
+/// the first, since it was created: its first sync read everything). It is
+/// the tick that counts, not when a scheduler got to it, so the rule gives
+/// the same ticks whatever the schedulers' delay.
+fn full_sync_due(connection: &DueConnection, tick: DateTime<Utc>) -> bool {
     let Some(every) = connection.full_sync_every_seconds else {
         return false;
     };
@@ -289,7 +291,7 @@ fn full_sync_due(connection: &DueConnection, now: DateTime<Utc>) -> bool {
         .map_or(connection.created_at, |last| {
             last.max(connection.created_at)
         });
-    now - since >= TimeDelta::seconds(every)
+    tick - since >= TimeDelta::seconds(every)
 }
 
 fn seconds(delta: TimeDelta) -> f64 {
