@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 mod containment;
 mod error;
+mod events;
 mod extract;
 mod http_layers;
 mod limits;
@@ -89,6 +90,44 @@ pub async fn run(
     metrics_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("syncway");
+    let telemetry = ApiTelemetry::register(&mut registry);
+    run_with(
+        settings,
+        listener,
+        telemetry,
+        Some((metrics_listener, Arc::new(registry))),
+        shutdown,
+    )
+    .await
+}
+
+/// The API's metrics, registered on a registry of the caller's.
+#[derive(Clone)]
+pub struct ApiTelemetry {
+    metrics: ApiMetrics,
+    ops: ops::snapshot::OpsMetrics,
+}
+
+impl ApiTelemetry {
+    /// Registers the API's families on `registry` (prefix `syncway`).
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        ApiTelemetry {
+            metrics: ApiMetrics::new(registry.sub_registry_with_prefix("api")),
+            ops: ops::snapshot::OpsMetrics::new(registry),
+        }
+    }
+}
+
+/// [`run`], with metrics registered by the caller; with `serve`, it serves
+/// them itself.
+pub async fn run_with(
+    settings: Settings,
+    listener: TcpListener,
+    telemetry: ApiTelemetry,
+    serve: Option<(TcpListener, Arc<prometheus_client::registry::Registry>)>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     // reqwest (the management API's client) is built without a default TLS
     // provider in this workspace (see ARCHITECTURE.md, reqwest): ring is
     // installed first. Refused harmlessly when one already is.
@@ -120,9 +159,10 @@ pub async fn run(
         }
     }
     let policy = syncway_runtime::egress::policy(&settings).await?;
-    let mut registry = prometheus_client::registry::Registry::with_prefix("syncway");
-    let metrics = ApiMetrics::new(registry.sub_registry_with_prefix("api"));
-    let ops_metrics = ops::snapshot::OpsMetrics::new(&mut registry);
+    let ApiTelemetry {
+        metrics,
+        ops: ops_metrics,
+    } = telemetry;
     let latest = Arc::new(tokio::sync::RwLock::new(None));
     let limits = limits::Limits::new(limits::LimitSettings {
         requests_per_second: settings.limits.requests_per_second,
@@ -144,6 +184,21 @@ pub async fn run(
     });
 
     let stop = CancellationToken::new();
+    let hub = tokio::spawn(state.hub().clone().run(
+        state.pool().clone(),
+        Duration::from_millis(settings.api.events_poll_ms),
+        state.metrics().clone(),
+        stop.clone(),
+    ));
+    // Shutdown ends the event streams first, so that draining the other
+    // requests is not held up by streams that would last as long as a job.
+    let shutdown = {
+        let streams_stop = state.streams_stop().clone();
+        async move {
+            shutdown.await;
+            streams_stop.cancel();
+        }
+    };
     let relay = tokio::spawn(
         relay::Relay {
             pool,
@@ -167,11 +222,13 @@ pub async fn run(
         }
         .run(stop.clone()),
     );
-    let metrics_server = tokio::spawn(telemetry::serve(
-        metrics_listener,
-        telemetry::metrics_router(Arc::new(registry)),
-        stop.clone().cancelled_owned(),
-    ));
+    let metrics_server = serve.map(|(metrics_listener, registry)| {
+        tokio::spawn(telemetry::serve(
+            metrics_listener,
+            telemetry::metrics_router(registry),
+            stop.clone().cancelled_owned(),
+        ))
+    });
 
     let pruner = tokio::spawn({
         let stop = stop.clone();
@@ -200,7 +257,10 @@ pub async fn run(
     stop.cancel();
     let _ = relay.await;
     let _ = refresher.await;
-    let _ = metrics_server.await;
+    if let Some(metrics_server) = metrics_server {
+        let _ = metrics_server.await;
+    }
     let _ = pruner.await;
+    let _ = hub.await;
     served.context("serving HTTP")
 }

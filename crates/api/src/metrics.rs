@@ -22,6 +22,10 @@ pub struct ApiMetrics {
     pub relay_errors: Counter,
     pub outbox_refused: Counter,
     pub outbox_backlog: Gauge,
+    /// Open job event streams.
+    pub event_streams: Gauge,
+    /// Reads of the watched jobs (one statement each, however many streams).
+    pub event_reads: Counter,
 }
 
 impl std::fmt::Debug for ApiMetrics {
@@ -42,6 +46,8 @@ impl ApiMetrics {
             relay_errors: Counter::default(),
             outbox_refused: Counter::default(),
             outbox_backlog: Gauge::default(),
+            event_streams: Gauge::default(),
+            event_reads: Counter::default(),
         };
         registry.register(
             "http_requests",
@@ -77,6 +83,16 @@ impl ApiMetrics {
             "outbox_backlog",
             "Job messages committed but not yet published (sampled)",
             metrics.outbox_backlog.clone(),
+        );
+        registry.register(
+            "job_event_streams",
+            "Open job event streams of this process",
+            metrics.event_streams.clone(),
+        );
+        registry.register(
+            "job_event_reads",
+            "Statements reading the watched jobs (one per poll, however many streams)",
+            metrics.event_reads.clone(),
         );
         metrics
     }

@@ -33,6 +33,9 @@ pub(crate) struct StateInner {
     operations: Operations,
     limits: Arc<Limits>,
     key_usage: KeyUsage,
+    hub: Arc<crate::events::Hub>,
+    /// Cancelled when the process starts shutting down: event streams end.
+    streams_stop: tokio_util::sync::CancellationToken,
 }
 
 /// What the operator's routes need.
@@ -69,6 +72,8 @@ impl AppState {
                 metrics: parts.metrics,
                 limits: parts.limits,
                 key_usage: KeyUsage::default(),
+                hub: Arc::default(),
+                streams_stop: tokio_util::sync::CancellationToken::new(),
             }),
         }
     }
@@ -116,6 +121,14 @@ impl AppState {
 
     pub(crate) fn key_usage(&self) -> &KeyUsage {
         &self.inner.key_usage
+    }
+
+    pub(crate) fn hub(&self) -> &Arc<crate::events::Hub> {
+        &self.inner.hub
+    }
+
+    pub(crate) fn streams_stop(&self) -> &tokio_util::sync::CancellationToken {
+        &self.inner.streams_stop
     }
 
     /// Tells the relay that a job was committed to the outbox.

@@ -10,6 +10,7 @@
 mod chaos;
 mod cpu;
 mod e2e;
+mod events;
 mod processes;
 mod scale;
 mod schedules;
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// Trigger -> outbox -> RabbitMQ -> worker -> Postgres, end to end.
     E2e(e2e::Options),
+    /// Job event streams: commit -> stream latency, Postgres cost per stream count.
+    Events(events::Options),
     /// The statements every job costs, alone: the ceiling of `e2e`.
     Sql(sql::Options),
     /// One large sync: full, unchanged, incremental (beside copy-limit.sh).
@@ -46,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
     syncway_connectors::install_tls_provider();
     match Cli::parse().command {
         Command::E2e(options) => e2e::run(options).await,
+        Command::Events(options) => events::run(options).await,
         Command::Sql(options) => sql::run(options).await,
         Command::Sync(options) => sync::run(options).await,
         Command::Chaos(options) => chaos::run(options).await,

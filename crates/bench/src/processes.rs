@@ -348,7 +348,7 @@ async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
 }
 
 /// A free local port.
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

@@ -71,3 +71,22 @@ pub async fn find_by_readable_id(
         .await?;
     Ok(row.as_ref().map(from_row))
 }
+
+/// An organization's collections, oldest first, `limit` after `skip`.
+pub async fn list(
+    client: &impl GenericClient,
+    organization_id: Uuid,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<Collection>, StoreError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM collections c WHERE c.organization_id = $1
+                 ORDER BY c.created_at, c.id OFFSET $2 LIMIT $3"
+            ),
+            &[&organization_id, &skip, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}

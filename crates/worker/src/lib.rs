@@ -102,11 +102,49 @@ fn worker_id() -> String {
     format!("{}-{}-{}", hostname(), std::process::id(), &random[..8])
 }
 
+/// A worker's metrics, registered on a registry of the caller's. Workers of
+/// one process (`syncway dev`) may share one: their counts add up.
+#[derive(Clone)]
+pub struct WorkerTelemetry {
+    metrics: WorkerMetrics,
+    scheduler: scheduler::SchedulerMetrics,
+}
+
+impl WorkerTelemetry {
+    /// Registers the worker's families on `registry` (prefix `syncway`).
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        WorkerTelemetry {
+            metrics: WorkerMetrics::new(registry),
+            scheduler: scheduler::SchedulerMetrics::new(registry),
+        }
+    }
+}
+
 /// Runs the worker process until `shutdown` resolves, then stops consuming
 /// and gives running jobs `worker.shutdown_grace_seconds` to finish.
+/// `/metrics`, `/healthz` and `/readyz` are served on `metrics_listener`.
 pub async fn run(
     settings: Settings,
     metrics_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("syncway");
+    let telemetry = WorkerTelemetry::register(&mut registry);
+    run_with(
+        settings,
+        telemetry,
+        Some((metrics_listener, Arc::new(registry))),
+        shutdown,
+    )
+    .await
+}
+
+/// [`run`], with metrics registered by the caller; with `serve`, it serves
+/// them (and its health probes) itself.
+pub async fn run_with(
+    settings: Settings,
+    telemetry: WorkerTelemetry,
+    serve: Option<(TcpListener, Arc<prometheus_client::registry::Registry>)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     // Jobs hold a connection only while they write, so `concurrency` jobs
@@ -132,9 +170,10 @@ pub async fn run(
         ),
         postgres_keepalive: Duration::from_secs(connectors.postgres_keepalive_seconds),
     };
-    let mut registry = prometheus_client::registry::Registry::with_prefix("syncway");
-    let metrics = WorkerMetrics::new(&mut registry);
-    let scheduler_metrics = scheduler::SchedulerMetrics::new(&mut registry);
+    let WorkerTelemetry {
+        metrics,
+        scheduler: scheduler_metrics,
+    } = telemetry;
     let stopping = CancellationToken::new();
     let worker_id = worker_id();
     let lease_seconds = settings.worker.lease_seconds as f64;
@@ -177,17 +216,19 @@ pub async fn run(
     tracing::info!(worker_id = %context.worker_id, concurrency = settings.worker.concurrency, "worker starting");
 
     let ready = Arc::new(AtomicBool::new(false));
-    let health = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readiness))
-        .with_state((pool, ready.clone()))
-        .merge(telemetry::metrics_router(Arc::new(registry)));
     let server_stop = CancellationToken::new();
-    let server = tokio::spawn(telemetry::serve(
-        metrics_listener,
-        health,
-        server_stop.clone().cancelled_owned(),
-    ));
+    let server = serve.map(|(listener, registry)| {
+        let health = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/readyz", get(readiness))
+            .with_state((pool, ready.clone()))
+            .merge(telemetry::metrics_router(registry));
+        tokio::spawn(telemetry::serve(
+            listener,
+            health,
+            server_stop.clone().cancelled_owned(),
+        ))
+    });
 
     tokio::spawn({
         let stopping = stopping.clone();
@@ -257,7 +298,9 @@ pub async fn run(
         let _ = scheduler.await;
     }
     server_stop.cancel();
-    let _ = server.await;
+    if let Some(server) = server {
+        let _ = server.await;
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, RawQuery, State};
 use rand::Rng;
 use serde::Deserialize;
 use syncway_store::collections;
@@ -11,12 +11,13 @@ use syncway_store::collections;
 use crate::AppState;
 use crate::auth::Organization;
 use crate::error::{ApiError, Result};
-use crate::extract::{PathParams, json_body};
+use crate::extract::{PathParams, QueryParams, json_body};
 use crate::routes::table::Routes;
 use crate::wire::CollectionBody;
 
 pub fn routes() -> Routes {
     Routes::new()
+        .get("/collections", list)
         .post("/collections", create)
         .get("/collections/{readable_id}", find)
 }
@@ -120,6 +121,20 @@ async fn create(
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// `GET /collections?skip=&limit=`
+async fn list(
+    State(state): State<AppState>,
+    Extension(Organization(organization)): Extension<Organization>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<CollectionBody>>> {
+    let query = QueryParams::parse(query.as_deref())?;
+    let skip = query.int("skip", 0, 0, i64::MAX)?;
+    let limit = query.int("limit", 100, 1, 1000)?;
+    let client = state.pool().get().await?;
+    let collections = collections::list(&client, organization, skip, limit).await?;
+    Ok(Json(collections.into_iter().map(Into::into).collect()))
 }
 
 async fn find(

@@ -9,6 +9,7 @@ mod api_keys;
 mod collections;
 mod connections;
 mod entities;
+mod events;
 mod health;
 mod jobs;
 mod table;
@@ -23,9 +24,9 @@ use crate::error::ApiError;
 use crate::{AppState, auth, http_layers, limits};
 use table::Routes;
 
-/// The three groups: authenticated by the middleware, authenticating
-/// themselves, public.
-fn groups() -> (Routes, Routes, Routes) {
+/// The groups: authenticated by the middleware, authenticating themselves,
+/// event streams (authenticated, without the request timeout), public.
+fn groups() -> (Routes, Routes, Routes, Routes) {
     let authenticated = Routes::new()
         .merge(jobs::routes())
         .merge(collections::routes())
@@ -33,21 +34,26 @@ fn groups() -> (Routes, Routes, Routes) {
         .merge(entities::routes())
         .merge(api_keys::routes())
         .merge(admin::routes());
-    (authenticated, jobs::run_routes(), health::routes())
+    (
+        authenticated,
+        jobs::run_routes(),
+        events::routes(),
+        health::routes(),
+    )
 }
 
 /// Every `(method, path template)` the API serves.
 pub fn table() -> Vec<(Method, &'static str)> {
-    let (authenticated, self_authenticating, public) = groups();
+    let (authenticated, self_authenticating, streams, public) = groups();
     let mut table = Vec::new();
-    for routes in [authenticated, self_authenticating, public] {
+    for routes in [authenticated, self_authenticating, streams, public] {
         table.extend(routes.into_parts().1);
     }
     table
 }
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    let (authenticated, self_authenticating, public) = groups();
+    let (authenticated, self_authenticating, streams, public) = groups();
     let authenticated = authenticated
         .into_parts()
         .0
@@ -60,12 +66,19 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .merge(authenticated)
         .merge(self_authenticating)
         .route_layer(from_fn_with_state(state.clone(), limits::guard));
+    // Event streams live as long as their job: no request timeout.
+    let streams = streams
+        .into_parts()
+        .0
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .route_layer(from_fn_with_state(state.clone(), limits::guard));
     Router::new()
         .merge(keyed)
         .merge(public.into_parts().0)
         .route_layer(from_fn(move |request, next| {
             http_layers::time_limit(request_timeout, request, next)
         }))
+        .merge(streams)
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

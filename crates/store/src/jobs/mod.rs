@@ -18,6 +18,7 @@ mod read;
 mod reap;
 mod retry;
 mod trigger;
+pub mod watch;
 
 pub use cancel::{Cancelled, cancel};
 pub use claim::{Claim, ClaimedJob, SyncSource, claim, claim_many, claim_many_fairly};

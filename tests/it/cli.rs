@@ -1,0 +1,375 @@
+//! The `syncway` command line (CONTRACT.md §8), run as a process against
+//! the real services: the resource commands, `run --watch` with its exit
+//! codes, and `syncway dev` bringing up a whole system in one process.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::harness::{DEADLINE, TestApp, TestEnv, eventually, id_of};
+
+fn cli(url: &str, key: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_syncway-test-cli"));
+    command
+        .args(args)
+        .env("SYNCWAY_URL", url)
+        .env("SYNCWAY_API_KEY", key)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs the CLI on a thread of its own (the API runs on the test's
+/// runtime).
+async fn run_cli(app: &TestApp, args: &[&str]) -> Output {
+    let mut command = cli(&app.url, &app.key, args);
+    tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the CLI's thread")
+        .expect("running the CLI")
+}
+
+fn stdout_json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "the CLI failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout when piped")
+}
+
+#[tokio::test]
+async fn the_cli_makes_collections_and_connections_and_watches_a_run_to_completion() {
+    let app = TestApp::spawn().await;
+    let made = stdout_json(
+        &run_cli(
+            &app,
+            &["collections", "create", "Demo", "--readable-id", "cli-demo"],
+        )
+        .await,
+    );
+    assert_eq!(made["readable_id"], "cli-demo");
+    let listed = stdout_json(&run_cli(&app, &["collections", "list"]).await);
+    assert!(
+        listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|c| c["readable_id"] == "cli-demo")
+    );
+    let config = r#"{"entity_count": 300, "delay_ms_per_entity": 3}"#;
+    let args = [
+        "connections",
+        "create",
+        "--collection",
+        "cli-demo",
+        "--short-name",
+        "stub",
+        "--config",
+        config,
+    ];
+    let connection = stdout_json(&run_cli(&app, &args).await);
+    let id = connection["id"].as_str().expect("an id").to_owned();
+    let got = stdout_json(&run_cli(&app, &["connections", "get", &id]).await);
+    assert_eq!(got["config"]["entity_count"], 300);
+    let listed =
+        stdout_json(&run_cli(&app, &["connections", "list", "--collection", "cli-demo"]).await);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+
+    let watched = run_cli(&app, &["run", &id, "--watch"]).await;
+    assert!(
+        watched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&watched.stderr)
+    );
+    // Piped, --watch prints the job as each event gives it, one per line.
+    let states: Vec<Value> = String::from_utf8_lossy(&watched.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let last = states.last().expect("a last state");
+    assert_eq!(last["status"], "completed");
+    assert_eq!(last["entities_inserted"], 300);
+    assert!(
+        states.iter().any(|s| {
+            let inserted = s["entities_inserted"].as_i64().unwrap_or(0);
+            inserted > 0 && inserted < 300
+        }),
+        "live counts while it ran: {states:?}"
+    );
+    let jobs = stdout_json(&run_cli(&app, &["jobs", &id]).await);
+    assert_eq!(jobs[0]["id"], last["id"]);
+    let deleted = stdout_json(&run_cli(&app, &["connections", "delete", &id]).await);
+    assert_eq!(deleted["id"], connection["id"]);
+}
+
+#[tokio::test]
+async fn exit_codes_tell_usage_api_errors_unreachable_apis_and_cancelled_jobs_apart() {
+    let app = TestApp::spawn().await;
+    let missing = Uuid::new_v4().to_string();
+    let api_error = run_cli(&app, &["run", &missing]).await;
+    assert_eq!(api_error.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&api_error.stderr);
+    assert!(
+        stderr.contains("404") && stderr.contains("source connection not found"),
+        "{stderr}"
+    );
+    let usage = run_cli(
+        &app,
+        &[
+            "connections",
+            "create",
+            "--collection",
+            "x",
+            "--short-name",
+            "stub",
+            "--config",
+            "{not json",
+        ],
+    )
+    .await;
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&usage.stderr)
+    );
+    let usage = run_cli(&app, &["run"]).await;
+    assert_eq!(usage.status.code(), Some(2));
+    let mut unreachable = cli("http://127.0.0.1:1", &app.key, &["jobs", &missing]);
+    let unreachable = tokio::task::spawn_blocking(move || unreachable.output())
+        .await
+        .expect("the CLI's thread")
+        .expect("running the CLI");
+    assert_eq!(unreachable.status.code(), Some(1));
+
+    // A job cancelled while watched: exit 4.
+    let connection = app
+        .stub_connection(
+            json!({"entity_count": 100000, "delay_ms_per_entity": 1}),
+            false,
+        )
+        .await;
+    let connection_text = connection.to_string();
+    let mut watch = cli(&app.url, &app.key, &["run", &connection_text, "--watch"]);
+    let watching = tokio::task::spawn_blocking(move || watch.output());
+    let (_, jobs) = eventually("the watched job to run", DEADLINE, || async {
+        let (_, jobs) = app
+            .call(
+                "GET",
+                &format!("/source-connections/{connection}/jobs"),
+                None,
+            )
+            .await;
+        (jobs[0]["status"] == "running").then_some(((), jobs))
+    })
+    .await;
+    let job = id_of(&jobs[0]).to_string();
+    let cancelled = run_cli(&app, &["cancel", &connection_text, &job]).await;
+    assert!(cancelled.status.success());
+    let watched = tokio::time::timeout(DEADLINE, watching)
+        .await
+        .expect("the watch ends with the job")
+        .expect("the CLI's thread")
+        .expect("running the CLI");
+    assert_eq!(
+        watched.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&watched.stderr)
+    );
+    let last: Value = String::from_utf8_lossy(&watched.stdout)
+        .lines()
+        .last()
+        .and_then(|line| serde_json::from_str(line).ok())
+        .expect("a last state");
+    assert_eq!(last["status"], "cancelled");
+}
+
+/// Drops the database `syncway dev` made, when the test ends.
+struct DropDatabase(String);
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(
+                    "postgres://postgres@127.0.0.1:5432/postgres",
+                    tokio_postgres::NoTls,
+                )
+                .await
+                .map_err(std::io::Error::other)?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .map_err(std::io::Error::other)
+            })
+        })
+        .join();
+    }
+}
+
+/// Kills `syncway dev` if the test fails before it stopped it.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[tokio::test]
+async fn syncway_dev_creates_its_database_runs_api_and_workers_and_stops_on_ctrl_c() {
+    // The namespace is the environment's (removed with it); the database is
+    // one `syncway dev` must create.
+    let env = TestEnv::new().await;
+    let database = format!("{}_dev", env.database);
+    let _drop = DropDatabase(database.clone());
+    let (http, metrics) = (free_port(), free_port());
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_syncway-test-cli"))
+        .arg("dev")
+        .env(
+            "SYNCWAY_DATABASE__URL",
+            format!("postgres://postgres@127.0.0.1:5432/{database}"),
+        )
+        .env("SYNCWAY_AMQP__NAMESPACE", &env.namespace)
+        .env("SYNCWAY_API__LISTEN", format!("127.0.0.1:{http}"))
+        .env("SYNCWAY_METRICS__LISTEN", format!("127.0.0.1:{metrics}"))
+        .env("SYNCWAY_LOG__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting syncway dev");
+    let _kill = KillOnDrop(dev.id());
+    let stdout = dev.stdout.take().expect("its stdout");
+    let (lines, banner) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let printed = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        while let Ok(line) = banner.recv_timeout(Duration::from_secs(60)) {
+            let done = line.contains("Ctrl-C stops everything");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen.join("\n")
+    })
+    .await
+    .expect("reading the banner");
+    assert!(printed.contains("syncway dev is running"), "{printed}");
+    let url = format!("http://127.0.0.1:{http}");
+    let key = syncway_cli::dev::DEV_KEY;
+    assert!(printed.contains(key) && printed.contains(&url), "{printed}");
+
+    let run = |args: Vec<String>| {
+        let mut command = cli(
+            &url,
+            key,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        async move {
+            tokio::task::spawn_blocking(move || command.output())
+                .await
+                .expect("the CLI's thread")
+                .expect("running the CLI")
+        }
+    };
+    let made = run(vec![
+        "collections".into(),
+        "create".into(),
+        "Demo".into(),
+        "--readable-id".into(),
+        "demo".into(),
+    ])
+    .await;
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let connection = run(vec![
+        "connections".into(),
+        "create".into(),
+        "--collection".into(),
+        "demo".into(),
+        "--short-name".into(),
+        "stub".into(),
+        "--config".into(),
+        r#"{"entity_count": 1000}"#.into(),
+    ])
+    .await;
+    let connection: Value = serde_json::from_slice(&connection.stdout).expect("the connection");
+    let id = connection["id"].as_str().expect("an id").to_owned();
+    let watched = run(vec!["run".into(), id, "--watch".into()]).await;
+    assert!(
+        watched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&watched.stderr)
+    );
+
+    // One metrics listener for the whole process: the API's and the
+    // workers' families, each once.
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for family in [
+        "syncway_api_http_requests_total",
+        "syncway_worker_jobs_claimed_total",
+        "syncway_queue_depth",
+    ] {
+        assert_eq!(
+            text.matches(&format!("# TYPE {family} ")).count(),
+            1,
+            "{family} in {text}"
+        );
+    }
+    assert!(
+        text.contains("syncway_worker_jobs_claimed_total 1"),
+        "{text}"
+    );
+
+    // Ctrl-C: everything stops, and the process exits 0.
+    let pid = dev.id().to_string();
+    let status = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exited = tokio::task::spawn_blocking(move || dev.wait());
+    let status = tokio::time::timeout(DEADLINE, exited)
+        .await
+        .expect("syncway dev stops after Ctrl-C")
+        .expect("the wait's thread")
+        .expect("its status");
+    assert!(status.success(), "{status:?}");
+    let gone = reqwest::get(format!("{url}/healthz")).await;
+    assert!(gone.is_err() || gone.is_ok_and(|r| r.status() != StatusCode::OK));
+}
