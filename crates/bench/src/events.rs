@@ -25,7 +25,7 @@ pub struct Options {
     #[arg(long, value_delimiter = ',', default_value = "1,1000")]
     streams: Vec<usize>,
     /// Commits of the job per run.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 100)]
     commits: usize,
     /// Pause between commits.
     #[arg(long, default_value_t = 100)]
@@ -168,6 +168,9 @@ async fn one(options: &Options, env: &mut BenchEnv, streams: usize) -> anyhow::R
             .await
             .context("streams did not open within 60 s")?;
     }
+    // Postgres flushes a backend's statistics about once a second: let the
+    // streams' opening reads land before the window starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let client = env.client().await?;
     let reads_before = metric(&http, &metrics_url, "syncway_api_job_event_reads_total").await?;
     let xacts_before = transactions(&client).await?;

@@ -16,10 +16,13 @@ use crate::output::{Format, print};
 use crate::{EXIT_JOB_FAILED, report};
 
 fn counts(job: &Value) -> String {
+    format!("{} · {}", job["status"].as_str().unwrap_or("?"), tally(job))
+}
+
+fn tally(job: &Value) -> String {
     let count = |field: &str| job[field].as_i64().unwrap_or(0);
     format!(
-        "{} · inserted {} · updated {} · deleted {} · failed {}",
-        job["status"].as_str().unwrap_or("?"),
+        "inserted {} · updated {} · deleted {} · failed {}",
         count("entities_inserted"),
         count("entities_updated"),
         count("entities_deleted"),
@@ -80,7 +83,7 @@ pub async fn run(api: &Api, format: Format, connection: &str, full: bool, watch:
         let duration = last["duration_seconds"]
             .as_f64()
             .map_or_else(|| "-".to_owned(), |seconds| format!("{seconds:.1} s"));
-        println!("job {id} {status} in {duration}: {}", counts(&last));
+        println!("job {id} {status} in {duration}: {}", tally(&last));
         if let Some(error) = last["error"].as_str() {
             println!("error: {error}");
         }
