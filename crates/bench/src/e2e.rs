@@ -38,6 +38,16 @@ pub struct Options {
     /// Print the outbox backlog and job states every 500 ms (to stderr).
     #[arg(long)]
     progress: bool,
+    /// Run the Celery peer (../shared/peers/celery) on the same services in
+    /// the same run, with the same jobs and clients, and print the ratio.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    celery: bool,
+    /// The folder of the peers.
+    #[arg(long, default_value = "../shared/peers")]
+    peers: std::path::PathBuf,
+    /// The virtualenv for Celery (made when missing).
+    #[arg(long, default_value = "target/bench-venv")]
+    celery_venv: std::path::PathBuf,
 }
 
 const KEY: &str = "sw_bench_key";
@@ -69,9 +79,33 @@ async fn measure(options: &Options, mut env: BenchEnv) -> anyhow::Result<()> {
     };
 
     let outcome = run_jobs(options, &mut env).await;
+    let name = env.database.clone();
     env.destroy().await?;
     let report = outcome?;
-    report.print(options, limit);
+    let peer = if options.celery {
+        let run = async {
+            let venv = crate::peer::ensure_venv(&options.celery_venv)?;
+            crate::peer::run(
+                &options.services,
+                &options.peers,
+                &venv,
+                &name,
+                options.jobs,
+                options.clients,
+            )
+            .await
+        };
+        match run.await {
+            Ok(run) => Some(run),
+            Err(error) => {
+                eprintln!("the Celery peer failed: {error:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    report.print(options, limit, peer);
     Ok(())
 }
 
@@ -86,7 +120,7 @@ struct Report {
 }
 
 impl Report {
-    fn print(&self, options: &Options, limit: f64) {
+    fn print(&self, options: &Options, limit: f64, peer: Option<crate::peer::PeerRun>) {
         let rate = self.jobs as f64 / self.elapsed.as_secs_f64();
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         println!();
@@ -116,6 +150,17 @@ impl Report {
             "| trigger -> completed p99 | {:.1} ms | | |",
             ms(&self.to_completed, 0.99)
         );
+        if let Some(peer) = peer {
+            println!(
+                "| Celery peer end-to-end jobs/s (same run) | {:.0} | | syncway / Celery {:.2}x |",
+                peer.jobs_per_s,
+                rate / peer.jobs_per_s
+            );
+            println!(
+                "| Celery peer trigger rate / trigger -> completed p50 / p99 | {:.0}/s / {:.1} / {:.1} ms | | |",
+                peer.trigger_per_s, peer.p50_ms, peer.p99_ms
+            );
+        }
         println!("| wall time | {:.2} s | | |", self.elapsed.as_secs_f64());
         println!(
             "| triggers refused / jobs failed | {} / {} | | |",

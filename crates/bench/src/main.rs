@@ -11,6 +11,7 @@ mod chaos;
 mod cpu;
 mod e2e;
 mod events;
+mod peer;
 mod processes;
 mod scale;
 mod schedules;
