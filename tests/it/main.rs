@@ -20,6 +20,7 @@ mod faults;
 mod fuzz;
 mod fuzz_regressions;
 mod hardening;
+mod hot_updates;
 mod http_json_source;
 mod lifecycle;
 mod limits;

@@ -123,8 +123,9 @@ pub async fn db_figures(client: &impl GenericClient, top: i64) -> Result<DbFigur
         .collect::<Result<_, StoreError>>()?;
     let ages = client
         .query_one(
+            // `active` lets it read sync_jobs_active_by_age (V11).
             "SELECT (SELECT extract(epoch FROM now() - min(created_at))::float8
-                     FROM sync_jobs WHERE status = 'pending'),
+                     FROM sync_jobs WHERE active AND status = 'pending'),
                     (SELECT count(*) FROM outbox)",
             &[],
         )
