@@ -38,8 +38,12 @@ pub struct Caller {
 pub struct KeyDigest(pub Vec<u8>);
 
 /// Reads `x-api-key` (header names are case-insensitive): 401 without a
-/// key, 403 for one that cannot be a key.
-fn key_digest(request: &Request) -> Result<Vec<u8>> {
+/// key, 403 for one that cannot be a key. Digested once per request: the
+/// limits' guard, which runs first, leaves the digest in the request.
+pub(crate) fn key_digest(request: &Request) -> Result<Vec<u8>> {
+    if let Some(KeyDigest(digest)) = request.extensions().get::<KeyDigest>() {
+        return Ok(digest.clone());
+    }
     let key = match request.headers().get("x-api-key") {
         None => return Err(ApiError::MissingKey),
         Some(value) => value.to_str().map_err(|_| ApiError::InvalidKey)?.trim(),

@@ -143,7 +143,7 @@ fn too_many(wait: Duration, detail: &str) -> Response {
 }
 
 /// Middleware on every route that takes a key.
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let limits = state.limits().clone();
     let address = request
         .extensions()
@@ -155,17 +155,14 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             "too many requests with invalid API keys from this address; retry later",
         );
     }
-    let key = request
-        .headers()
-        .get("x-api-key")
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|key| !key.is_empty());
-    if let Some(key) = key {
-        let digest = syncway_store::api_keys::digest(key);
+    // Without a usable key there is no bucket: authentication answers.
+    if let Ok(digest) = crate::auth::key_digest(&request) {
         if let Some(wait) = limits.take_key_token(&digest) {
             return too_many(wait, "rate limit of this API key exceeded; retry later");
         }
+        request
+            .extensions_mut()
+            .insert(crate::auth::KeyDigest(digest));
     }
     let response = next.run(request).await;
     if response.extensions().get::<AuthFailed>().is_some()
