@@ -34,14 +34,7 @@ impl Hub {
         let id = current.job.id;
         match watched.get(&id) {
             Some(sender) => {
-                sender.send_if_modified(|seen| {
-                    if newer(seen, &current) {
-                        *seen = Some(Arc::new(current));
-                        true
-                    } else {
-                        false
-                    }
-                });
+                offer(sender, current);
                 sender.subscribe()
             }
             None => {
@@ -72,16 +65,7 @@ impl Hub {
                 continue;
             };
             match found.remove(id) {
-                Some(state) => {
-                    sender.send_if_modified(|seen| {
-                        if newer(seen, &state) {
-                            *seen = Some(Arc::new(state));
-                            true
-                        } else {
-                            false
-                        }
-                    });
-                }
+                Some(state) => offer(sender, state),
                 None => {
                     sender.send_replace(None);
                 }
@@ -121,7 +105,16 @@ impl Hub {
     }
 }
 
-fn newer(seen: &Option<Arc<Versioned>>, state: &Versioned) -> bool {
-    seen.as_ref()
-        .is_none_or(|seen| state.version > seen.version)
+/// Publishes `state` to a job's streams when it is newer than what they
+/// have (or they have the job as gone).
+fn offer(sender: &watch::Sender<Option<Arc<Versioned>>>, state: Versioned) {
+    sender.send_if_modified(|seen| {
+        let newer = seen
+            .as_ref()
+            .is_none_or(|seen| state.version > seen.version);
+        if newer {
+            *seen = Some(Arc::new(state));
+        }
+        newer
+    });
 }
