@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::{DEADLINE, TestApp, TestEnv, eventually, id_of};
+use crate::harness::{DEADLINE, TestApp, TestEnv, eventually, free_port, id_of};
 
 fn cli(url: &str, key: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_syncway-test-cli"));
@@ -156,7 +156,7 @@ async fn exit_codes_tell_usage_api_errors_unreachable_apis_and_cancelled_jobs_ap
     let connection_text = connection.to_string();
     let mut watch = cli(&app.url, &app.key, &["run", &connection_text, "--watch"]);
     let watching = tokio::task::spawn_blocking(move || watch.output());
-    let (_, jobs) = eventually("the watched job to run", DEADLINE, || async {
+    let jobs = eventually("the watched job to run", DEADLINE, || async {
         let (_, jobs) = app
             .call(
                 "GET",
@@ -164,7 +164,7 @@ async fn exit_codes_tell_usage_api_errors_unreachable_apis_and_cancelled_jobs_ap
                 None,
             )
             .await;
-        (jobs[0]["status"] == "running").then_some(((), jobs))
+        (jobs[0]["status"] == "running").then_some(jobs)
     })
     .await;
     let job = id_of(&jobs[0]).to_string();
@@ -227,13 +227,6 @@ impl Drop for KillOnDrop {
             .stderr(Stdio::null())
             .status();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 #[tokio::test]

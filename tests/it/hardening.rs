@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
-use crate::harness::{DEADLINE, TestApp, TestEnv, eventually};
+use crate::harness::{DEADLINE, TestApp, TestEnv, eventually, local_listener};
 
 fn retry_after(response: &reqwest::Response) -> u64 {
     response
@@ -340,12 +340,8 @@ async fn neither_process_starts_without_an_encryption_key_unless_allowed() {
     let mut settings = env.settings();
     settings.security.allow_development_key = false;
     settings.security.encryption_key = None;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
+    let (listener, _) = local_listener().await;
+    let (metrics, _) = local_listener().await;
     let refused = syncway_api::run(settings.clone(), listener, metrics, std::future::pending())
         .await
         .expect_err("the API refuses to start");
@@ -353,9 +349,7 @@ async fn neither_process_starts_without_an_encryption_key_unless_allowed() {
         format!("{refused:#}").contains("SYNCWAY_SECURITY__ENCRYPTION_KEY"),
         "{refused:#}"
     );
-    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
+    let (metrics, _) = local_listener().await;
     let refused = syncway_worker::run(settings, metrics, std::future::pending())
         .await
         .expect_err("the worker refuses to start");

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use env::TestEnv;
-pub use process::{ApiProcess, WorkerProcess, api_command};
+pub use process::{ApiProcess, WorkerProcess, api_command, free_port};
 pub use proxy::TcpProxy;
 
 /// How long any wait in a test may take before the test fails.
@@ -94,7 +94,7 @@ impl Drop for Running {
 }
 
 /// A listener on a free local port, and its `http://` URL.
-async fn local_listener() -> (TcpListener, String) {
+pub async fn local_listener() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding a local port");

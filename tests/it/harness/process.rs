@@ -99,7 +99,8 @@ pub struct ApiProcess {
     pub metrics_url: String,
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on now (for a process that binds it itself).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")

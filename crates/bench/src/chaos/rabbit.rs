@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::servers::{free_port, run};
+use super::servers::run;
+use crate::processes::free_port;
 
 /// One node of the bench's own (no plugins).
 pub struct PrivateRabbit {

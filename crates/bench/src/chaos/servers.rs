@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
+use crate::processes::free_port;
+
 pub(super) fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
     let output = command
         .stdin(Stdio::null())
@@ -20,12 +22,6 @@ pub(super) fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-pub(super) fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// A Postgres cluster in a temporary directory (trust auth, user postgres),
