@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use syncway_model::KeyRole;
+use syncway_model::names::{MAX_NAME_LEN, display_name};
 use syncway_runtime::Settings;
 use syncway_store::api_keys::{self, NewKey};
 use syncway_store::organizations;
@@ -60,11 +61,10 @@ async fn client(settings: &Settings) -> anyhow::Result<deadpool_postgres::Object
 }
 
 fn checked_name(name: &str) -> anyhow::Result<&str> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 255 || name.contains('\0') {
-        bail!("a name must be 1 to 255 characters, without NUL");
+    match display_name(name) {
+        Some(name) if !name.contains('\0') => Ok(name),
+        _ => bail!("a name must be 1 to {MAX_NAME_LEN} characters, without NUL"),
     }
-    Ok(name)
 }
 
 async fn organization(client: &deadpool_postgres::Object, org: &str) -> anyhow::Result<Uuid> {

@@ -13,6 +13,7 @@ pub mod entity;
 pub mod error_category;
 pub mod job;
 pub mod message;
+pub mod names;
 pub mod schedule;
 
 pub use api_key::KeyRole;

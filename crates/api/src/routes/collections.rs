@@ -6,6 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, RawQuery, State};
 use rand::Rng;
 use serde::Deserialize;
+use syncway_model::names::{MAX_NAME_LEN, display_name};
 use syncway_store::collections;
 
 use crate::AppState;
@@ -28,20 +29,16 @@ struct CreateCollection {
     readable_id: Option<String>,
 }
 
-/// Longest name accepted for collections and connections.
-pub(crate) const MAX_NAME_LEN: usize = 255;
-
-/// A display name: trimmed, non-empty, at most [`MAX_NAME_LEN`] characters.
+/// A display name ([`display_name`]: trimmed, 1 to [`MAX_NAME_LEN`]
+/// characters), or the 422 naming `name`.
 pub(crate) fn valid_name(name: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(ApiError::invalid(
+    display_name(name).map(str::to_owned).ok_or_else(|| {
+        ApiError::invalid(
             &["body", "name"],
             format!("name must be 1 to {MAX_NAME_LEN} characters"),
             "string_length",
-        ));
-    }
-    Ok(name.to_owned())
+        )
+    })
 }
 
 /// Longest description accepted for connections.
