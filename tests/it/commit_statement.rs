@@ -86,6 +86,7 @@ async fn one_commit_statement_keeps_each_jobs_batch_apart() {
         Commit {
             job_id: full_job,
             source_connection_id: full,
+            run_id: Uuid::new_v4(),
             batch: Batch {
                 entities: &full_entities,
                 full_sync: true,
@@ -96,18 +97,21 @@ async fn one_commit_statement_keeps_each_jobs_batch_apart() {
         Commit {
             job_id: incremental_job,
             source_connection_id: incremental,
+            run_id: Uuid::new_v4(),
             batch: Batch {
                 entities: &incremental_entities,
                 deleted: &incremental_deleted,
                 failed: 2,
                 cursor: Some(&cursor),
                 full_sync: false,
+                seen_total: None,
             },
             outcome: None,
         },
         Commit {
             job_id: foreign_job,
             source_connection_id: foreign,
+            run_id: Uuid::new_v4(),
             batch: Batch {
                 entities: &foreign_entities,
                 ..Batch::default()

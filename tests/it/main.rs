@@ -34,6 +34,7 @@ mod schedule_api;
 mod schedules;
 mod sdk;
 mod secrets;
+mod seen_sets;
 mod sync_semantics;
 mod tenancy;
 mod trigger_path;

@@ -4,17 +4,36 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, counts};
+use crate::harness::{TestApp, TestEnv, counts};
 
 #[tokio::test]
 async fn incremental_and_full_syncs_count_exactly_what_changed() {
-    let app = TestApp::spawn().await;
+    count_exactly_what_changed(&TestApp::spawn().await, 1).await;
+}
+
+/// The same with ten times the entities in batches of 300: most batches
+/// are large (`jobs::commit_bulk`: new entities copied, the rest probed),
+/// the last of each sync small.
+#[tokio::test]
+async fn large_batches_count_exactly_what_changed() {
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    app.add_worker(|settings| {
+        // A stub entity of 256 payload bytes counts as 356.
+        settings.connectors.max_entity_bytes = 4096;
+        settings.connectors.max_batch_bytes = 300 * 356;
+    })
+    .await;
+    count_exactly_what_changed(&app, 10).await;
+}
+
+/// Incremental and full syncs of a continuous stub connection, with
+/// `scale` times 100 entities to begin with.
+async fn count_exactly_what_changed(app: &TestApp, scale: i64) {
     let connection = app
-        .stub_connection(json!({"entity_count": 100}), true)
+        .stub_connection(json!({"entity_count": 100 * scale}), true)
         .await;
     let path = format!("/source-connections/{connection}");
     let patch = |config: Value| {
-        let app = &app;
         let path = path.clone();
         async move {
             let (status, body) = app
@@ -23,59 +42,39 @@ async fn incremental_and_full_syncs_count_exactly_what_changed() {
             assert_eq!(status, StatusCode::OK, "{body}");
         }
     };
+    let sync = |full: bool| async move {
+        let job = app.run(connection, full).await;
+        counts(&app.finished_job(connection, job).await)
+    };
 
     // First run of a continuous connection: no cursor yet, everything is new.
-    let job = app.run(connection, false).await;
-    assert_eq!(
-        counts(&app.finished_job(connection, job).await),
-        [100, 0, 0, 0]
-    );
+    assert_eq!(sync(false).await, [100 * scale, 0, 0, 0]);
 
-    // Incremental: only the 50 entities after the cursor are read.
-    patch(json!({"entity_count": 150})).await;
-    let job = app.run(connection, false).await;
-    assert_eq!(
-        counts(&app.finished_job(connection, job).await),
-        [50, 0, 0, 0]
-    );
+    // Incremental: only the entities after the cursor are read.
+    patch(json!({"entity_count": 150 * scale})).await;
+    assert_eq!(sync(false).await, [50 * scale, 0, 0, 0]);
     assert_eq!(
         app.connection(connection).await["schedule"]["cursor_value"],
-        149
+        150 * scale - 1
     );
 
     // Nothing new: an incremental run counts nothing.
-    let job = app.run(connection, false).await;
-    assert_eq!(
-        counts(&app.finished_job(connection, job).await),
-        [0, 0, 0, 0]
-    );
+    assert_eq!(sync(false).await, [0, 0, 0, 0]);
 
     // Forced full sync of unchanged data: every entity is unchanged.
-    let job = app.run(connection, true).await;
-    assert_eq!(
-        counts(&app.finished_job(connection, job).await),
-        [0, 0, 0, 0]
-    );
+    assert_eq!(sync(true).await, [0, 0, 0, 0]);
 
-    // New content for every entity: a full sync counts 150 updates.
-    patch(json!({"entity_count": 150, "seed": 7})).await;
-    let job = app.run(connection, true).await;
-    assert_eq!(
-        counts(&app.finished_job(connection, job).await),
-        [0, 150, 0, 0]
-    );
+    // New content for every entity: a full sync counts them all updated.
+    patch(json!({"entity_count": 150 * scale, "seed": 7})).await;
+    assert_eq!(sync(true).await, [0, 150 * scale, 0, 0]);
 
     // The source shrank: a full sync deletes what it no longer has.
-    patch(json!({"entity_count": 120, "seed": 7})).await;
-    let job = app.run(connection, true).await;
-    assert_eq!(
-        counts(&app.finished_job(connection, job).await),
-        [0, 0, 30, 0]
-    );
-    assert_eq!(app.entity_count(connection).await, 120);
+    patch(json!({"entity_count": 120 * scale, "seed": 7})).await;
+    assert_eq!(sync(true).await, [0, 0, 30 * scale, 0]);
+    assert_eq!(app.entity_count(connection).await, 120 * scale);
     assert_eq!(
         app.connection(connection).await["entities"]["total_entities"],
-        120
+        120 * scale
     );
 }
 

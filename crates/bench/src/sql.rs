@@ -145,17 +145,17 @@ async fn one_job(pool: &syncway_store::Pool, connection: uuid::Uuid) -> anyhow::
         failed: 0,
         cursor: Some(&cursor),
         full_sync: true,
+        seen_total: None,
     };
-    jobs::commit_batch(
-        &client,
-        claimed.id,
-        connection,
-        OWNER,
-        30.0,
-        &batch,
-        Some(&outcome),
-    )
-    .await?
-    .context("commit fenced out")?;
+    let commit = jobs::Commit {
+        job_id: claimed.id,
+        source_connection_id: connection,
+        run_id: uuid::Uuid::new_v4(),
+        batch,
+        outcome: Some(&outcome),
+    };
+    jobs::commit_batch(&client, OWNER, 30.0, &commit)
+        .await?
+        .context("commit fenced out")?;
     Ok(())
 }

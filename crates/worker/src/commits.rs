@@ -1,12 +1,15 @@
 //! Batch commits are batched across jobs: the commits that become ready
 //! while a commit statement runs go together in the next one (see
 //! [`syncway_store::batcher`]). Each job is still fenced, counted and
-//! written on its own inside that statement ([`jobs::commit_many`]).
+//! written on its own inside that statement ([`jobs::commit_many`]). A
+//! large batch has nothing to gain from company and is written on its own
+//! ([`jobs::commit_bulk`], [`commit_large`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use syncway_model::JobStatus;
-use syncway_store::jobs::{self, Batch, Commit, Counts, Outcome};
+use syncway_store::jobs::{self, Batch, Commit, Counts, Outcome, Probe};
 use syncway_store::{Batcher, spawn_on_pool};
 use syncway_store::{Pool, StoreError};
 use uuid::Uuid;
@@ -18,7 +21,11 @@ use crate::prefetch::PreparedBatch;
 pub struct PendingCommit {
     pub job_id: Uuid,
     pub source_connection_id: Uuid,
+    /// This claim of the job (see [`Commit::run_id`]).
+    pub run_id: Uuid,
     pub full_sync: bool,
+    /// See [`syncway_store::jobs::Batch::seen_total`].
+    pub seen_total: Option<i64>,
     pub batch: PreparedBatch,
     pub outcome: Option<Outcome>,
 }
@@ -28,16 +35,55 @@ impl PendingCommit {
         Commit {
             job_id: self.job_id,
             source_connection_id: self.source_connection_id,
+            run_id: self.run_id,
             batch: Batch {
                 entities: &self.batch.entities,
                 deleted: &self.batch.deleted,
                 failed: self.batch.failed,
                 cursor: self.batch.cursor.as_ref(),
                 full_sync: self.full_sync,
+                seen_total: self.seen_total,
             },
             outcome: self.outcome.as_ref(),
         }
     }
+}
+
+impl PendingCommit {
+    /// Large enough for [`commit_large`].
+    pub fn is_large(&self) -> bool {
+        self.batch.entities.len() >= jobs::BULK_ENTITIES
+    }
+}
+
+/// Writes a large batch in a transaction of its own. `assume_new`: the
+/// run has found nothing of its connection stored so far (see
+/// [`Probe::Skip`]); cleared when a batch proves otherwise.
+pub async fn commit_large(
+    pool: &Pool,
+    owner: &str,
+    lease_seconds: f64,
+    commit: &PendingCommit,
+    assume_new: &AtomicBool,
+) -> CommitResult {
+    let mut client = pool.get().await?;
+    let probe = if assume_new.load(Ordering::Relaxed) {
+        Probe::Skip
+    } else {
+        Probe::First
+    };
+    let bulk = jobs::commit_bulk(
+        &mut client,
+        owner,
+        lease_seconds,
+        &commit.as_commit(),
+        probe,
+    )
+    .await?;
+    if bulk.found_stored {
+        assume_new.store(false, Ordering::Relaxed);
+    }
+    Ok(bulk.written)
 }
 
 pub type CommitResult = Result<Option<(JobStatus, Counts)>, StoreError>;

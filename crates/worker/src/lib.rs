@@ -20,6 +20,7 @@ mod retry;
 mod run;
 mod running;
 pub mod scheduler;
+mod seen;
 
 use std::future::Future;
 use std::sync::Arc;

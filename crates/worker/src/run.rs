@@ -8,6 +8,7 @@
 //! batch commits in the same statement as the job's final status.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde_json::json;
@@ -25,6 +26,7 @@ use crate::outage::{GaveUp, while_unavailable};
 use crate::outcome::{self, Ended, cancelled, completed, permanent};
 use crate::prefetch::{Prefetch, PreparedBatch};
 use crate::running::Signal;
+use crate::seen::SeenIds;
 
 /// What writing a batch read ahead came to.
 enum Written {
@@ -40,6 +42,13 @@ pub(crate) struct JobRun {
     handback: CancellationToken,
     /// Full sync: entities not seen are deleted when it completes.
     full_sync: bool,
+    /// This claim of the job: what a full sync saw is kept per run.
+    run_id: uuid::Uuid,
+    /// Nothing of the connection is stored as far as this run knows: large
+    /// batches are copied without probing first ([`crate::commits`]).
+    assume_new: AtomicBool,
+    /// A full sync's seen ids, counted for its final commit.
+    seen: std::sync::Mutex<SeenIds>,
     /// The first few failed entities and why, for the final outcome.
     failures: std::sync::Mutex<Vec<EntityFailure>>,
 }
@@ -48,11 +57,15 @@ impl JobRun {
     pub fn new(context: Arc<Context>, job: ClaimedJob, handback: CancellationToken) -> Self {
         // Only a continuous connection runs incrementally, unless forced full.
         let full_sync = !job.source.continuous || job.force_full_sync;
+        let assume_new = AtomicBool::new(job.source.stored_entities == 0);
         JobRun {
             context,
             job,
             handback,
             full_sync,
+            run_id: uuid::Uuid::new_v4(),
+            assume_new,
+            seen: std::sync::Mutex::default(),
             failures: std::sync::Mutex::default(),
         }
     }
@@ -301,13 +314,35 @@ impl JobRun {
     }
 
     fn commit(&self, batch: Option<PreparedBatch>, outcome: Option<Outcome>) -> Arc<PendingCommit> {
+        let batch = batch.unwrap_or_default();
+        let seen_total = if self.full_sync {
+            self.count_seen(&batch, outcome.as_ref())
+        } else {
+            None
+        };
         Arc::new(PendingCommit {
             job_id: self.job.id,
             source_connection_id: self.job.source_connection_id,
+            run_id: self.run_id,
             full_sync: self.full_sync,
-            batch: batch.unwrap_or_default(),
+            seen_total,
+            batch,
             outcome,
         })
+    }
+
+    /// Adds a full sync's batch to what its run saw; with a completing
+    /// outcome, the run's distinct seen ids (if known).
+    fn count_seen(&self, batch: &PreparedBatch, outcome: Option<&Outcome>) -> Option<i64> {
+        let mut seen = self.seen.lock().ok()?;
+        let ids = batch
+            .entities
+            .iter()
+            .map(|entity| entity.entity_id.as_str());
+        seen.add(ids, !batch.deleted.is_empty());
+        outcome
+            .filter(|outcome| outcome.status == JobStatus::Completed)
+            .and_then(|_| seen.total())
     }
 
     /// One attempt at [`Self::write`]: a single statement, shared with the
@@ -317,6 +352,17 @@ impl JobRun {
         &self,
         commit: Arc<PendingCommit>,
     ) -> Result<Option<(JobStatus, Counts)>, StoreError> {
+        if commit.is_large() {
+            let context = &self.context;
+            return crate::commits::commit_large(
+                &context.pool,
+                &context.worker_id,
+                context.lease_seconds,
+                &commit,
+                &self.assume_new,
+            )
+            .await;
+        }
         match self.context.commits.submit(commit).await {
             Ok(written) => written,
             Err(gone) => Err(StoreError::Corrupt(gone.to_string())),

@@ -22,6 +22,8 @@ pub struct SyncSource {
     pub cursor: Option<serde_json::Value>,
     /// `schedule.cursor_field`.
     pub cursor_field: Option<String>,
+    /// Entities stored for the connection when the job was claimed.
+    pub stored_entities: i64,
 }
 
 /// A job this worker now owns, with what it needs to run it.
@@ -149,6 +151,9 @@ fn claim_from_row(id: Uuid, row: &Row) -> Result<Claim, StoreError> {
                 credentials: row.try_get("credentials")?,
                 cursor: row.try_get("cursor_value")?,
                 cursor_field: row.try_get("cursor_field")?,
+                stored_entities: row
+                    .try_get::<_, Option<i64>>("stored_entities")?
+                    .unwrap_or(0),
             },
         }));
     }

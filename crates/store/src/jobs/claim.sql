@@ -53,6 +53,7 @@ SELECT i.id AS input_id, c.source_connection_id, c.status AS claimed_status,
        c.force_full_sync, c.attempt, c.started_at,
        s.id IS NOT NULL AS connection_exists, s.short_name, s.config, s.continuous,
        s.credentials, s.cursor_field, cur.value AS cursor_value,
+       cur.entity_count AS stored_entities,
        h.id IS NOT NULL AS held_back,
        before.status AS status_before, before.source_connection_id AS connection_before
 FROM input i

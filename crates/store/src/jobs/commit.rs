@@ -56,7 +56,7 @@ impl EntityWrite {
 
 /// JSON text bound as a `json` (or `jsonb`) parameter as it is.
 #[derive(Debug)]
-struct JsonText<'a>(&'a str);
+pub(super) struct JsonText<'a>(pub &'a str);
 
 impl ToSql for JsonText<'_> {
     fn to_sql(
@@ -88,10 +88,15 @@ pub struct Batch<'a> {
     pub deleted: &'a [String],
     pub failed: i64,
     pub cursor: Option<&'a serde_json::Value>,
-    /// Full syncs stamp unchanged entities with the job too, and when they
-    /// complete, delete every entity of the connection without the stamp
-    /// (what the source no longer has).
+    /// Full syncs remember what each batch saw (its run's `full_sync_seen`
+    /// rows), and when they complete, delete every entity of the connection
+    /// their run did not see (what the source no longer has).
     pub full_sync: bool,
+    /// With a completing full sync: how many distinct ids its run saw, this
+    /// batch included, when the worker knows it (it reported no deletions
+    /// and no id twice). When as many entities are stored, the run saw them
+    /// all, and the comparison that finds the unseen ones is skipped.
+    pub seen_total: Option<i64>,
 }
 
 /// One job's share of a [`commit_many`].
@@ -99,6 +104,9 @@ pub struct Batch<'a> {
 pub struct Commit<'a> {
     pub job_id: Uuid,
     pub source_connection_id: Uuid,
+    /// This claim of the job: a full sync's deletions count only what this
+    /// run saw (a resumed full sync reads the source from the start again).
+    pub run_id: Uuid,
     pub batch: Batch<'a>,
     /// With an outcome, the job ends in the same transaction.
     pub outcome: Option<&'a Outcome>,
@@ -113,23 +121,29 @@ pub struct Commit<'a> {
 /// the job, nothing at all is written and `None` is returned.
 pub async fn commit_batch(
     client: &impl GenericClient,
-    job_id: Uuid,
-    source_connection_id: Uuid,
     owner: &str,
     lease_seconds: f64,
-    batch: &Batch<'_>,
-    outcome: Option<&Outcome>,
+    commit: &Commit<'_>,
 ) -> Result<Option<(JobStatus, Counts)>, StoreError> {
-    let commit = Commit {
-        job_id,
-        source_connection_id,
-        batch: *batch,
-        outcome,
-    };
-    commit_many(client, owner, lease_seconds, &[commit])
+    commit_many(client, owner, lease_seconds, std::slice::from_ref(commit))
         .await?
         .pop()
         .ok_or_else(|| StoreError::Corrupt("a commit returned no result".into()))
+}
+
+/// One job's part of the commit statement: its commit, with (for
+/// [`super::bulk`]) only some of its entities to write.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Part<'a> {
+    pub commit: &'a Commit<'a>,
+    /// The entities the statement writes and counts; `None`: all of the
+    /// batch's.
+    pub writes: Option<&'a [&'a EntityWrite]>,
+    /// Ids a full sync saw besides `writes` (unchanged, or copied).
+    pub seen: &'a [&'a str],
+    /// Entities the caller's transaction inserted already (counted as
+    /// inserted).
+    pub copied: i64,
 }
 
 /// [`commit_batch`] for the batches of several jobs (at most one commit per
@@ -140,6 +154,25 @@ pub async fn commit_many(
     owner: &str,
     lease_seconds: f64,
     commits: &[Commit<'_>],
+) -> Result<Vec<Option<(JobStatus, Counts)>>, StoreError> {
+    let parts: Vec<Part<'_>> = commits
+        .iter()
+        .map(|commit| Part {
+            commit,
+            writes: None,
+            seen: &[],
+            copied: 0,
+        })
+        .collect();
+    commit_parts(client, owner, lease_seconds, &parts).await
+}
+
+/// [`commit_many`] of [`Part`]s.
+pub(super) async fn commit_parts(
+    client: &impl GenericClient,
+    owner: &str,
+    lease_seconds: f64,
+    commits: &[Part<'_>],
 ) -> Result<Vec<Option<(JobStatus, Counts)>>, StoreError> {
     // Per job (n = its place in `commits`).
     let mut n = Vec::with_capacity(commits.len());
@@ -152,7 +185,9 @@ pub async fn commit_many(
     let mut categories: Vec<Option<&str>> = Vec::with_capacity(commits.len());
     let mut details: Vec<Option<&serde_json::Value>> = Vec::with_capacity(commits.len());
     let mut cursors: Vec<Option<&serde_json::Value>> = Vec::with_capacity(commits.len());
-    let mut full_sync_jobs = Vec::new();
+    let mut runs: Vec<Option<Uuid>> = Vec::with_capacity(commits.len());
+    let mut copied = Vec::with_capacity(commits.len());
+    let mut seen_totals = Vec::with_capacity(commits.len());
     // Per entity and per deleted id: the job's n.
     let mut entity_n = Vec::new();
     let mut ids: Vec<&str> = Vec::new();
@@ -160,9 +195,12 @@ pub async fn commit_many(
     let mut payloads: Vec<JsonText<'_>> = Vec::new();
     let mut deleted_n = Vec::new();
     let mut deleted: Vec<&str> = Vec::new();
-    for (at, commit) in commits.iter().enumerate() {
+    let mut seen_n = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for (at, part) in commits.iter().enumerate() {
         let at = i32::try_from(at)
             .map_err(|_| StoreError::Corrupt("too many commits in one batch".into()))?;
+        let commit = part.commit;
         let batch = &commit.batch;
         let outcome = commit.outcome;
         n.push(at);
@@ -176,10 +214,14 @@ pub async fn commit_many(
         categories.push(outcome.and_then(|o| o.error_category.map(ErrorCategory::as_str)));
         details.push(outcome.and_then(|o| o.error_details.as_ref()));
         cursors.push(batch.cursor);
-        if batch.full_sync {
-            full_sync_jobs.push(commit.job_id);
-        }
-        for entity in batch.entities {
+        runs.push(batch.full_sync.then_some(commit.run_id));
+        copied.push(part.copied);
+        seen_totals.push(batch.seen_total);
+        let writes: Box<dyn Iterator<Item = &EntityWrite>> = match part.writes {
+            Some(writes) => Box::new(writes.iter().copied()),
+            None => Box::new(batch.entities.iter()),
+        };
+        for entity in writes {
             entity_n.push(at);
             ids.push(&entity.entity_id);
             hashes.push(&entity.content_hash[..]);
@@ -189,8 +231,14 @@ pub async fn commit_many(
             deleted_n.push(at);
             deleted.push(id);
         }
+        if batch.full_sync {
+            for id in part.seen {
+                seen_n.push(at);
+                seen.push(id);
+            }
+        }
     }
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 19] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 23] = [
         &owner,
         &lease_seconds,
         &n,
@@ -209,7 +257,11 @@ pub async fn commit_many(
         &payloads,
         &deleted_n,
         &deleted,
-        &full_sync_jobs,
+        &runs,
+        &copied,
+        &seen_n,
+        &seen,
+        &seen_totals,
     ];
     // Small commits (the common case: many jobs of few entities) reuse the
     // connection's prepared statement and its cached plan. A large one is
@@ -218,7 +270,7 @@ pub async fn commit_many(
     // plan cached while it was small would keep scanning all of it for
     // every batch (measured: 75 s instead of 5 s for 200,000 entities in
     // batches of 5,000). Planning costs little beside such a batch.
-    let rows = if ids.len() + deleted.len() >= FRESH_PLAN_ENTITIES {
+    let rows = if ids.len() + deleted.len() + seen.len() >= FRESH_PLAN_ENTITIES {
         client.query(COMMIT_MANY, &params).await?
     } else {
         let statement = client.prepare_cached(COMMIT_MANY).await?;
@@ -236,7 +288,7 @@ pub async fn commit_many(
                 inserted: row.try_get("inserted")?,
                 updated: row.try_get("updated")?,
                 deleted: row.try_get("deleted")?,
-                failed: commit.batch.failed,
+                failed: commit.commit.batch.failed,
             };
             Ok(Some((parse_status(status)?, counts)))
         })
@@ -245,6 +297,6 @@ pub async fn commit_many(
 
 /// Commits with at least this many entities are planned afresh (see
 /// [`commit_many`]).
-const FRESH_PLAN_ENTITIES: usize = 256;
+pub const FRESH_PLAN_ENTITIES: usize = 256;
 
 const COMMIT_MANY: &str = include_str!("commit_many.sql");

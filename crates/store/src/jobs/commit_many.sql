@@ -1,16 +1,22 @@
 -- jobs::commit_many: the batches of several jobs (at most one per job) in
 -- ONE statement: each job's counts (by content hash against what is
--- stored), entity writes and deletions, cursor, lease renewal and, with an
--- outcome, its end and a credential failure on its connection.
+-- stored), entity writes and deletions, what a full sync saw, cursor, lease
+-- renewal and, with an outcome, its end and a credential failure on its
+-- connection.
 -- $1 owner (the worker's lease owner name), $2 lease_seconds.
 -- Per job, arrays indexed by the job's place n (0-based):
 --   $3 n, $4 job_id, $5 connection_id, $6 delete_unseen (a completing full
 --   sync), $7 failed (entities), $8 status (the outcome; NULL: not final),
---   $9 error, $10 error_category, $11 error_details, $12 cursor.
--- Per entity: $13 its job's n, $14 entity_id, $15 content_hash, $16 payload
--- (json, as the worker serialized and hashed it).
+--   $9 error, $10 error_category, $11 error_details, $12 cursor,
+--   $19 run_id (a full sync's run, see V12; NULL otherwise), $20 copied
+--   (entities the caller's transaction inserted already, by COPY: counted
+--   as inserted), $23 seen_total (a completing full sync's distinct seen
+--   ids, when the worker knows them; see Batch::seen_total).
+-- Per entity to write: $13 its job's n, $14 entity_id, $15 content_hash,
+-- $16 payload (json, as the worker serialized and hashed it).
 -- Per id the source reported deleted: $17 its job's n, $18 entity_id.
--- $19 the ids of the full-sync jobs (they stamp unchanged entities too).
+-- Per id a full sync saw besides the entities to write (unchanged or
+-- copied): $21 its job's n, $22 entity_id.
 -- `fenced_jobs` fences the rest: it updates a job only while this worker
 -- holds it (lease_owner = $1, status running or cancelling), and every
 -- other write is for the jobs it returned. All CTEs read one snapshot, so
@@ -20,9 +26,10 @@
 WITH batches AS (
     SELECT * FROM unnest($3::int[], $4::uuid[], $5::uuid[], $6::bool[],
                          $7::bigint[], $8::text[], $9::text[], $10::text[],
-                         $11::jsonb[], $12::jsonb[])
+                         $11::jsonb[], $12::jsonb[], $19::uuid[], $20::bigint[],
+                         $23::bigint[])
         AS b(n, job_id, conn_id, delete_unseen, failed, status, error,
-             error_category, error_details, cursor)
+             error_category, error_details, cursor, run_id, copied, seen_total)
 ), keys AS (
     -- The batches' ids and hashes, without the payloads: this
     -- is what the counting reads, and it stays small. n is the
@@ -48,10 +55,28 @@ WITH batches AS (
            count(*) FILTER (WHERE stored_hash <> content_hash) AS updated
     FROM probed
     GROUP BY n
-), already_stored AS (
-    -- Per entity, in array order: is it stored already? New
-    -- ones are inserted plainly, the rest upserted.
-    SELECT array_agg(stored_hash IS NOT NULL ORDER BY ord) AS known FROM probed
+), stored AS (
+    -- Per entity, in array order: 0 new (inserted plainly), 1 changed
+    -- (rewritten), 2 unchanged (not written at all).
+    SELECT array_agg(CASE WHEN stored_hash IS NULL THEN 0
+                          WHEN stored_hash <> content_hash THEN 1 ELSE 2 END
+                     ORDER BY ord) AS state
+    FROM probed
+), seen_now AS (
+    -- What each full sync's batch saw: the entities it writes, and the
+    -- rest it reported.
+    SELECT k.n, k.entity_id FROM keys k WHERE ($19::uuid[])[k.n + 1] IS NOT NULL
+    UNION ALL
+    SELECT s.n, s.entity_id FROM unnest($21::int[], $22::text[]) AS s(n, entity_id)
+), seen AS (
+    -- Everything a completing full sync saw in this run: its earlier
+    -- batches' rows and this batch.
+    SELECT b.n, u.entity_id FROM batches b
+    JOIN full_sync_seen f ON f.job_id = b.job_id AND f.run_id = b.run_id
+    CROSS JOIN LATERAL unnest(f.entity_ids) AS u(entity_id)
+    WHERE b.delete_unseen
+    UNION ALL
+    SELECT n, entity_id FROM seen_now
 ), doomed AS (
     SELECT b.n, e.source_connection_id, e.entity_id
     FROM unnest($17::int[], $18::text[]) AS d(n, entity_id)
@@ -61,11 +86,17 @@ WITH batches AS (
     UNION
     SELECT b.n, e.source_connection_id, e.entity_id FROM batches b
     JOIN entities e ON e.source_connection_id = b.conn_id
-    WHERE b.delete_unseen AND e.last_seen_job IS DISTINCT FROM b.job_id
+    WHERE b.delete_unseen
+      -- Skipped when the run saw as many distinct ids as will be stored
+      -- (what it saw is all stored: it reported no deletions).
+      AND b.seen_total IS DISTINCT FROM (
+          SELECT c.entity_count + b.copied
+                 + COALESCE((SELECT d.inserted FROM changes d WHERE d.n = b.n), 0)
+          FROM cursors c WHERE c.source_connection_id = b.conn_id)
       AND NOT EXISTS (
-          SELECT 1 FROM keys k WHERE k.n = b.n AND k.entity_id = e.entity_id)
+          SELECT 1 FROM seen s WHERE s.n = b.n AND s.entity_id = e.entity_id)
 ), tallies AS (
-    SELECT b.*, COALESCE(d.inserted, 0) AS inserted, COALESCE(d.updated, 0) AS updated,
+    SELECT b.*, COALESCE(d.inserted, 0) + COALESCE(b.copied, 0) AS inserted, COALESCE(d.updated, 0) AS updated,
            (SELECT count(*) FROM doomed x WHERE x.n = b.n) AS deleted
     FROM batches b LEFT JOIN changes d ON d.n = b.n
 ), fenced_jobs AS (
@@ -96,34 +127,38 @@ WITH batches AS (
     -- and its commits are fenced by (and serialized on) its row.
     -- Subscripts and filters rather than joins: a join hashed
     -- every payload (perf: a sixth of the statement's time).
-    INSERT INTO entities
-        (source_connection_id, entity_id, content_hash, payload, last_seen_job)
-    SELECT ($5::uuid[])[i.n + 1], i.entity_id, i.content_hash, i.payload,
-           ($4::uuid[])[i.n + 1]
+    INSERT INTO entities (source_connection_id, entity_id, content_hash, payload)
+    SELECT ($5::uuid[])[i.n + 1], i.entity_id, i.content_hash, i.payload
     FROM unnest($13::int[], $14::text[], $15::bytea[], $16::json[]) WITH ORDINALITY
         AS i(n, entity_id, content_hash, payload, ord)
     WHERE i.n = ANY (ARRAY(SELECT n FROM fenced_jobs))
-      AND NOT (SELECT known FROM already_stored)[i.ord]
+      AND (SELECT state FROM stored)[i.ord] = 0
 ), known_entities AS (
-    -- Entities stored already: changed ones are rewritten, and a
-    -- full sync stamps the unchanged ones too.
-    INSERT INTO entities AS e
-        (source_connection_id, entity_id, content_hash, payload, last_seen_job)
-    SELECT ($5::uuid[])[i.n + 1], i.entity_id, i.content_hash, i.payload,
-           ($4::uuid[])[i.n + 1]
+    -- Entities stored with another hash are rewritten. Unchanged ones
+    -- are not touched at all (not even locked): what a full sync saw is
+    -- in `seen_rows`.
+    INSERT INTO entities AS e (source_connection_id, entity_id, content_hash, payload)
+    SELECT ($5::uuid[])[i.n + 1], i.entity_id, i.content_hash, i.payload
     FROM unnest($13::int[], $14::text[], $15::bytea[], $16::json[]) WITH ORDINALITY
         AS i(n, entity_id, content_hash, payload, ord)
     WHERE i.n = ANY (ARRAY(SELECT n FROM fenced_jobs))
-      AND (SELECT known FROM already_stored)[i.ord]
+      AND (SELECT state FROM stored)[i.ord] = 1
     ON CONFLICT (source_connection_id, entity_id) DO UPDATE SET
         content_hash = excluded.content_hash,
-        payload = CASE WHEN e.content_hash = excluded.content_hash
-            THEN e.payload ELSE excluded.payload END,
-        updated_at = CASE WHEN e.content_hash = excluded.content_hash
-            THEN e.updated_at ELSE now() END,
-        last_seen_job = excluded.last_seen_job
-    WHERE e.content_hash <> excluded.content_hash
-       OR excluded.last_seen_job = ANY($19::uuid[])
+        payload = excluded.payload,
+        updated_at = now()
+), seen_rows AS (
+    -- A full sync that goes on remembers what this batch saw (one row).
+    INSERT INTO full_sync_seen (job_id, run_id, entity_ids)
+    SELECT b.job_id, b.run_id, array_agg(s.entity_id)
+    FROM seen_now s JOIN batches b ON b.n = s.n
+    WHERE b.status IS NULL AND b.n IN (SELECT n FROM fenced_jobs)
+    GROUP BY b.job_id, b.run_id
+), seen_done AS (
+    -- A job that ends forgets what its runs saw.
+    DELETE FROM full_sync_seen f USING batches b
+    WHERE f.job_id = b.job_id AND b.status IS NOT NULL
+      AND b.n IN (SELECT n FROM fenced_jobs)
 ), gone_entities AS (
     DELETE FROM entities e USING doomed d
     WHERE e.source_connection_id = d.source_connection_id

@@ -2,13 +2,15 @@
 //! beside it. API side: [`trigger`] (and the batched [`trigger_many`]),
 //! [`find`], [`list`], [`cancel`]. Worker side: [`claim_many`] (or
 //! [`claim_many_fairly`] under a fair share), [`heartbeat`], [`release`],
-//! [`schedule_retry`], [`commit_many`]; the reaper's [`reap`]; the relay's
+//! [`schedule_retry`], [`commit_many`] (and [`commit_bulk`] for a large
+//! batch); the reaper's [`reap`]; the relay's
 //! [`fail_unpublishable`].
 //!
 //! Every worker write is fenced by the lease: it matches only while the
 //! worker still owns the job. Who holds an active job is its phase, derived
 //! by one SQL function for claim, cancel and reaper alike ([`phase`]).
 
+mod bulk;
 mod cancel;
 mod claim;
 mod commit;
@@ -20,6 +22,7 @@ mod retry;
 mod trigger;
 pub mod watch;
 
+pub use bulk::{BULK_ENTITIES, Bulk, Probe, commit_bulk};
 pub use cancel::{Cancelled, cancel};
 pub use claim::{Claim, ClaimedJob, SyncSource, claim, claim_many, claim_many_fairly};
 pub use commit::{Batch, Commit, Counts, EntityWrite, Outcome, commit_batch, commit_many};

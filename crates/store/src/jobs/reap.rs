@@ -26,7 +26,8 @@ pub struct Reaped {
 /// `running` one whose attempts are used up ([`attempts::may_run_again`])
 /// ends `failed`; any other is re-enqueued, and the next claim takes it
 /// over (a duplicate message is harmless: the claim runs a job once).
-/// Deleted jobs' tombstones older than a week are pruned.
+/// Deleted jobs' tombstones older than a week are pruned, and so is what
+/// full syncs that ended without their worker's final commit saw.
 pub async fn reap(
     client: &mut deadpool_postgres::Object,
     grace: std::time::Duration,
@@ -80,6 +81,9 @@ pub async fn reap(
         reaped.requeued_jobs = requeue_ids;
     }
     prune_deleted(&transaction).await?;
+    transaction
+        .execute(include_str!("reap_seen.sql"), &[])
+        .await?;
     transaction.commit().await?;
     Ok(reaped)
 }
