@@ -3,7 +3,9 @@
 //! is checked on its own: terminal, completed once with exact counts, its
 //! stored entities equal to the source, and no job without a live owner
 //! for longer than the bound (lease + one lease of grace + the reaper's
-//! interval, plus a second for delivery and sampling).
+//! interval, plus a second for delivery and sampling). The last test kills
+//! a worker between large batches (new entities copied in, see
+//! `jobs::commit_bulk`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -270,4 +272,81 @@ async fn jobs_survive_postgres_sessions_terminated_twice_a_second() {
     assert!(terminated > 0);
     assert_each_completed_once(&app, &jobs, 400).await;
     eprintln!("backend kills: {terminated} sessions terminated; 8 jobs completed once each");
+}
+
+/// A worker killed between large batches of a full sync (each page of 300
+/// items is copied in): the next worker reads the source from the start
+/// again, probes what the first run stored, and every item ends up stored
+/// once and counted once.
+#[tokio::test]
+async fn a_worker_killed_between_large_batches_loses_and_repeats_nothing() {
+    use wiremock::matchers::{method, path, query_param, query_param_is_missing};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let app = TestApp::with_api(TestEnv::new().await.allowing_loopback(), |_| {}).await;
+    let api = MockServer::start().await;
+    let page = |number: u32| {
+        let items: Vec<_> = (0..300)
+            .map(|i| json!({"id": number * 300 + i, "name": format!("item {i}")}))
+            .collect();
+        let next = (number < 3).then(|| format!("/items?page={}", number + 2));
+        json!({"items": items, "next": next})
+    };
+    Mock::given(method("GET"))
+        .and(path("/items"))
+        .and(query_param_is_missing("page"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(0)))
+        .mount(&api)
+        .await;
+    // The later pages take a second each: the kill lands between batches.
+    for number in 1..4 {
+        Mock::given(method("GET"))
+            .and(path("/items"))
+            .and(query_param("page", (number + 1).to_string()))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(page(number))
+                    .set_delay(Duration::from_secs(1)),
+            )
+            .mount(&api)
+            .await;
+    }
+    let connection = app
+        .connection_of(
+            "http_json",
+            json!({"url": format!("{}/items", api.uri()), "items_path": "items",
+                   "next_link_path": "next"}),
+            json!({"api_key": "k"}),
+            false,
+        )
+        .await;
+    let mut vars = process_settings();
+    vars.push(("SYNCWAY_CONNECTORS__ALLOW_CIDRS", "127.0.0.1/32".into()));
+    let mut first = WorkerProcess::start(&app.env, LEASE, &vars);
+    let job = app.run(connection, false).await;
+    let running = app.running_with_data(connection, job).await;
+    let second = WorkerProcess::start(&app.env, LEASE, &vars);
+    first.kill();
+    let left = app.job(connection, job).await;
+    let committed = counts(&left)[0];
+    assert!(
+        left["status"] == "running" && (300..1200).contains(&committed),
+        "killed mid-way: {left} (seen running as {running})"
+    );
+
+    assert_completed_with(&app, connection, job, 1200).await;
+    assert_eq!(app.attempt(job).await, 2, "taken over once");
+    drop(second);
+}
+
+/// The job completed with `entities` inserted in all, as many stored.
+async fn assert_completed_with(app: &TestApp, connection: Uuid, job: Uuid, entities: i64) {
+    let done = app.finished_job(connection, job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(counts(&done), [entities, 0, 0, 0], "{done}");
+    assert_eq!(app.entity_count(connection).await, entities);
+    assert_eq!(
+        app.connection(connection).await["entities"]["total_entities"],
+        entities
+    );
 }
