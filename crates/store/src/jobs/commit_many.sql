@@ -96,7 +96,8 @@ WITH batches AS (
       AND NOT EXISTS (
           SELECT 1 FROM seen s WHERE s.n = b.n AND s.entity_id = e.entity_id)
 ), tallies AS (
-    SELECT b.*, COALESCE(d.inserted, 0) + COALESCE(b.copied, 0) AS inserted, COALESCE(d.updated, 0) AS updated,
+    SELECT b.*, COALESCE(d.inserted, 0) + COALESCE(b.copied, 0) AS inserted,
+           COALESCE(d.updated, 0) AS updated,
            (SELECT count(*) FROM doomed x WHERE x.n = b.n) AS deleted
     FROM batches b LEFT JOIN changes d ON d.n = b.n
 ), fenced_jobs AS (
