@@ -320,8 +320,7 @@ async fn a_worker_killed_between_large_batches_loses_and_repeats_nothing() {
             false,
         )
         .await;
-    let mut vars = process_settings();
-    vars.push(("SYNCWAY_CONNECTORS__ALLOW_CIDRS", "127.0.0.1/32".into()));
+    let vars = process_settings();
     let mut first = WorkerProcess::start(&app.env, LEASE, &vars);
     let job = app.run(connection, false).await;
     let running = app.running_with_data(connection, job).await;

@@ -47,9 +47,7 @@ impl PendingCommit {
             outcome: self.outcome.as_ref(),
         }
     }
-}
 
-impl PendingCommit {
     /// Large enough for [`commit_large`].
     pub fn is_large(&self) -> bool {
         self.batch.entities.len() >= jobs::BULK_ENTITIES

@@ -346,8 +346,9 @@ impl JobRun {
     }
 
     /// One attempt at [`Self::write`]: a single statement, shared with the
-    /// commits of other jobs that are ready at the same time. `None`: the
-    /// lease was lost and nothing was written.
+    /// commits of other jobs that are ready at the same time, or for a large
+    /// batch a transaction of its own ([`crate::commits::commit_large`]).
+    /// `None`: the lease was lost and nothing was written.
     async fn write_once(
         &self,
         commit: Arc<PendingCommit>,

@@ -28,6 +28,20 @@ impl WorkerProcess {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        // What connectors may reach, as `TestEnv::settings` gives in-process
+        // workers.
+        for (name, list) in [
+            ("SYNCWAY_CONNECTORS__ALLOW_CIDRS", &env.allow_cidrs),
+            ("SYNCWAY_CONNECTORS__ALLOW_HOSTS", &env.allow_hosts),
+            (
+                "SYNCWAY_CONNECTORS__LOCAL_FILES__ROOTS",
+                &env.local_files_roots,
+            ),
+        ] {
+            if !list.is_empty() {
+                command.env(name, list.join(","));
+            }
+        }
         for (name, value) in vars {
             command.env(name, value);
         }

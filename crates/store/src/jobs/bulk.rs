@@ -98,14 +98,12 @@ async fn attempt(
         Probe::First => classify(&transaction, commit).await?,
     };
     copy_in(&transaction, commit, &new).await?;
-    let seen: Vec<&str> = if batch.full_sync {
-        new.iter()
-            .chain(&unchanged)
-            .map(|entity| entity.entity_id.as_str())
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // What the batch saw besides its writes (kept only for full syncs).
+    let seen: Vec<&str> = new
+        .iter()
+        .chain(&unchanged)
+        .map(|entity| entity.entity_id.as_str())
+        .collect();
     let part = Part {
         commit,
         writes: Some(&changed),
