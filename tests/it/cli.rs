@@ -157,13 +157,7 @@ async fn exit_codes_tell_usage_api_errors_unreachable_apis_and_cancelled_jobs_ap
     let mut watch = cli(&app.url, &app.key, &["run", &connection_text, "--watch"]);
     let watching = tokio::task::spawn_blocking(move || watch.output());
     let jobs = eventually("the watched job to run", DEADLINE, || async {
-        let (_, jobs) = app
-            .call(
-                "GET",
-                &format!("/source-connections/{connection}/jobs"),
-                None,
-            )
-            .await;
+        let jobs = app.jobs(connection).await;
         (jobs[0]["status"] == "running").then_some(jobs)
     })
     .await;

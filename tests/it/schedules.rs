@@ -171,13 +171,7 @@ async fn three_schedulers_fire_each_tick_once() {
     );
     assert!(jobs.iter().all(|j| j.2 == "completed"), "{jobs:?}");
     // The wire form says who asked, and for which tick.
-    let (_, listed) = app
-        .call(
-            "GET",
-            &format!("/source-connections/{connection}/jobs"),
-            None,
-        )
-        .await;
+    let listed = app.jobs(connection).await;
     let newest = &listed[0];
     assert_eq!(newest["trigger"], "schedule", "{newest}");
     assert_eq!(

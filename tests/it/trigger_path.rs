@@ -72,14 +72,7 @@ async fn a_trigger_runs_a_stub_sync_to_completion() {
     assert_eq!(body["sync"]["last_job"]["id"], job_id.to_string());
     assert_eq!(body["schedule"]["cursor_value"], 249);
 
-    let (status, jobs) = app
-        .call(
-            "GET",
-            &format!("/source-connections/{connection}/jobs"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let jobs = app.jobs(connection).await;
     assert_eq!(jobs.as_array().map(Vec::len), Some(1));
     assert_eq!(jobs[0], done);
 }
@@ -94,13 +87,7 @@ async fn jobs_are_listed_newest_first_and_limited() {
         app.finished_job(connection, job).await;
         ids.push(job.to_string());
     }
-    let (_, jobs) = app
-        .call(
-            "GET",
-            &format!("/source-connections/{connection}/jobs"),
-            None,
-        )
-        .await;
+    let jobs = app.jobs(connection).await;
     let listed: Vec<&str> = jobs
         .as_array()
         .into_iter()

@@ -361,6 +361,19 @@ impl TestApp {
         id_of(&body)
     }
 
+    /// The connection's jobs, newest first (answered 200).
+    pub async fn jobs(&self, connection: Uuid) -> Value {
+        let (status, body) = self
+            .call(
+                "GET",
+                &format!("/source-connections/{connection}/jobs"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
     pub async fn job(&self, connection: Uuid, job: Uuid) -> Value {
         let (status, body) = self
             .call(
