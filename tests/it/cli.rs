@@ -195,7 +195,7 @@ impl Drop for DropDatabase {
                 .build()?;
             runtime.block_on(async move {
                 let (client, connection) = tokio_postgres::connect(
-                    "postgres://postgres@127.0.0.1:5432/postgres",
+                    &crate::harness::env::postgres_url("postgres"),
                     tokio_postgres::NoTls,
                 )
                 .await
@@ -235,7 +235,7 @@ async fn syncway_dev_creates_its_database_runs_api_and_workers_and_stops_on_ctrl
         .arg("dev")
         .env(
             "SYNCWAY_DATABASE__URL",
-            format!("postgres://postgres@127.0.0.1:5432/{database}"),
+            crate::harness::env::postgres_url(&database),
         )
         .env("SYNCWAY_AMQP__NAMESPACE", &env.namespace)
         .env("SYNCWAY_API__LISTEN", format!("127.0.0.1:{http}"))

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::harness::{DEADLINE, TcpProxy, TestApp, TestEnv, counts, eventually};
+use crate::harness::{DEADLINE, TcpProxy, TestApp, TestEnv, counts, env, eventually};
 
 #[tokio::test]
 async fn a_trigger_accepted_while_the_broker_is_unreachable_runs_once_it_is_back() {
@@ -158,9 +158,8 @@ async fn a_broker_outage_mid_stream_loses_no_trigger_and_runs_every_job_once() {
 async fn a_postgres_outage_answers_503_then_recovers_with_no_job_lost() {
     let env = TestEnv::new().await;
     let address = TcpProxy::free_address().await;
-    let postgres: SocketAddr = "127.0.0.1:5432".parse().unwrap();
-    let proxy = TcpProxy::start(address, postgres).await;
-    let url = format!("postgres://postgres@{address}/{}", env.database);
+    let proxy = TcpProxy::start(address, env::postgres_address()).await;
+    let url = env::postgres_url_via(address, &env.database);
     let mut app = TestApp::with_api(env, |settings| settings.database.url = url.clone()).await;
     app.add_worker(|settings| settings.database.url = url.clone())
         .await;
@@ -189,7 +188,7 @@ async fn a_postgres_outage_answers_503_then_recovers_with_no_job_lost() {
     .await;
     assert!(response.headers().contains_key("retry-after"));
 
-    let proxy = TcpProxy::start(address, postgres).await;
+    let proxy = TcpProxy::start(address, env::postgres_address()).await;
     let restored = Instant::now();
     // The worker waited the outage out: the job completes, once, exactly.
     let done = app.finished_job(connection, job).await;

@@ -193,7 +193,7 @@ async fn source_failures_are_classified() {
         .connection_of(
             "postgres",
             json!({"table": "src_items"}),
-            json!({"url": database.replace("postgres@", "syncway_no_such_role@")}),
+            json!({"url": with_user(&database, "syncway_no_such_role")}),
             false,
         )
         .await;
@@ -418,4 +418,11 @@ async fn sslmode_is_honoured_and_verify_full_checks_the_certificate() {
         job["error"].as_str().is_some_and(|e| e.contains("TLS")),
         "{job}"
     );
+}
+
+/// `url` with another user name (the password, if any, stays).
+fn with_user(url: &str, user: &str) -> String {
+    let mut url = url::Url::parse(url).expect("a database URL");
+    url.set_username(user).expect("a postgres URL has a user");
+    url.to_string()
 }

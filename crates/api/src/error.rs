@@ -65,6 +65,11 @@ pub enum ApiError {
     /// 503: a dependency (Postgres) is unreachable; try again shortly.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// 503 from `/readyz`: the process is not ready yet (or no longer).
+    /// An answer to a probe, not a failed request: logged at debug level
+    /// only, so that a start-up's readiness polls log no warnings.
+    #[error("not ready: {0}")]
+    NotReady(&'static str),
     /// 500: a bug or an unexpected failure.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -105,7 +110,7 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         match self {
@@ -123,6 +128,16 @@ impl IntoResponse for ApiError {
                     Json(json!({ "detail": "service temporarily unavailable, retry shortly" })),
                 )
                     .into_response();
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+                response
+            }
+            ApiError::NotReady(reason) => {
+                tracing::debug!(reason, "not ready");
+                let mut response =
+                    (status, Json(json!({ "detail": self.to_string() }))).into_response();
                 response.headers_mut().insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),

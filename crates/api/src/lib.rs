@@ -38,7 +38,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 pub use error::{ApiError, FieldError};
 pub use metrics::ApiMetrics;
@@ -60,19 +60,25 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .layer(axum::middleware::from_fn_with_state(state, metrics::record))
         .layer(from_fn(http_layers::security_headers))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let request_id = request
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or_default();
-                tracing::info_span!(
-                    "request",
-                    method = %metrics::method_label(request.method()),
-                    path = %request.uri().path(),
-                    request_id,
-                )
-            }),
+            // Every 5xx's cause is logged where it is made (`ApiError`, the
+            // panic guard), with the request id: tower-http's own line for
+            // a 5xx would repeat it without the cause, at ERROR even for a
+            // readiness probe's 503.
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG))
+                .make_span_with(|request: &Request<_>| {
+                    let request_id = request
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "request",
+                        method = %metrics::method_label(request.method()),
+                        path = %request.uri().path(),
+                        request_id,
+                    )
+                }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

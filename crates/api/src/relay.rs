@@ -79,7 +79,7 @@ impl Relay {
                     continue;
                 }
             };
-            let publisher = match broker.publisher().await {
+            let mut publisher = match broker.publisher().await {
                 Ok(publisher) => publisher,
                 Err(error) => {
                     tracing::warn!(%error, "relay cannot open a publishing channel");
@@ -94,9 +94,12 @@ impl Relay {
             self.ready.store(true, Ordering::Relaxed);
             backoff = MIN_BACKOFF;
             let stopped = self
-                .publish_until_broken(&broker, publisher, &stop, &mut backoff)
+                .publish_until_broken(&broker, &mut publisher, &stop, &mut backoff)
                 .await;
             self.ready.store(false, Ordering::Relaxed);
+            // The channel first: a channel dropped while its connection
+            // closes makes lapin log a connection error.
+            publisher.close().await;
             broker.close().await;
             if stopped {
                 return;
@@ -108,20 +111,20 @@ impl Relay {
     async fn publish_until_broken(
         &self,
         broker: &Broker,
-        mut publisher: Publisher,
+        publisher: &mut Publisher,
         stop: &CancellationToken,
         backoff: &mut Duration,
     ) -> bool {
         let mut ticks = 0u32;
         loop {
-            match self.drain(&publisher).await {
+            match self.drain(publisher).await {
                 Ok(Drained::All) => *backoff = MIN_BACKOFF,
                 Ok(Drained::Nacked) => {
                     // A quorum queue that rejected a publish keeps rejecting
                     // the same channel's publishes (RabbitMQ 3.10): the held
                     // messages are tried again on a fresh one.
                     publisher.close().await;
-                    publisher = match broker.publisher().await {
+                    *publisher = match broker.publisher().await {
                         Ok(publisher) => publisher,
                         Err(error) => {
                             tracing::warn!(%error, "relay cannot open a publishing channel");

@@ -72,6 +72,7 @@ const CONNECTION_COLUMNS: &[&str] = &[
     "readable_collection_id",
     "status",
     "entities.total_entities",
+    "schedule.cursor_value",
     "schedule.next_run",
 ];
 const LIST_COLUMNS: &[&str] = &[
@@ -227,4 +228,27 @@ pub async fn cancel(
     let answer = api.call(Method::POST, &path, None).await?;
     print(format, &answer, JOB_COLUMNS);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::render;
+
+    #[test]
+    fn a_connection_s_table_shows_its_cursor_and_entity_count() {
+        let connection = json!({
+            "id": "7f9c0e1e-0000-4000-8000-000000000001", "name": "stub", "short_name": "stub",
+            "readable_collection_id": "demo", "status": "active",
+            "entities": {"total_entities": 100000},
+            "schedule": {"cursor_value": 99999, "next_run": null},
+        });
+        let table = render(Format::Human, &connection.to_string(), CONNECTION_COLUMNS);
+        let mut lines = table.lines();
+        let header = lines.next().expect("a header");
+        let row = lines.next().expect("a row");
+        assert!(header.contains("cursor_value"), "{table}");
+        assert!(header.contains("total_entities"), "{table}");
+        assert!(row.contains("99999") && row.contains("100000"), "{table}");
+    }
 }

@@ -29,34 +29,36 @@ fn cell(value: &Value, path: &str) -> String {
 /// Prints `body` (the API's answer): as it is for JSON, else the objects
 /// (one, or a list) as a table of `columns` (dotted paths).
 pub fn print(format: Format, body: &str, columns: &[&str]) {
-    if format == Format::Json {
-        println!("{}", body.trim_end());
-        return;
-    }
+    println!("{}", render(format, body, columns));
+}
+
+/// What [`print`] prints, without the final newline.
+pub fn render(format: Format, body: &str, columns: &[&str]) -> String {
     let Ok(value) = serde_json::from_str::<Value>(body) else {
-        println!("{}", body.trim_end());
-        return;
+        return body.trim_end().to_owned();
     };
-    if format == Format::Id {
-        let items = match &value {
-            Value::Array(items) => items.iter().collect(),
-            other => vec![other],
-        };
-        for item in items {
-            let id = item.get("readable_id").or_else(|| item.get("id"));
-            println!("{}", id.and_then(Value::as_str).unwrap_or(""));
-        }
-        return;
-    }
     let rows: Vec<&Value> = match &value {
         Value::Array(items) => items.iter().collect(),
         other => vec![other],
     };
-    let mut table = Table::new();
-    table.load_preset(comfy_table::presets::NOTHING);
-    table.set_header(columns.iter().map(|c| c.rsplit('.').next().unwrap_or(c)));
-    for row in rows {
-        table.add_row(columns.iter().map(|column| cell(row, column)));
+    match format {
+        Format::Json => body.trim_end().to_owned(),
+        Format::Id => rows
+            .iter()
+            .map(|item| {
+                let id = item.get("readable_id").or_else(|| item.get("id"));
+                id.and_then(Value::as_str).unwrap_or("").to_owned()
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Format::Human => {
+            let mut table = Table::new();
+            table.load_preset(comfy_table::presets::NOTHING);
+            table.set_header(columns.iter().map(|c| c.rsplit('.').next().unwrap_or(c)));
+            for row in rows {
+                table.add_row(columns.iter().map(|column| cell(row, column)));
+            }
+            table.to_string()
+        }
     }
-    println!("{table}");
 }

@@ -43,7 +43,7 @@ impl Publisher {
 
     /// Closes the channel (the connection stays).
     pub async fn close(&self) {
-        let _ = self.channel.close(200, "replaced".into()).await;
+        let _ = self.channel.close(200, "closing".into()).await;
     }
 
     /// Publishes job messages to the jobs queue; see [`Self::publish`].

@@ -116,11 +116,16 @@ impl CredentialCipher {
             Some(key) => (SealingKey::parse(key)?, false),
             None if !security.allow_development_key => return Err(CredentialError::NoKey),
             None => {
-                tracing::warn!(
-                    "SYNCWAY_SECURITY__ENCRYPTION_KEY is not set: source credentials are \
-                     encrypted with a PUBLIC DEVELOPMENT KEY. Set a random 32-byte hex key \
-                     (openssl rand -hex 32) before storing real credentials."
-                );
+                // Once per process: `syncway dev` makes a cipher for the
+                // API and for each worker, and one warning says it all.
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "SYNCWAY_SECURITY__ENCRYPTION_KEY is not set: source credentials are \
+                         encrypted with a PUBLIC DEVELOPMENT KEY. Set a random 32-byte hex key \
+                         (openssl rand -hex 32) before storing real credentials."
+                    );
+                });
                 (SealingKey::new(&DEVELOPMENT_KEY), true)
             }
         };

@@ -11,6 +11,13 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, LogSettings};
 
+/// Whether text logs may carry colour: only on a terminal, and not when
+/// `NO_COLOR` is set (<https://no-color.org>). Files and pipes get plain
+/// text.
+fn colours(stdout_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stdout_is_terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
 /// Installs the global tracing subscriber (text or JSON lines on stdout).
 /// `RUST_LOG` overrides the configured level. Safe to call more than once.
 pub fn init_logging(settings: &LogSettings) {
@@ -20,8 +27,13 @@ pub fn init_logging(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(format!("{},{quiet}", settings.level)))
         .unwrap_or_else(|_| EnvFilter::new(format!("info,{quiet}")));
+    let ansi = colours(
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        std::env::var_os("NO_COLOR"),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_target(true);
     let _ = match settings.format {
         LogFormat::Text => builder.try_init(),
@@ -102,6 +114,16 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        use super::colours;
+        assert!(colours(true, None));
+        assert!(!colours(false, None));
+        assert!(!colours(true, Some("1".into())));
+        // An empty NO_COLOR is unset, as the convention says.
+        assert!(colours(true, Some("".into())));
+    }
+
     #[test]
     fn counters_are_named_by_their_samples_in_the_classic_format() {
         let openmetrics = "# HELP jobs Jobs.\n# TYPE jobs counter\njobs_total 3\n# HELP up Up.\n# TYPE up gauge\n# UNIT up seconds\nup 1\n# EOF\n";

@@ -90,12 +90,12 @@ mod tests {
     async fn a_value_the_driver_cannot_encode_is_no_outage() {
         // A parameter of the wrong type fails in the driver, before the
         // statement runs.
-        let (client, connection) = tokio_postgres::connect(
-            "postgres://postgres@127.0.0.1:5432/postgres",
-            tokio_postgres::NoTls,
-        )
-        .await
-        .expect("the test Postgres (scripts/services starts it)");
+        // The tests' server (scripts/test names it when it needs a login).
+        let url = std::env::var("SYNCWAY_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("the test Postgres (scripts/services starts it)");
         tokio::spawn(connection);
         let error = client
             .query("SELECT $1::int8", &[&1i32])

@@ -61,10 +61,7 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
             continue;
         };
         let control = match broker.control().await {
-            Ok(control) => Some(tokio::spawn(running::listen_for_cancels(
-                context.clone(),
-                control,
-            ))),
+            Ok(control) => Some(Control::listen(context.clone(), control)),
             Err(error) => {
                 // Cancels still arrive, at the next batch or heartbeat.
                 tracing::warn!(%error, "cannot consume control messages");
@@ -105,7 +102,7 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
             break;
         }
         if let Some(control) = control {
-            control.abort();
+            control.close().await;
         }
         consumer.close().await;
         broker.close().await;
@@ -128,10 +125,32 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
     }
     if let Some((broker, consumer, control)) = broker_for_shutdown {
         if let Some(control) = control {
-            control.abort();
+            control.close().await;
         }
         consumer.close().await;
         broker.close().await;
     }
     tracing::info!("worker stopped");
+}
+
+/// The control listener of one connection. Its channel is closed before
+/// the connection: a channel dropped while its connection closes makes
+/// lapin log a connection error.
+struct Control {
+    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl Control {
+    fn listen(context: Arc<Context>, consumer: syncway_queue::ControlConsumer) -> Self {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(running::listen_for_cancels(context, consumer, stop.clone()));
+        Control { task, stop }
+    }
+
+    /// Stops the listener and waits until its channel is closed.
+    async fn close(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use syncway_model::ControlMessage;
 use syncway_queue::ControlConsumer;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::Context;
 
@@ -56,9 +57,19 @@ pub(crate) enum Signal {
 }
 
 /// Hands each cancel from the control exchange to the job's run, if it runs
-/// here, until the channel closes (the consume loop reconnects).
-pub(crate) async fn listen_for_cancels(context: Arc<Context>, mut control: ControlConsumer) {
-    while let Some(message) = control.next().await {
+/// here, until the channel closes (the consume loop reconnects) or `stop`;
+/// then closes the channel, before the consume loop closes the connection.
+pub(crate) async fn listen_for_cancels(
+    context: Arc<Context>,
+    mut control: ControlConsumer,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            message = control.next() => message,
+            () = stop.cancelled() => break,
+        };
+        let Some(message) = message else { break };
         let body = match message {
             Ok(body) => body,
             Err(error) => {

@@ -6,7 +6,58 @@ use syncway_runtime::{Role, Settings};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
+/// The Postgres server the tests make their databases on, unless
+/// `SYNCWAY_TEST_POSTGRES_URL` names another (`scripts/test` sets it to the
+/// role it made where the local server asks for a password).
+const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn server_url() -> url::Url {
+    let configured = std::env::var("SYNCWAY_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty());
+    let text = configured.as_deref().unwrap_or(DEFAULT_POSTGRES);
+    url::Url::parse(text.trim()).expect("SYNCWAY_TEST_POSTGRES_URL is a postgres:// URL")
+}
+
+/// The URL of `database` on the tests' Postgres server.
+pub fn postgres_url(database: &str) -> String {
+    let mut url = server_url();
+    url.set_path(&format!("/{database}"));
+    url.to_string()
+}
+
+/// The URL of `database` on the tests' Postgres server, reached through
+/// `address` (a proxy in front of it) with the same login.
+pub fn postgres_url_via(address: std::net::SocketAddr, database: &str) -> String {
+    let mut url = url::Url::parse(&postgres_url(database)).expect("a URL");
+    url.set_ip_host(address.ip())
+        .expect("a postgres URL takes a host");
+    url.set_port(Some(address.port()))
+        .expect("a postgres URL takes a port");
+    url.to_string()
+}
+
+/// The tests' Postgres server's address.
+pub fn postgres_address() -> std::net::SocketAddr {
+    let url = server_url();
+    let host = url.host_str().unwrap_or("127.0.0.1");
+    let port = url.port().unwrap_or(5432);
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .ok()
+        .and_then(|mut found| found.next())
+        .expect("the tests' Postgres host resolves")
+}
+
+/// A URL without its password, for messages.
+fn shown(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "(an unreadable URL)".to_owned(),
+    }
+}
 pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 pub struct TestEnv {
@@ -56,7 +107,7 @@ impl TestEnv {
     }
 
     pub fn database_url(&self) -> String {
-        format!("{POSTGRES}/{}", self.database)
+        postgres_url(&self.database)
     }
 
     /// Lets connectors reach 127.0.0.1 (the tests' mock APIs and source
@@ -86,7 +137,7 @@ impl TestEnv {
                 name
             })
             .await;
-        format!("{POSTGRES}/{name}")
+        postgres_url(&name)
     }
 
     /// A client of the source database.
@@ -199,13 +250,13 @@ fn transition_guard() -> String {
 async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
-        .unwrap_or_else(|error| panic!("connecting to {url}: {error}"));
+        .unwrap_or_else(|error| panic!("connecting to {}: {error}", shown(url)));
     tokio::spawn(connection);
     client
 }
 
 async fn admin() -> tokio_postgres::Client {
-    connect(&format!("{POSTGRES}/postgres")).await
+    connect(&postgres_url("postgres")).await
 }
 
 fn init_logging() {

@@ -18,14 +18,12 @@ pub fn routes() -> Routes {
 
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>> {
     if !syncway_store::ping(state.pool()).await {
-        return Err(ApiError::Unavailable(anyhow::anyhow!(
-            "Postgres does not answer"
-        )));
+        return Err(ApiError::NotReady("Postgres does not answer"));
     }
     if !state.broker_ready() {
-        return Err(ApiError::Unavailable(anyhow::anyhow!(
-            "the outbox relay is not connected to the broker"
-        )));
+        return Err(ApiError::NotReady(
+            "the outbox relay is not connected to the broker",
+        ));
     }
     Ok(Json(
         json!({"status": "ready", "postgres": "ok", "broker": "ok"}),

@@ -4,10 +4,14 @@
 //! answer (as `scripts/services` does) or says what to install, creates the
 //! database, and runs the API and two workers through the same library
 //! entry points the binaries use, with one metrics listener for the whole
-//! process. Ctrl-C (or SIGTERM) shuts everything down cleanly.
+//! process. Ctrl-C (or SIGTERM) shuts everything down cleanly, and stops
+//! the servers `dev` started.
+
+mod database;
+mod services;
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +20,8 @@ use secrecy::ExposeSecret;
 use syncway_runtime::{Role, Settings, telemetry};
 use tokio_util::sync::CancellationToken;
 
+use services::Service;
+
 use crate::EXIT_UNREACHABLE;
 
 /// The key `syncway dev` accepts unless `SYNCWAY_AUTH__BOOTSTRAP_API_KEY`
@@ -23,11 +29,17 @@ use crate::EXIT_UNREACHABLE;
 /// Development only: the API listens on 127.0.0.1 unless told otherwise.
 pub const DEV_KEY: &str = "sw_local_development_key_not_for_production";
 
-/// How long a server that was just started may take to answer.
-const START_WAIT: Duration = Duration::from_secs(60);
+/// How long the API may take to become ready.
+const READY_WAIT: Duration = Duration::from_secs(60);
 
 pub async fn main(config: Option<PathBuf>) -> ExitCode {
-    match dev(config).await {
+    let mut started = Vec::new();
+    let ended = dev(config, &mut started).await;
+    // Whatever happened, the servers dev started stop with it.
+    for service in started.iter().rev() {
+        service.stop();
+    }
+    match ended {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("syncway dev: {error:#}");
@@ -40,6 +52,13 @@ pub async fn main(config: Option<PathBuf>) -> ExitCode {
 fn dev_settings(config: Option<PathBuf>) -> anyhow::Result<Settings> {
     let mut settings = Settings::load(Role::Api, config.as_deref())?;
     let unset = |name: &str| std::env::var_os(name).is_none() && config.is_none();
+    if unset("SYNCWAY_DATABASE__URL")
+        && let Some(file) = database::url_file()
+        && let Some(url) = database::read_url(&file)?
+    {
+        eprintln!("using the database URL in {}", file.display());
+        settings.database.url = url;
+    }
     if unset("SYNCWAY_API__LISTEN") {
         settings.api.listen = "127.0.0.1:8080".into();
     }
@@ -55,141 +74,33 @@ fn dev_settings(config: Option<PathBuf>) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-/// `host:port` of a URL, with the scheme's default port.
-fn address(url: &str, default_port: u16) -> anyhow::Result<(String, u16)> {
-    let first = url.split(',').next().unwrap_or(url).trim();
-    let parsed = url::Url::parse(first).with_context(|| "reading a service URL".to_owned())?;
-    let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
-    Ok((host, parsed.port().unwrap_or(default_port)))
-}
-
-async fn answers(host: &str, port: u16) -> bool {
-    let connect = tokio::net::TcpStream::connect((host, port));
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), connect).await,
-        Ok(Ok(_))
-    )
-}
-
-fn installed(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-/// Starts the local PostgreSQL cluster (Debian's `pg_ctlcluster`).
-fn start_postgres() -> anyhow::Result<()> {
-    if !installed("pg_ctlcluster") {
-        bail!(
-            "PostgreSQL does not answer and is not installed here: install it \
-             (Debian/Ubuntu: apt-get install postgresql; macOS: brew install postgresql) \
-             or point SYNCWAY_DATABASE__URL at a running server"
-        );
-    }
-    let clusters = Command::new("pg_lsclusters").arg("-h").output()?;
-    let listing = String::from_utf8_lossy(&clusters.stdout);
-    let Some(version) = listing.split_whitespace().next() else {
-        bail!("PostgreSQL is installed but has no cluster: run pg_createcluster first");
-    };
-    eprintln!("starting the local PostgreSQL {version}");
-    let _ = Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", version, "main", "start"])
-        .status();
-    Ok(())
-}
-
-/// Starts the local RabbitMQ (detached).
-fn start_rabbitmq() -> anyhow::Result<()> {
-    if !installed("rabbitmq-server") {
-        bail!(
-            "RabbitMQ does not answer and is not installed here: install it \
-             (Debian/Ubuntu: apt-get install rabbitmq-server; macOS: brew install rabbitmq) \
-             or point SYNCWAY_AMQP__URL at a running broker"
-        );
-    }
-    eprintln!("starting the local RabbitMQ");
-    let _ = Command::new("rabbitmq-server").arg("-detached").status();
-    Ok(())
-}
-
-/// Makes sure a service answers, starting it when it does not.
-async fn ensure(
-    what: &str,
-    (host, port): (String, u16),
-    start: fn() -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    if answers(&host, port).await {
-        return Ok(());
-    }
-    let local = matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1");
-    if !local {
-        bail!("{what} does not answer on {host}:{port}");
-    }
-    start()?;
-    let started = Instant::now();
-    while !answers(&host, port).await {
-        if started.elapsed() > START_WAIT {
-            bail!("{what} was started but does not answer on {host}:{port} after 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Ok(())
-}
-
-/// Creates the database of `url` when it is missing.
-async fn ensure_database(url: &str) -> anyhow::Result<()> {
-    let mut admin = url::Url::parse(url).context("reading SYNCWAY_DATABASE__URL")?;
-    let name = admin.path().trim_start_matches('/').to_owned();
-    if name.is_empty() {
-        bail!("SYNCWAY_DATABASE__URL names no database");
-    }
-    admin.set_path("/postgres");
-    let (client, connection) = tokio_postgres::connect(admin.as_str(), tokio_postgres::NoTls)
-        .await
-        .context("connecting to PostgreSQL (database postgres)")?;
-    let connection = tokio::spawn(connection);
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await?
-        .is_some();
-    if !exists {
-        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        client
-            .batch_execute(&format!("CREATE DATABASE {quoted}"))
-            .await
-            .with_context(|| format!("creating the database {name}"))?;
-        eprintln!("created the database {name}");
-    }
-    drop(client);
-    let _ = connection.await;
-    Ok(())
-}
-
-async fn dev(config: Option<PathBuf>) -> anyhow::Result<()> {
+async fn dev(config: Option<PathBuf>, started: &mut Vec<services::Started>) -> anyhow::Result<()> {
     let settings = dev_settings(config)?;
     telemetry::init_logging(&settings.log);
-    ensure(
-        "PostgreSQL",
-        address(&settings.database.url, 5432)?,
-        start_postgres,
-    )
-    .await?;
-    ensure(
-        "RabbitMQ",
-        address(&settings.amqp.url, 5672)?,
-        start_rabbitmq,
-    )
-    .await?;
-    ensure_database(&settings.database.url).await?;
+    let postgres = services::address(&settings.database.url, 5432)?;
+    started.extend(services::ensure(Service::Postgres, postgres).await?);
+    let rabbitmq = services::address(&settings.amqp.url, 5672)?;
+    started.extend(services::ensure(Service::RabbitMq, rabbitmq).await?);
+    database::ensure(&settings.database.url).await?;
 
     let listener = tokio::net::TcpListener::bind(&settings.api.listen)
         .await
-        .with_context(|| format!("binding the API listener {}", settings.api.listen))?;
+        .with_context(|| {
+            format!(
+                "binding the API listener {} (if another program listens there, \
+                 set SYNCWAY_API__LISTEN=127.0.0.1:PORT)",
+                settings.api.listen
+            )
+        })?;
     let metrics_listener = tokio::net::TcpListener::bind(&settings.metrics.listen)
         .await
-        .with_context(|| format!("binding the metrics listener {}", settings.metrics.listen))?;
+        .with_context(|| {
+            format!(
+                "binding the metrics listener {} (if another program listens there, \
+                 set SYNCWAY_METRICS__LISTEN=127.0.0.1:PORT)",
+                settings.metrics.listen
+            )
+        })?;
     let url = format!("http://{}", listener.local_addr()?);
     let metrics_url = format!("http://{}/metrics", metrics_listener.local_addr()?);
 
@@ -230,7 +141,7 @@ async fn dev(config: Option<PathBuf>) -> anyhow::Result<()> {
     tokio::select! {
         ready = wait_ready(&url) => {
             ready?;
-            banner(&url, &metrics_url, &key);
+            banner(&url, &metrics_url, &key, started);
         }
         Some(ended) = tasks.join_next() => {
             stop.cancel();
@@ -270,22 +181,45 @@ async fn wait_ready(url: &str) -> anyhow::Result<()> {
         {
             return Ok(());
         }
-        if started.elapsed() > START_WAIT {
+        if started.elapsed() > READY_WAIT {
             bail!("the API did not become ready within 60 s");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-fn banner(url: &str, metrics_url: &str, key: &str) {
+/// The directory of this program, for the banner's `PATH` line: the
+/// commands it shows then work as written in a new terminal.
+fn program_dir() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.display().to_string()))
+        .unwrap_or_else(|| "target/release".to_owned())
+}
+
+fn banner(url: &str, metrics_url: &str, key: &str, started: &[services::Started]) {
+    let dir = program_dir();
+    let stops = match started {
+        [] => "Ctrl-C stops syncway dev (PostgreSQL and RabbitMQ were running before it and stay running)."
+            .to_owned(),
+        started => format!(
+            "Ctrl-C stops syncway dev and the {} it started.",
+            started
+                .iter()
+                .map(services::Started::name)
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+    };
     println!(
         "\nsyncway dev is running: the API and two workers.\n\
          \n  API      {url}   (OpenAPI: {url}/openapi.json)\n  metrics  {metrics_url}\n  API key  {key}\n\
          \nIn another terminal:\n\
+         \n  export PATH=\"{dir}:$PATH\"\
          \n  export SYNCWAY_URL={url} SYNCWAY_API_KEY={key}\
          \n  syncway collections create Demo --readable-id demo\
-         \n  syncway connections create --collection demo --short-name stub --config '{{\"entity_count\": 1000}}'\
-         \n  syncway run CONNECTION_ID --watch\n\
-         \nCtrl-C stops everything.\n"
+         \n  CONN=$(syncway connections create --collection demo --short-name stub --config '{{\"entity_count\": 1000}}' --continuous -q)\
+         \n  syncway run \"$CONN\" --watch\n\
+         \n{stops}\n"
     );
 }
