@@ -230,22 +230,30 @@ async fn syncway_dev_creates_its_database_runs_api_and_workers_and_stops_on_ctrl
     let env = TestEnv::new().await;
     let database = format!("{}_dev", env.database);
     let _drop = DropDatabase(database.clone());
+    // The database URL comes from the file scripts/dev keeps (here in a
+    // config directory of the test's own), as when the local server asks
+    // for a password.
+    let config = TempDir::new("dev-config");
+    let url_file = config.0.join("syncway/database-url");
+    std::fs::create_dir_all(url_file.parent().expect("a directory")).expect("config dir");
+    std::fs::write(&url_file, crate::harness::env::postgres_url(&database)).expect("url file");
     let (http, metrics) = (free_port(), free_port());
     let mut dev = Command::new(env!("CARGO_BIN_EXE_syncway-test-cli"))
         .arg("dev")
-        .env(
-            "SYNCWAY_DATABASE__URL",
-            crate::harness::env::postgres_url(&database),
-        )
+        .env_remove("SYNCWAY_DATABASE__URL")
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .env("XDG_CONFIG_HOME", &config.0)
         .env("SYNCWAY_AMQP__NAMESPACE", &env.namespace)
         .env("SYNCWAY_API__LISTEN", format!("127.0.0.1:{http}"))
         .env("SYNCWAY_METRICS__LISTEN", format!("127.0.0.1:{metrics}"))
-        .env("SYNCWAY_LOG__LEVEL", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("starting syncway dev");
     let _kill = KillOnDrop(dev.id());
+    let stderr = dev.stderr.take().expect("its stderr");
+    let stderr = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
     let stdout = dev.stdout.take().expect("its stdout");
     let (lines, banner) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -255,23 +263,41 @@ async fn syncway_dev_creates_its_database_runs_api_and_workers_and_stops_on_ctrl
             }
         }
     });
-    let printed = tokio::task::spawn_blocking(move || {
+    let (printed, rest) = tokio::task::spawn_blocking(move || {
         let mut seen = Vec::new();
         while let Ok(line) = banner.recv_timeout(Duration::from_secs(60)) {
-            let done = line.contains("Ctrl-C stops everything");
+            let done = line.starts_with("Ctrl-C stops syncway dev");
             seen.push(line);
             if done {
                 break;
             }
         }
-        seen.join("\n")
+        (seen, banner)
     })
     .await
     .expect("reading the banner");
-    assert!(printed.contains("syncway dev is running"), "{printed}");
+    let banner_text = printed.join("\n");
+    assert!(
+        banner_text.contains("syncway dev is running"),
+        "{banner_text}"
+    );
     let url = format!("http://127.0.0.1:{http}");
     let key = syncway_cli::dev::DEV_KEY;
-    assert!(printed.contains(key) && printed.contains(&url), "{printed}");
+    assert!(
+        banner_text.contains(key) && banner_text.contains(&url),
+        "{banner_text}"
+    );
+    // The banner's commands work in a new terminal: it names where the
+    // program is.
+    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_syncway-test-cli"))
+        .parent()
+        .expect("the program's directory")
+        .display()
+        .to_string();
+    assert!(
+        banner_text.contains(&format!("export PATH=\"{dir}:$PATH\"")),
+        "{banner_text}"
+    );
 
     let run = |args: Vec<String>| {
         let mut command = cli(
@@ -359,4 +385,37 @@ async fn syncway_dev_creates_its_database_runs_api_and_workers_and_stops_on_ctrl
     assert!(status.success(), "{status:?}");
     let gone = reqwest::get(format!("{url}/healthz")).await;
     assert!(gone.is_err() || gone.is_ok_and(|r| r.status() != StatusCode::OK));
+
+    // Quiet, honest logs from start to stop: no ERROR (not the readiness
+    // polls, not the broker channels at shutdown), the development-key
+    // warning once, and no colour codes in a pipe.
+    let logs: Vec<String> = printed.into_iter().chain(rest.iter()).collect();
+    let logs = logs.join("\n");
+    let errors: Vec<&str> = logs.lines().filter(|line| line.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(logs.matches("PUBLIC DEVELOPMENT KEY").count(), 1, "{logs}");
+    assert!(!logs.contains('\u{1b}'), "colour codes in a pipe: {logs}");
+    let stderr = stderr.join().expect("the stderr thread");
+    assert!(
+        stderr.contains(&format!("using the database URL in {}", url_file.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+}
+
+/// A directory of the test's own, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("syncway-{what}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -15,6 +15,7 @@ mod concurrency;
 mod connections;
 mod containment;
 mod delivery;
+mod dev_setup;
 mod events;
 mod faults;
 mod fuzz;

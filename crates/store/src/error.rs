@@ -90,9 +90,14 @@ mod tests {
     async fn a_value_the_driver_cannot_encode_is_no_outage() {
         // A parameter of the wrong type fails in the driver, before the
         // statement runs.
-        // The tests' server (scripts/test names it when it needs a login).
-        let url = std::env::var("SYNCWAY_TEST_POSTGRES_URL")
+        // The tests' server (scripts/test names it when it needs a login),
+        // its database `postgres`.
+        let server = std::env::var("SYNCWAY_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let url = match server.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/postgres"),
+            None => server,
+        };
         let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
             .expect("the test Postgres (scripts/services starts it)");

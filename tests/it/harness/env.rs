@@ -137,7 +137,7 @@ impl TestEnv {
                 name
             })
             .await;
-        postgres_url(&name)
+        postgres_url(name)
     }
 
     /// A client of the source database.

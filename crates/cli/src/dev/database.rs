@@ -60,7 +60,9 @@ pub fn refusal(error: &tokio_postgres::Error, url: &url::Url) -> Option<String> 
                 |db| db.message().to_owned(),
             )
         }
-        None if error.to_string().contains("password missing") => {
+        None if std::error::Error::source(error)
+            .is_some_and(|cause| cause.to_string().contains("password missing")) =>
+        {
             "the server asks for a password and the URL has none (Debian's PostgreSQL \
              does on 127.0.0.1)"
                 .to_owned()
