@@ -24,11 +24,14 @@ async fn one_commit_statement_keeps_each_jobs_batch_apart() {
     let claimed = claim_many(&db, &[full_job, incremental_job], "me", 30.0)
         .await
         .unwrap();
-    assert!(
-        claimed
-            .iter()
-            .all(|claim| matches!(claim, Claim::Claimed(_)))
-    );
+    let [
+        Claim::Claimed(full_claim),
+        Claim::Claimed(incremental_claim),
+    ] = &claimed[..]
+    else {
+        panic!("both claimed: {claimed:?}");
+    };
+    let (full_lease, incremental_lease) = (full_claim.lease, incremental_claim.lease);
     let claimed = claim_many(&db, &[foreign_job], "someone-else", 30.0)
         .await
         .unwrap();
@@ -86,7 +89,8 @@ async fn one_commit_statement_keeps_each_jobs_batch_apart() {
         Commit {
             job_id: full_job,
             source_connection_id: full,
-            run_id: Uuid::new_v4(),
+            run_id: full_lease,
+            seq: 1,
             batch: Batch {
                 entities: &full_entities,
                 full_sync: true,
@@ -97,7 +101,8 @@ async fn one_commit_statement_keeps_each_jobs_batch_apart() {
         Commit {
             job_id: incremental_job,
             source_connection_id: incremental,
-            run_id: Uuid::new_v4(),
+            run_id: incremental_lease,
+            seq: 1,
             batch: Batch {
                 entities: &incremental_entities,
                 deleted: &incremental_deleted,
@@ -111,7 +116,9 @@ async fn one_commit_statement_keeps_each_jobs_batch_apart() {
         Commit {
             job_id: foreign_job,
             source_connection_id: foreign,
+            // Not the claim that holds it: someone else's is.
             run_id: Uuid::new_v4(),
+            seq: 1,
             batch: Batch {
                 entities: &foreign_entities,
                 ..Batch::default()
@@ -119,7 +126,7 @@ async fn one_commit_statement_keeps_each_jobs_batch_apart() {
             outcome: Some(&completed),
         },
     ];
-    let results = commit_many(&db, "me", 30.0, &commits).await.unwrap();
+    let results = commit_many(&db, 30.0, &commits).await.unwrap();
     let counts = |inserted, updated, deleted, failed| Counts {
         inserted,
         updated,
@@ -184,4 +191,27 @@ async fn one_commit_statement_keeps_each_jobs_batch_apart() {
     );
     let job = app.job(foreign, foreign_job).await;
     assert_eq!(job["status"], "running");
+
+    // The same commits sent again (the connection was lost after COMMIT):
+    // each applied one is recognised, writes nothing and counts nothing;
+    // the foreign one is still not ours.
+    let replayed = commit_many(&db, 30.0, &commits).await.unwrap();
+    assert_eq!(
+        replayed,
+        [
+            Some((JobStatus::Completed, Counts::default())),
+            Some((JobStatus::Running, Counts::default())),
+            None,
+        ]
+    );
+    let job = app.job(incremental, incremental_job).await;
+    assert_eq!(job["entities_failed"], 2, "{job}");
+    assert_eq!(job["entities_inserted"], 1, "{job}");
+    assert_eq!(stored(incremental).await.len(), 2);
+    // A commit that skips a number is not applied either.
+    let skipped = Commit {
+        seq: 3,
+        ..commits[1]
+    };
+    assert_eq!(commit_many(&db, 30.0, &[skipped]).await.unwrap(), [None]);
 }

@@ -131,9 +131,12 @@ async fn one_trigger_batch_answers_every_request_on_its_own() {
 #[tokio::test]
 async fn pooled_connections_refresh_their_statement_plans() {
     let env = TestEnv::new().await;
-    let pool = syncway_store::open(&env.database_url(), 1, false)
-        .await
-        .unwrap();
+    let pool = syncway_store::open(
+        &syncway_store::PoolSettings::new(&env.database_url(), 1),
+        false,
+    )
+    .await
+    .unwrap();
     let mut emptied = Vec::new();
     for get in 1..=40 {
         let client = pool.get().await.unwrap();
@@ -146,16 +149,19 @@ async fn pooled_connections_refresh_their_statement_plans() {
     assert_eq!(emptied, [1, 18, 34]);
 }
 
-/// Sessions use generic plans (see `syncway_store::pool`), after whatever
-/// options the database URL gives.
+/// Sessions use generic plans and are bounded (see `syncway_store::pool`),
+/// after whatever options the database URL gives.
 #[tokio::test]
-async fn sessions_use_generic_plans_and_keep_the_urls_options() {
+async fn sessions_use_generic_plans_are_bounded_and_keep_the_urls_options() {
     let env = TestEnv::new().await;
     let url = format!(
         "{}?options=-c%20statement_timeout%3D12345",
         env.database_url()
     );
-    let pool = syncway_store::open(&url, 1, false).await.unwrap();
+    let settings = syncway_store::PoolSettings::new(&url, 1)
+        .bounded(std::time::Duration::from_secs(6))
+        .named("bounded-sessions-test");
+    let pool = syncway_store::open(&settings, false).await.unwrap();
     let client = pool.get().await.unwrap();
     let row = client
         .query_one(
@@ -176,5 +182,20 @@ async fn sessions_use_generic_plans_and_keep_the_urls_options() {
             "off".to_string(),
             "12345ms".to_string()
         )
+    );
+    let bounds: Vec<String> = client
+        .query_one(
+            "SELECT current_setting('idle_in_transaction_session_timeout'), \
+             current_setting('lock_timeout'), current_setting('tcp_user_timeout'), \
+             current_setting('tcp_keepalives_idle'), current_setting('tcp_keepalives_interval'), \
+             current_setting('tcp_keepalives_count'), current_setting('application_name')",
+            &[],
+        )
+        .await
+        .map(|row| (0..7).map(|i| row.get(i)).collect())
+        .expect("the session's settings");
+    assert_eq!(
+        bounds,
+        ["6s", "6s", "6000", "3", "1", "3", "bounded-sessions-test"]
     );
 }

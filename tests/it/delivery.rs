@@ -238,13 +238,7 @@ async fn one_claim_batch_answers_every_delivery_on_its_own() {
         .collect();
     assert_eq!(
         kinds,
-        [
-            "claimed",
-            "Leased",
-            "Finished(Cancelled)",
-            "Missing",
-            "Leased"
-        ]
+        ["claimed", "Held", "Finished(Cancelled)", "Missing", "Held"]
     );
     let owners: Vec<Option<String>> = db
         .query(

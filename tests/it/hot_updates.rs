@@ -32,16 +32,15 @@ async fn a_claim_and_a_lease_renewal_update_the_job_row_in_place() {
     let claimed = syncway_store::jobs::claim(&transaction, job, "hot-test-worker", 30.0)
         .await
         .expect("the claim");
-    assert!(
-        matches!(claimed, syncway_store::jobs::Claim::Claimed(_)),
-        "{claimed:?}"
-    );
+    let syncway_store::jobs::Claim::Claimed(claimed) = claimed else {
+        panic!("not claimed: {claimed:?}");
+    };
     assert_eq!(
         hot_updates("after the claim").await,
         (1, 1),
         "the claim is HOT"
     );
-    syncway_store::jobs::heartbeat(&transaction, job, "hot-test-worker", 30.0)
+    syncway_store::jobs::heartbeat(&transaction, job, claimed.lease, 30.0)
         .await
         .expect("a lease renewal");
     assert_eq!(

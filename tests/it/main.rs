@@ -18,6 +18,7 @@ mod delivery;
 mod dev_setup;
 mod events;
 mod faults;
+mod fencing;
 mod fuzz;
 mod fuzz_regressions;
 mod hardening;

@@ -55,11 +55,10 @@ pub(crate) async fn app_without_jitter(workers: usize) -> TestApp {
 /// A scheduler of its own (its own pool: its own Postgres sessions), on
 /// `clock`, without jitter.
 pub(crate) fn scheduler(app: &TestApp, clock: Arc<ManualClock>) -> Scheduler {
-    let pool = syncway_store::connect(&syncway_store::PoolSettings {
-        url: app.env.database_url(),
-        max_size: 2,
-        wait_timeout: Duration::from_secs(5),
-    })
+    let pool = syncway_store::connect(&syncway_store::PoolSettings::new(
+        &app.env.database_url(),
+        2,
+    ))
     .expect("a pool");
     Scheduler::new(
         pool,

@@ -62,20 +62,42 @@ impl Fixture {
         }
     }
 
-    /// Triggers a job on the connection and claims it as [`OWNER`].
-    async fn claimed_job(&self) -> Uuid {
+    /// Triggers a job on the connection and claims it as [`OWNER`]:
+    /// (job, the claim's lease token).
+    async fn claimed_job(&self) -> (Uuid, Uuid) {
         let job = self.app.run(self.connection, true).await;
+        (job, self.claim(job).await)
+    }
+
+    async fn claim(&self, job: Uuid) -> Uuid {
         let claimed = claim_many(&self.db, &[job], OWNER, 30.0)
             .await
             .expect("the claim runs");
-        assert!(matches!(claimed[..], [Claim::Claimed(_)]), "{claimed:?}");
-        job
+        match &claimed[..] {
+            [Claim::Claimed(claimed)] => claimed.lease,
+            other => panic!("not claimed: {other:?}"),
+        }
+    }
+
+    /// The job's lease runs out and it is claimed again (taken over): the
+    /// new claim's lease token.
+    async fn take_over(&self, job: Uuid) -> Uuid {
+        self.db
+            .execute(
+                "UPDATE sync_jobs SET lease_expires_at = now() - interval '1 second'
+                 WHERE id = $1",
+                &[&job],
+            )
+            .await
+            .expect("the lease runs out");
+        self.claim(job).await
     }
 
     fn commit<'a>(
         &self,
         job: Uuid,
         run: Uuid,
+        seq: i64,
         entities: &'a [EntityWrite],
         outcome: Option<&'a Outcome>,
         seen_total: Option<i64>,
@@ -84,6 +106,7 @@ impl Fixture {
             job_id: job,
             source_connection_id: self.connection,
             run_id: run,
+            seq,
             batch: Batch {
                 entities,
                 full_sync: true,
@@ -95,7 +118,7 @@ impl Fixture {
     }
 
     async fn bulk(&mut self, commit: &Commit<'_>, probe: Probe) -> Bulk {
-        commit_bulk(&mut self.db, OWNER, 30.0, commit, probe)
+        commit_bulk(&mut self.db, 30.0, commit, probe)
             .await
             .expect("the bulk commit runs")
     }
@@ -140,14 +163,12 @@ impl Fixture {
 #[tokio::test]
 async fn a_completing_full_sync_deletes_what_its_own_run_did_not_see() {
     let fixture = Fixture::new().await;
-    let job = fixture.claimed_job().await;
+    let (job, run_a) = fixture.claimed_job().await;
     let first = entities("e", 0..5, 1);
-    let (run_a, run_b) = (Uuid::new_v4(), Uuid::new_v4());
     let written = commit_many(
         &fixture.db,
-        OWNER,
         30.0,
-        &[fixture.commit(job, run_a, &first, None, None)],
+        &[fixture.commit(job, run_a, 1, &first, None, None)],
     )
     .await
     .expect("run A's batch commits");
@@ -156,13 +177,13 @@ async fn a_completing_full_sync_deletes_what_its_own_run_did_not_see() {
 
     // Run B (the job taken over) sees e0000 changed and e0001: the source
     // no longer has the other three, which run A saw.
+    let run_b = fixture.take_over(job).await;
     let second = [entity("e0000", 2), entity("e0001", 1)];
     let done = completed();
     let written = commit_many(
         &fixture.db,
-        OWNER,
         30.0,
-        &[fixture.commit(job, run_b, &second, Some(&done), None)],
+        &[fixture.commit(job, run_b, 1, &second, Some(&done), None)],
     )
     .await
     .expect("run B's batch commits");
@@ -180,11 +201,11 @@ async fn large_batches_copy_new_entities_and_leave_unchanged_rows_untouched() {
     let done = completed();
 
     // An empty connection: all 600 copied without a probe.
-    let job = fixture.claimed_job().await;
+    let (job, lease) = fixture.claimed_job().await;
     let all = entities("s", 0..600, 1);
     let bulk = fixture
         .bulk(
-            &fixture.commit(job, Uuid::new_v4(), &all, Some(&done), Some(600)),
+            &fixture.commit(job, lease, 1, &all, Some(&done), Some(600)),
             Probe::Skip,
         )
         .await;
@@ -197,12 +218,14 @@ async fn large_batches_copy_new_entities_and_leave_unchanged_rows_untouched() {
 
     // Guessed wrong: the batch is all stored, 100 of it changed. The COPY
     // fails on the key, leaves nothing, and the batch is probed instead.
-    let job = fixture.claimed_job().await;
-    let run = Uuid::new_v4();
+    let (job, run) = fixture.claimed_job().await;
     let mut first = entities("s", 0..300, 1);
     first[..100].clone_from_slice(&entities("s", 0..100, 2));
     let bulk = fixture
-        .bulk(&fixture.commit(job, run, &first, None, None), Probe::Skip)
+        .bulk(
+            &fixture.commit(job, run, 1, &first, None, None),
+            Probe::Skip,
+        )
         .await;
     assert_eq!(bulk.written, Some((JobStatus::Running, counts(0, 100, 0))));
     assert!(bulk.found_stored);
@@ -219,7 +242,7 @@ async fn large_batches_copy_new_entities_and_leave_unchanged_rows_untouched() {
     last.extend(entities("n", 0..300, 1));
     let bulk = fixture
         .bulk(
-            &fixture.commit(job, run, &last, Some(&done), Some(700)),
+            &fixture.commit(job, run, 2, &last, Some(&done), Some(700)),
             Probe::First,
         )
         .await;
@@ -234,13 +257,13 @@ async fn large_batches_copy_new_entities_and_leave_unchanged_rows_untouched() {
     // Nothing changed: nothing is written, and as many distinct ids as are
     // stored were seen, so nothing is deleted.
     let before = fixture.rows().await;
-    let job = fixture.claimed_job().await;
+    let (job, lease) = fixture.claimed_job().await;
     let mut everything = entities("s", 0..100, 2);
     everything.extend(entities("s", 100..400, 1));
     everything.extend(entities("n", 0..300, 1));
     let bulk = fixture
         .bulk(
-            &fixture.commit(job, Uuid::new_v4(), &everything, Some(&done), Some(700)),
+            &fixture.commit(job, lease, 1, &everything, Some(&done), Some(700)),
             Probe::First,
         )
         .await;
@@ -251,22 +274,13 @@ async fn large_batches_copy_new_entities_and_leave_unchanged_rows_untouched() {
 #[tokio::test]
 async fn a_large_batch_of_a_job_not_held_writes_nothing() {
     let mut fixture = Fixture::new().await;
-    let job = fixture.claimed_job().await;
-    fixture
-        .db
-        .execute(
-            "UPDATE sync_jobs SET lease_owner = 'someone-else' WHERE id = $1",
-            &[&job],
-        )
-        .await
-        .expect("the lease moves");
+    let (job, lease) = fixture.claimed_job().await;
+    // Taken over: another claim of the same worker now holds it.
+    fixture.take_over(job).await;
     let all = entities("s", 0..300, 1);
     for probe in [Probe::Skip, Probe::First] {
         let bulk = fixture
-            .bulk(
-                &fixture.commit(job, Uuid::new_v4(), &all, None, None),
-                probe,
-            )
+            .bulk(&fixture.commit(job, lease, 1, &all, None, None), probe)
             .await;
         assert!(bulk.written.is_none(), "{bulk:?}");
     }
@@ -279,24 +293,22 @@ async fn a_large_batch_of_a_job_not_held_writes_nothing() {
 #[tokio::test]
 async fn the_reaper_removes_what_ended_jobs_saw() {
     let mut fixture = Fixture::new().await;
-    let job = fixture.claimed_job().await;
+    let (job, lease) = fixture.claimed_job().await;
     let some = entities("e", 0..3, 1);
     commit_many(
         &fixture.db,
-        OWNER,
         30.0,
-        &[fixture.commit(job, Uuid::new_v4(), &some, None, None)],
+        &[fixture.commit(job, lease, 1, &some, None, None)],
     )
     .await
     .expect("the batch commits");
     let running = fixture.claimed_job_on_new_connection().await;
     commit_many(
         &fixture.db,
-        OWNER,
         30.0,
         &[Commit {
             source_connection_id: running.1,
-            ..fixture.commit(running.0, Uuid::new_v4(), &some, None, None)
+            ..fixture.commit(running.0, running.2, 1, &some, None, None)
         }],
     )
     .await
@@ -328,14 +340,10 @@ async fn the_reaper_removes_what_ended_jobs_saw() {
 }
 
 impl Fixture {
-    /// A job claimed on a second connection: (job, connection).
-    async fn claimed_job_on_new_connection(&self) -> (Uuid, Uuid) {
+    /// A job claimed on a second connection: (job, connection, lease).
+    async fn claimed_job_on_new_connection(&self) -> (Uuid, Uuid, Uuid) {
         let connection = self.app.stub_connection(json!({}), false).await;
         let job = self.app.run(connection, true).await;
-        let claimed = claim_many(&self.db, &[job], OWNER, 30.0)
-            .await
-            .expect("the claim runs");
-        assert!(matches!(claimed[..], [Claim::Claimed(_)]), "{claimed:?}");
-        (job, connection)
+        (job, connection, self.claim(job).await)
     }
 }

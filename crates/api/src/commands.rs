@@ -54,9 +54,12 @@ pub enum KeyCommand {
 }
 
 async fn client(settings: &Settings) -> anyhow::Result<deadpool_postgres::Object> {
-    let pool = syncway_store::open(&settings.database.url, 2, settings.database.migrate)
-        .await
-        .context("opening the database (migrations)")?;
+    let pool = syncway_store::open(
+        &syncway_store::PoolSettings::new(&settings.database.url, 2),
+        settings.database.migrate,
+    )
+    .await
+    .context("opening the database (migrations)")?;
     pool.get().await.context("connecting to Postgres")
 }
 

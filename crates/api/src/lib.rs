@@ -141,8 +141,9 @@ pub async fn run_with(
     // Refuse to start without an encryption key before touching anything.
     let cipher = CredentialCipher::from_settings(&settings.security)?;
     let pool = syncway_store::open(
-        &settings.database.url,
-        settings.database.pool_size,
+        &syncway_store::PoolSettings::new(&settings.database.url, settings.database.pool_size)
+            .bounded(settings.worker.session_bound())
+            .named("syncway-api"),
         settings.database.migrate,
     )
     .await

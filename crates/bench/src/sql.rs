@@ -58,9 +58,12 @@ async fn measure(options: &Options, env: &BenchEnv) -> anyhow::Result<(f64, f64)
         &[env.database_url(), options.seconds.to_string()],
         "limit_jobs_per_s",
     )?;
-    let pool = syncway_store::open(&env.database_url(), options.clients, true)
-        .await
-        .context("opening the benchmark database")?;
+    let pool = syncway_store::open(
+        &syncway_store::PoolSettings::new(&env.database_url(), options.clients),
+        true,
+    )
+    .await
+    .context("opening the benchmark database")?;
     let client = pool.get().await?;
     let organization = api_keys::ensure_organization_with_key(&client, "bench", KEY).await?;
     let collection =
@@ -150,11 +153,12 @@ async fn one_job(pool: &syncway_store::Pool, connection: uuid::Uuid) -> anyhow::
     let commit = jobs::Commit {
         job_id: claimed.id,
         source_connection_id: connection,
-        run_id: uuid::Uuid::new_v4(),
+        run_id: claimed.lease,
+        seq: 1,
         batch,
         outcome: Some(&outcome),
     };
-    jobs::commit_batch(&client, OWNER, 30.0, &commit)
+    jobs::commit_batch(&client, 30.0, &commit)
         .await?
         .context("commit fenced out")?;
     Ok(())

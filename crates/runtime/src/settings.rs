@@ -322,6 +322,16 @@ fn default_heartbeat_seconds() -> f64 {
     5.0
 }
 
+impl WorkerSettings {
+    /// How long a database session of a process that stopped answering may
+    /// keep its locks (`syncway_store::PoolSettings::bound`): a third of
+    /// the lease, so that a frozen or cut-off worker's locks are gone well
+    /// before its lease runs out and another worker takes the job over.
+    pub fn session_bound(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.lease_seconds as f64 / 3.0)
+    }
+}
+
 /// Retries of transient failures, through the broker's delay queues.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RetrySettings {

@@ -51,8 +51,12 @@ impl StoreError {
         self.db_error()?.as_db_error()?.constraint()
     }
 
-    /// True when the database could not be reached or went away: the caller
-    /// should answer 503 and try again later, not report a bug.
+    /// True when trying again later can succeed: the database could not be
+    /// reached or went away, or the statement lost a race it may win next
+    /// time (a serialization failure or deadlock, class 40; a lock not
+    /// granted within `lock_timeout`, 55P03; a statement cancelled by
+    /// `statement_timeout`, 57014). The caller should answer 503 or retry
+    /// with a backoff, not report a bug.
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Pool(deadpool_postgres::PoolError::Timeout(_)) => true,
@@ -60,11 +64,15 @@ impl StoreError {
             _ => match self.db_error() {
                 Some(error) => match error.code() {
                     // Class 08: connection exceptions; 57P01-03: shutdown;
-                    // 53xxx: out of connections or resources.
+                    // 53xxx: out of connections or resources; 40xxx,
+                    // 55P03, 57014: lost a race or a timeout (above).
                     Some(code) => {
                         let code = code.code();
                         code.starts_with("08")
                             || code.starts_with("53")
+                            || code.starts_with("40")
+                            || *code == *SqlState::LOCK_NOT_AVAILABLE.code()
+                            || *code == *SqlState::QUERY_CANCELED.code()
                             || *code == *SqlState::ADMIN_SHUTDOWN.code()
                             || *code == *SqlState::CRASH_SHUTDOWN.code()
                             || *code == *SqlState::CANNOT_CONNECT_NOW.code()
@@ -116,5 +124,28 @@ mod tests {
         .map(|_| ())
         .expect_err("nothing listens on port 1");
         assert!(StoreError::Db(refused).is_unavailable());
+        // Lost races and timeouts are tried again; a broken statement is not.
+        for (code, again) in [
+            ("40001", true),
+            ("40P01", true),
+            ("55P03", true),
+            ("57014", true),
+            ("23505", false),
+            ("42703", false),
+        ] {
+            let raised = client
+                .batch_execute(&format!(
+                    "DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{code}'; END $$"
+                ))
+                .await
+                .expect_err("the block raises");
+            assert_eq!(StoreError::Db(raised).is_unavailable(), again, "{code}");
+        }
+        // A real statement timeout, too.
+        let timed_out = client
+            .batch_execute("SET statement_timeout = '10ms'; SELECT pg_sleep(1)")
+            .await
+            .expect_err("the sleep outlasts the timeout");
+        assert!(StoreError::Db(timed_out).is_unavailable());
     }
 }

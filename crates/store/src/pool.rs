@@ -21,6 +21,83 @@ pub struct PoolSettings {
     pub max_size: usize,
     /// How long a caller waits for a connection before the pool gives up.
     pub wait_timeout: Duration,
+    /// How long a session of a process that stopped answering (frozen, or
+    /// cut off from the database) may keep what it holds; see
+    /// [`bounds`]. Derived from the worker lease (a third of it), so that
+    /// a frozen worker's locks are gone before its lease runs out.
+    pub bound: Duration,
+    /// The sessions' `application_name` (who they are in
+    /// `pg_stat_activity`).
+    pub application_name: Option<String>,
+}
+
+/// [`PoolSettings::bound`] for the default lease of 30 s.
+pub const DEFAULT_SESSION_BOUND: Duration = Duration::from_secs(10);
+
+impl PoolSettings {
+    /// `max_size` connections to `url`, waiting up to 5 s for one, with the
+    /// default session bound.
+    pub fn new(url: &str, max_size: usize) -> Self {
+        PoolSettings {
+            url: url.to_owned(),
+            max_size,
+            wait_timeout: Duration::from_secs(5),
+            bound: DEFAULT_SESSION_BOUND,
+            application_name: None,
+        }
+    }
+
+    /// With another session bound (see [`PoolSettings::bound`]).
+    pub fn bounded(mut self, bound: Duration) -> Self {
+        self.bound = bound;
+        self
+    }
+
+    /// With an `application_name`.
+    pub fn named(mut self, name: &str) -> Self {
+        self.application_name = Some(name.to_owned());
+        self
+    }
+}
+
+/// The session settings that bound what a frozen or cut-off process holds,
+/// each `bound` (or a fraction of it):
+///
+/// - `idle_in_transaction_session_timeout`: a process frozen (or cut off)
+///   between the statements of a transaction loses its session, and the
+///   transaction's locks with it;
+/// - `lock_timeout`: no statement waits longer than that for a lock (a
+///   frozen process's row lock, say): it fails with 55P03 and is tried
+///   again, like an outage;
+/// - `tcp_user_timeout` and TCP keepalives, on both ends: a connection to a
+///   process cut off from the network is closed by the server (its
+///   statement and transaction end) and by the client (its pool makes a
+///   new one), instead of after the kernel's two hours.
+///
+/// A large batch's COPY also runs under `statement_timeout` = `bound`
+/// (`jobs::commit_bulk`): the server waits for its rows from the client.
+fn bounds(bound: Duration) -> String {
+    let ms = bound.as_millis().max(100);
+    let (idle, interval) = keepalives(bound);
+    format!(
+        "-c idle_in_transaction_session_timeout={ms} -c lock_timeout={ms} \
+         -c tcp_user_timeout={ms} -c tcp_keepalives_idle={} \
+         -c tcp_keepalives_interval={} -c tcp_keepalives_count={KEEPALIVE_PROBES}",
+        idle.as_secs(),
+        interval.as_secs()
+    )
+}
+
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Keepalive idle time and probe interval (whole seconds, at least one):
+/// a dead peer is found within about `bound`.
+fn keepalives(bound: Duration) -> (Duration, Duration) {
+    let seconds = bound.as_secs();
+    (
+        Duration::from_secs((seconds / 2).max(1)),
+        Duration::from_secs((seconds / 6).max(1)),
+    )
 }
 
 /// How syncway's sessions plan statements, and when they plan again.
@@ -60,11 +137,23 @@ fn refresh_plans_now(checkouts: usize) -> bool {
 pub fn connect(settings: &PoolSettings) -> Result<Pool, StoreError> {
     let mut config: tokio_postgres::Config = settings.url.parse()?;
     // Keep whatever options the URL carries; ours go after them.
+    let ours = format!("{SESSION_OPTIONS} {}", bounds(settings.bound));
     let options = match config.get_options() {
-        Some(options) if !options.trim().is_empty() => format!("{options} {SESSION_OPTIONS}"),
-        _ => SESSION_OPTIONS.to_owned(),
+        Some(options) if !options.trim().is_empty() => format!("{options} {ours}"),
+        _ => ours,
     };
     config.options(&options);
+    let (idle, interval) = keepalives(settings.bound);
+    config
+        .keepalives(true)
+        .keepalives_idle(idle)
+        .keepalives_interval(interval)
+        .keepalives_retries(KEEPALIVE_PROBES)
+        .tcp_user_timeout(settings.bound)
+        .connect_timeout(settings.bound);
+    if let Some(name) = &settings.application_name {
+        config.application_name(name);
+    }
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -89,16 +178,12 @@ pub fn connect(settings: &PoolSettings) -> Result<Pool, StoreError> {
 }
 
 /// What both binaries do at start-up: apply the migrations (when `migrate`)
-/// and create a pool of `max_size` connections (waiting up to 5 s for one).
-pub async fn open(url: &str, max_size: usize, migrate: bool) -> Result<Pool, StoreError> {
+/// and create the pool.
+pub async fn open(settings: &PoolSettings, migrate: bool) -> Result<Pool, StoreError> {
     if migrate {
-        self::migrate(url).await?;
+        self::migrate(&settings.url).await?;
     }
-    connect(&PoolSettings {
-        url: url.to_owned(),
-        max_size,
-        wait_timeout: Duration::from_secs(5),
-    })
+    connect(settings)
 }
 
 /// Applies pending migrations under a Postgres advisory lock, so that any
@@ -131,7 +216,34 @@ pub async fn migrate(url: &str) -> Result<Vec<i32>, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::refresh_plans_now;
+    use super::{bounds, keepalives, refresh_plans_now};
+    use std::time::Duration;
+
+    #[test]
+    fn sessions_are_bounded_by_a_third_of_the_lease_or_about() {
+        // The default lease (30 s): a bound of 10 s; keepalives find a dead
+        // peer after 5 + 3 x 1 s.
+        assert_eq!(
+            keepalives(Duration::from_secs(10)),
+            (Duration::from_secs(5), Duration::from_secs(1))
+        );
+        let options = bounds(Duration::from_secs(10));
+        for setting in [
+            "idle_in_transaction_session_timeout=10000",
+            "lock_timeout=10000",
+            "tcp_user_timeout=10000",
+            "tcp_keepalives_idle=5",
+            "tcp_keepalives_interval=1",
+            "tcp_keepalives_count=3",
+        ] {
+            assert!(options.contains(setting), "{setting} in {options}");
+        }
+        // A lease of 5 s: whole seconds, at least one.
+        assert_eq!(
+            keepalives(Duration::from_millis(1667)),
+            (Duration::from_secs(1), Duration::from_secs(1))
+        );
+    }
 
     #[test]
     fn plans_refresh_often_while_young_then_every_4096_checkouts() {

@@ -23,6 +23,8 @@ pub struct PendingCommit {
     pub source_connection_id: Uuid,
     /// This claim of the job (see [`Commit::run_id`]).
     pub run_id: Uuid,
+    /// The commit's number in its run (see [`Commit::seq`]).
+    pub seq: i64,
     pub full_sync: bool,
     /// See [`syncway_store::jobs::Batch::seen_total`].
     pub seen_total: Option<i64>,
@@ -36,6 +38,7 @@ impl PendingCommit {
             job_id: self.job_id,
             source_connection_id: self.source_connection_id,
             run_id: self.run_id,
+            seq: self.seq,
             batch: Batch {
                 entities: &self.batch.entities,
                 deleted: &self.batch.deleted,
@@ -59,7 +62,6 @@ impl PendingCommit {
 /// [`Probe::Skip`]); cleared when a batch proves otherwise.
 pub async fn commit_large(
     pool: &Pool,
-    owner: &str,
     lease_seconds: f64,
     commit: &PendingCommit,
     assume_new: &AtomicBool,
@@ -70,14 +72,7 @@ pub async fn commit_large(
     } else {
         Probe::First
     };
-    let bulk = jobs::commit_bulk(
-        &mut client,
-        owner,
-        lease_seconds,
-        &commit.as_commit(),
-        probe,
-    )
-    .await?;
+    let bulk = jobs::commit_bulk(&mut client, lease_seconds, &commit.as_commit(), probe).await?;
     if bulk.found_stored {
         assume_new.store(false, Ordering::Relaxed);
     }
@@ -90,20 +85,16 @@ pub type CommitBatcher = Batcher<Arc<PendingCommit>, CommitResult>;
 /// Commit statements in flight at once; each holds one pool connection.
 const LANES: usize = 2;
 
-pub fn spawn(pool: Pool, owner: String, lease_seconds: f64, max_batch: usize) -> CommitBatcher {
-    let owner: Arc<str> = owner.into();
+pub fn spawn(pool: Pool, lease_seconds: f64, max_batch: usize) -> CommitBatcher {
     spawn_on_pool(
         "commits",
         LANES,
         max_batch,
         pool,
-        move |client, commits: Vec<Arc<PendingCommit>>| {
-            let owner = owner.clone();
-            async move {
-                let commits: Vec<Commit<'_>> =
-                    commits.iter().map(|commit| commit.as_commit()).collect();
-                jobs::commit_many(&client, &owner, lease_seconds, &commits).await
-            }
+        move |client, commits: Vec<Arc<PendingCommit>>| async move {
+            let commits: Vec<Commit<'_>> =
+                commits.iter().map(|commit| commit.as_commit()).collect();
+            jobs::commit_many(&client, lease_seconds, &commits).await
         },
     )
 }

@@ -58,6 +58,15 @@ async fn handle_job(
     message: JobMessage,
     handback: CancellationToken,
 ) {
+    // A claim never takes a job this process runs: its own message may come
+    // back (its lease ran out while it was cut off, or the broker closed its
+    // channel), and a second run of the job here must not start.
+    if context.running.contains(message.job_id) {
+        tracing::info!("duplicate delivery of a job this process already runs; dropping it");
+        context.metrics.duplicate_deliveries.inc();
+        settle("ack", delivery.ack().await);
+        return;
+    }
     let claim = while_unavailable(&context.stopping, "claiming the job", || async {
         match context.claims.submit(message.job_id).await {
             Ok(claim) => claim,
@@ -115,8 +124,24 @@ async fn handle_job(
                 Err(_) => settle("requeue", delivery.requeue().await),
             }
         }
-        Ok(Claim::Leased) => {
-            tracing::info!("duplicate delivery of a job another worker holds; dropping it");
+        Ok(Claim::Held) => {
+            tracing::info!("duplicate delivery of a job another claim holds; dropping it");
+            context.metrics.duplicate_deliveries.inc();
+            settle("ack", delivery.ack().await);
+        }
+        Ok(Claim::Locked) => {
+            // Whoever holds its row loses it within the session bound; then
+            // a redelivered or re-enqueued message (the reaper) claims it.
+            tracing::warn!(
+                "the job's row is locked by another session (a frozen or cut-off worker's?); dropping this delivery, the reaper moves it on"
+            );
+            context.metrics.duplicate_deliveries.inc();
+            settle("ack", delivery.ack().await);
+        }
+        Ok(Claim::RetryWait) => {
+            tracing::info!(
+                "delivery of a job waiting for its retry; dropping it (its delayed message brings it back)"
+            );
             context.metrics.duplicate_deliveries.inc();
             settle("ack", delivery.ack().await);
         }
@@ -126,7 +151,7 @@ async fn handle_job(
             context.metrics.jobs_claimed.inc();
             context.metrics.jobs_running.inc();
             let started = Instant::now();
-            let ended = JobRun::new(context.clone(), job, handback).run().await;
+            let ended = JobRun::new(context.clone(), *job, handback).run().await;
             context.metrics.jobs_running.dec();
             let outcome = match &ended {
                 Ended::Finished(status) => Some(status.to_string()),

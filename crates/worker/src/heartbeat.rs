@@ -16,6 +16,7 @@ use crate::running::Signal;
 pub(crate) async fn heartbeat(
     context: Arc<Context>,
     job_id: uuid::Uuid,
+    lease: uuid::Uuid,
     signal: Arc<watch::Sender<Signal>>,
 ) {
     let period = Duration::from_secs_f64(context.lease_seconds / 3.0);
@@ -23,7 +24,7 @@ pub(crate) async fn heartbeat(
         tokio::time::sleep(period).await;
         let renewed = async {
             let client = context.pool.get().await?;
-            jobs::heartbeat(&client, job_id, &context.worker_id, context.lease_seconds).await
+            jobs::heartbeat(&client, job_id, lease, context.lease_seconds).await
         }
         .await;
         match renewed {

@@ -150,9 +150,11 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     // Jobs hold a connection only while they write, so `concurrency` jobs
     // share `pool_size` connections: fewer busy Postgres backends do more.
+    let worker_id = worker_id();
     let pool = syncway_store::open(
-        &settings.database.url,
-        settings.database.pool_size,
+        &syncway_store::PoolSettings::new(&settings.database.url, settings.database.pool_size)
+            .bounded(settings.worker.session_bound())
+            .named(&worker_id),
         settings.database.migrate,
     )
     .await
@@ -176,7 +178,6 @@ pub async fn run_with(
         scheduler: scheduler_metrics,
     } = telemetry;
     let stopping = CancellationToken::new();
-    let worker_id = worker_id();
     let lease_seconds = settings.worker.lease_seconds as f64;
     let claims = claims::spawn(
         pool.clone(),
@@ -190,7 +191,6 @@ pub async fn run_with(
     );
     let commits = commits::spawn(
         pool.clone(),
-        worker_id.clone(),
         lease_seconds,
         usize::from(settings.worker.concurrency),
     );

@@ -42,8 +42,9 @@ pub(crate) struct JobRun {
     handback: CancellationToken,
     /// Full sync: entities not seen are deleted when it completes.
     full_sync: bool,
-    /// This claim of the job: what a full sync saw is kept per run.
-    run_id: uuid::Uuid,
+    /// Commits this run has applied: the next one is number `applied + 1`
+    /// (see [`syncway_store::jobs::Commit::seq`]).
+    applied: std::sync::atomic::AtomicI64,
     /// Nothing of the connection is stored as far as this run knows: large
     /// batches are copied without probing first ([`crate::commits`]).
     assume_new: AtomicBool,
@@ -63,7 +64,7 @@ impl JobRun {
             job,
             handback,
             full_sync,
-            run_id: uuid::Uuid::new_v4(),
+            applied: std::sync::atomic::AtomicI64::new(0),
             assume_new,
             seen: std::sync::Mutex::default(),
             failures: std::sync::Mutex::default(),
@@ -75,7 +76,12 @@ impl JobRun {
         let (signal_tx, mut signal) = watch::channel(Signal::Running);
         let signal_tx = Arc::new(signal_tx);
         self.context.running.insert(self.job.id, signal_tx.clone());
-        let heartbeat = tokio::spawn(heartbeat(self.context.clone(), self.job.id, signal_tx));
+        let heartbeat = tokio::spawn(heartbeat(
+            self.context.clone(),
+            self.job.id,
+            self.job.lease,
+            signal_tx,
+        ));
         let ended = self.sync(&mut signal).await;
         heartbeat.abort();
         self.context.running.remove(self.job.id);
@@ -266,6 +272,8 @@ impl JobRun {
         .await;
         match written {
             Ok(Some((status, counts))) => {
+                self.applied
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.count(counts);
                 Ok(Some(status))
             }
@@ -320,10 +328,15 @@ impl JobRun {
         } else {
             None
         };
+        // Writes are sequential within a run: the next commit follows the
+        // last one applied (a commit that failed was not applied, and the
+        // one written instead takes its number).
+        let seq = self.applied.load(std::sync::atomic::Ordering::Relaxed) + 1;
         Arc::new(PendingCommit {
             job_id: self.job.id,
             source_connection_id: self.job.source_connection_id,
-            run_id: self.run_id,
+            run_id: self.job.lease,
+            seq,
             full_sync: self.full_sync,
             seen_total,
             batch,
@@ -357,7 +370,6 @@ impl JobRun {
             let context = &self.context;
             return crate::commits::commit_large(
                 &context.pool,
-                &context.worker_id,
                 context.lease_seconds,
                 &commit,
                 &self.assume_new,
@@ -421,7 +433,7 @@ impl JobRun {
             jobs::schedule_retry(
                 &client,
                 &message,
-                &self.context.worker_id,
+                self.job.lease,
                 delay,
                 &error_text,
                 &details,
@@ -455,7 +467,7 @@ impl JobRun {
         }
         let released = async {
             let client = self.context.pool.get().await?;
-            jobs::release(&client, self.job.id, &self.context.worker_id).await
+            jobs::release(&client, self.job.id, self.job.lease).await
         }
         .await;
         match released {

@@ -24,6 +24,12 @@ impl Running {
         }
     }
 
+    pub fn contains(&self, job_id: uuid::Uuid) -> bool {
+        self.0
+            .lock()
+            .is_ok_and(|running| running.contains_key(&job_id))
+    }
+
     pub fn remove(&self, job_id: uuid::Uuid) {
         if let Ok(mut running) = self.0.lock() {
             running.remove(&job_id);

@@ -171,12 +171,9 @@ impl TestEnv {
 
     /// A pooled client, usable with the store's functions.
     pub async fn db(&self) -> deadpool_postgres::Object {
-        let pool = syncway_store::connect(&syncway_store::PoolSettings {
-            url: self.database_url(),
-            max_size: 1,
-            wait_timeout: std::time::Duration::from_secs(5),
-        })
-        .expect("test database pool");
+        let pool =
+            syncway_store::connect(&syncway_store::PoolSettings::new(&self.database_url(), 1))
+                .expect("test database pool");
         pool.get().await.expect("connecting to the test database")
     }
 

@@ -14,6 +14,7 @@ use tokio_postgres::types::Type;
 
 use super::commit::{Commit, Counts, EntityWrite, JsonText, Part, commit_parts};
 use crate::StoreError;
+use crate::job_row::parse_status;
 
 /// Batches with at least this many entities take [`commit_bulk`]; smaller
 /// ones share [`super::commit_many`] statements with other jobs'.
@@ -44,13 +45,12 @@ pub struct Bulk {
 /// Commits one job's large batch in one transaction; see the module.
 pub async fn commit_bulk(
     client: &mut deadpool_postgres::Object,
-    owner: &str,
     lease_seconds: f64,
     commit: &Commit<'_>,
     probe: Probe,
 ) -> Result<Bulk, StoreError> {
     if probe == Probe::Skip {
-        match attempt(client, owner, lease_seconds, commit, Probe::Skip).await {
+        match attempt(client, lease_seconds, commit, Probe::Skip).await {
             Err(error) if error.constraint() == Some("entities_pkey") => {}
             written => {
                 return Ok(Bulk {
@@ -61,14 +61,13 @@ pub async fn commit_bulk(
         }
     }
     Ok(Bulk {
-        written: attempt(client, owner, lease_seconds, commit, Probe::First).await?,
+        written: attempt(client, lease_seconds, commit, Probe::First).await?,
         found_stored: probe == Probe::Skip,
     })
 }
 
 async fn attempt(
     client: &mut deadpool_postgres::Object,
-    owner: &str,
     lease_seconds: f64,
     commit: &Commit<'_>,
     probe: Probe,
@@ -76,9 +75,20 @@ async fn attempt(
     // Dropped without a commit, the transaction rolls back.
     let transaction = client.transaction().await?;
     let fence = transaction
-        .query_opt(include_str!("bulk_fence.sql"), &[&commit.job_id, &owner])
+        .query_opt(
+            include_str!("bulk_fence.sql"),
+            &[&commit.job_id, &commit.run_id, &commit.seq],
+        )
         .await?;
-    if fence.is_none() {
+    let Some(fence) = fence else {
+        return Ok(None);
+    };
+    if !fence.try_get::<_, bool>("ours")? {
+        if fence.try_get::<_, bool>("applied")? {
+            // A replay: its counts are in the job already.
+            let status = parse_status(fence.try_get("status")?)?;
+            return Ok(Some((status, Counts::default())));
+        }
         return Ok(None);
     }
     let batch = &commit.batch;
@@ -111,7 +121,7 @@ async fn attempt(
         copied: i64::try_from(new.len())
             .map_err(|_| StoreError::Corrupt("a batch too large to count".into()))?,
     };
-    let written = commit_parts(&transaction, owner, lease_seconds, &[part])
+    let written = commit_parts(&transaction, lease_seconds, &[part])
         .await?
         .pop()
         .ok_or_else(|| StoreError::Corrupt("a commit returned no result".into()))?;
@@ -170,6 +180,16 @@ async fn copy_in(
     if entities.is_empty() {
         return Ok(());
     }
+    // While the COPY runs, the server waits for its rows from this process:
+    // were it frozen mid-COPY, the transaction (and the job's row lock)
+    // would last as long as the freeze. The session's bound on an idle
+    // transaction bounds the COPY too (see `syncway_store::pool`).
+    transaction
+        .batch_execute(
+            "SELECT set_config('statement_timeout', \
+             current_setting('idle_in_transaction_session_timeout'), true)",
+        )
+        .await?;
     let sink = transaction
         .copy_in(
             "COPY entities (source_connection_id, entity_id, content_hash, payload) \
@@ -192,5 +212,8 @@ async fn copy_in(
             .await?;
     }
     writer.finish().await?;
+    transaction
+        .batch_execute("SET LOCAL statement_timeout = DEFAULT")
+        .await?;
     Ok(())
 }

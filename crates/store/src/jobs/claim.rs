@@ -37,19 +37,28 @@ pub struct ClaimedJob {
     pub attempt: i32,
     /// When the job first started (its first claim).
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// This claim's token: the fence of every write its run makes, and the
+    /// run id of a full sync's seen sets.
+    pub lease: Uuid,
     pub source: SyncSource,
 }
 
-/// What a claim came to.
+/// What a claim came to: named for what it is, so that the log says which.
 #[derive(Debug)]
 pub enum Claim {
-    Claimed(ClaimedJob),
+    Claimed(Box<ClaimedJob>),
     /// The job (or its connection) no longer exists.
     Missing,
     /// The job already ended.
     Finished(JobStatus),
-    /// Another worker holds it, or it waits out a retry backoff.
-    Leased,
+    /// Another claim holds it (its lease is live): another worker's, or an
+    /// earlier delivery's of the same batch.
+    Held,
+    /// It waits out a retry's backoff (its delay-queue message comes back).
+    RetryWait,
+    /// Claimable, but another transaction holds its row (a frozen or
+    /// cut-off worker's, until its session ends): the claim did not wait.
+    Locked,
     /// Its organization already runs as many jobs as the fair share allows
     /// ([`claim_many_fairly`]); nothing changed but `requeued_at`.
     Throttled {
@@ -72,7 +81,7 @@ pub async fn claim(
 
 /// Claims many jobs in ONE statement; results come in the order of
 /// `job_ids`. An id given twice is claimed once: its second place answers
-/// [`Claim::Leased`] (this worker holds it).
+/// [`Claim::Held`] (this worker holds it).
 pub async fn claim_many(
     client: &impl GenericClient,
     job_ids: &[Uuid],
@@ -122,7 +131,7 @@ fn claims_from_rows(rows: &[Row], job_ids: &[Uuid]) -> Result<Vec<Claim>, StoreE
         .map(|row| {
             let id: Uuid = row.try_get("input_id")?;
             if !seen.insert(id) {
-                return Ok(Claim::Leased);
+                return Ok(Claim::Held);
             }
             claim_from_row(id, row)
         })
@@ -137,13 +146,14 @@ fn claim_from_row(id: Uuid, row: &Row) -> Result<Claim, StoreError> {
             // job with it, once that delete commits).
             return Ok(Claim::Missing);
         }
-        return Ok(Claim::Claimed(ClaimedJob {
+        return Ok(Claim::Claimed(Box::new(ClaimedJob {
             id,
             source_connection_id: row.try_get("source_connection_id")?,
             status: parse_status(status)?,
             force_full_sync: row.try_get("force_full_sync")?,
             attempt: row.try_get("attempt")?,
             started_at: row.try_get("started_at")?,
+            lease: row.try_get("lease_token")?,
             source: SyncSource {
                 short_name: row.try_get("short_name")?,
                 config: row.try_get("config")?,
@@ -155,7 +165,7 @@ fn claim_from_row(id: Uuid, row: &Row) -> Result<Claim, StoreError> {
                     .try_get::<_, Option<i64>>("stored_entities")?
                     .unwrap_or(0),
             },
-        }));
+        })));
     }
     if row.try_get::<_, bool>("held_back")? {
         return Ok(Claim::Throttled {
@@ -166,10 +176,17 @@ fn claim_from_row(id: Uuid, row: &Row) -> Result<Claim, StoreError> {
         None => Claim::Missing,
         Some(status) => {
             let status = parse_status(status)?;
+            let phase = row.try_get::<_, Option<&str>>("phase_before")?;
             if status.is_terminal() {
                 Claim::Finished(status)
+            } else if phase == Some("retry_wait") {
+                Claim::RetryWait
+            } else if matches!(phase, Some("pending" | "expired" | "handed_back"))
+                && row.try_get::<_, bool>("skipped")?
+            {
+                Claim::Locked
             } else {
-                Claim::Leased
+                Claim::Held
             }
         }
     })

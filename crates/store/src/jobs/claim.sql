@@ -2,17 +2,23 @@
 -- deliveries name.
 -- $1 job_ids (uuid[], in delivery order), $2 owner (this worker's lease
 -- owner name), $3 lease_seconds, $4 max_per_org (int; NULL: no fair share).
+-- Each claim draws a lease token (V13): the fence of every write its run
+-- makes.
 -- `claimed` fences the rest: a job it did not take is answered from its row
 -- as it was before this statement (every CTE reads one snapshot).
 WITH input AS (
     SELECT * FROM unnest($1::uuid[]) WITH ORDINALITY AS i(id, n)
 ), candidates AS (
-    -- The named jobs a claim may take: phase pending, expired or handed_back.
+    -- The named jobs a claim may take: phase pending, expired or
+    -- handed_back, and not locked by another transaction (a frozen or
+    -- cut-off worker's holds its job's row until its session ends, within
+    -- the session bound): a claim never waits for one.
     SELECT j.id, s.organization_id AS org, i.n FROM input i
     JOIN sync_jobs j ON j.id = i.id
     JOIN source_connections s ON s.id = j.source_connection_id
     WHERE job_phase(j.status, j.lease_owner, j.lease_expires_at, j.retry_at)
           IN ('pending', 'expired', 'handed_back')
+    FOR UPDATE OF j SKIP LOCKED
 ), leased_per_org AS (
     -- Under a fair share only: each candidate organization's leased jobs.
     SELECT s.organization_id AS org, count(*) AS leased FROM sync_jobs j
@@ -40,6 +46,8 @@ WITH input AS (
         started_at = COALESCE(started_at, now()),
         attempt = attempt + 1,
         lease_owner = $2,
+        lease_token = gen_random_uuid(),
+        commit_seq = 0,
         lease_expires_at = now() + make_interval(secs => $3),
         retry_at = NULL,
         modified_at = now()
@@ -47,15 +55,19 @@ WITH input AS (
       -- Checked again on the row as it is now (another claim may have won).
       AND job_phase(status, lease_owner, lease_expires_at, retry_at)
           IN ('pending', 'expired', 'handed_back')
-    RETURNING id, source_connection_id, status, force_full_sync, attempt, started_at
+    RETURNING id, source_connection_id, status, force_full_sync, attempt, started_at,
+              lease_token
 )
 SELECT i.id AS input_id, c.source_connection_id, c.status AS claimed_status,
-       c.force_full_sync, c.attempt, c.started_at,
+       c.force_full_sync, c.attempt, c.started_at, c.lease_token,
        s.id IS NOT NULL AS connection_exists, s.short_name, s.config, s.continuous,
        s.credentials, s.cursor_field, cur.value AS cursor_value,
        cur.entity_count AS stored_entities,
        h.id IS NOT NULL AS held_back,
-       before.status AS status_before, before.source_connection_id AS connection_before
+       (SELECT count(*) FROM candidates k WHERE k.id = i.id) = 0 AS skipped,
+       before.status AS status_before, before.source_connection_id AS connection_before,
+       job_phase(before.status, before.lease_owner, before.lease_expires_at, before.retry_at)
+           AS phase_before
 FROM input i
 LEFT JOIN claimed c ON c.id = i.id
 LEFT JOIN source_connections s ON s.id = c.source_connection_id

@@ -104,9 +104,14 @@ pub struct Batch<'a> {
 pub struct Commit<'a> {
     pub job_id: Uuid,
     pub source_connection_id: Uuid,
-    /// This claim of the job: a full sync's deletions count only what this
-    /// run saw (a resumed full sync reads the source from the start again).
+    /// The run's claim (its lease token, [`super::ClaimedJob::lease`]): the
+    /// fence of the commit, and the run whose seen sets a full sync's
+    /// deletions count (a resumed full sync reads the source from the start
+    /// again, and only what this run saw counts).
     pub run_id: Uuid,
+    /// The commit's number in its run, from 1: it applies only after the
+    /// commit before it, and once (a replay writes nothing).
+    pub seq: i64,
     pub batch: Batch<'a>,
     /// With an outcome, the job ends in the same transaction.
     pub outcome: Option<&'a Outcome>,
@@ -117,15 +122,16 @@ pub struct Commit<'a> {
 /// changed, deletes what the batch (or a completing full sync) says is gone,
 /// adds the counts to the job, stores the cursor, renews the lease and, with
 /// `outcome`, ends the job and records a credential failure on the
-/// connection. The job update is the fence: when this worker no longer owns
-/// the job, nothing at all is written and `None` is returned.
+/// connection. The job update is the fence: when the run's claim no longer
+/// holds the job, nothing at all is written and `None` is returned. A
+/// commit applied already (sent again after a lost connection) writes
+/// nothing and answers the job's status with no counts.
 pub async fn commit_batch(
     client: &impl GenericClient,
-    owner: &str,
     lease_seconds: f64,
     commit: &Commit<'_>,
 ) -> Result<Option<(JobStatus, Counts)>, StoreError> {
-    commit_many(client, owner, lease_seconds, std::slice::from_ref(commit))
+    commit_many(client, lease_seconds, std::slice::from_ref(commit))
         .await?
         .pop()
         .ok_or_else(|| StoreError::Corrupt("a commit returned no result".into()))
@@ -151,7 +157,6 @@ pub(super) struct Part<'a> {
 /// results come in the order of `commits`.
 pub async fn commit_many(
     client: &impl GenericClient,
-    owner: &str,
     lease_seconds: f64,
     commits: &[Commit<'_>],
 ) -> Result<Vec<Option<(JobStatus, Counts)>>, StoreError> {
@@ -164,13 +169,12 @@ pub async fn commit_many(
             copied: 0,
         })
         .collect();
-    commit_parts(client, owner, lease_seconds, &parts).await
+    commit_parts(client, lease_seconds, &parts).await
 }
 
 /// [`commit_many`] of [`Part`]s.
 pub(super) async fn commit_parts(
     client: &impl GenericClient,
-    owner: &str,
     lease_seconds: f64,
     commits: &[Part<'_>],
 ) -> Result<Vec<Option<(JobStatus, Counts)>>, StoreError> {
@@ -188,6 +192,8 @@ pub(super) async fn commit_parts(
     let mut runs: Vec<Option<Uuid>> = Vec::with_capacity(commits.len());
     let mut copied = Vec::with_capacity(commits.len());
     let mut seen_totals = Vec::with_capacity(commits.len());
+    let mut tokens = Vec::with_capacity(commits.len());
+    let mut seqs = Vec::with_capacity(commits.len());
     // Per entity and per deleted id: the job's n.
     let mut entity_n = Vec::new();
     let mut ids: Vec<&str> = Vec::new();
@@ -217,6 +223,8 @@ pub(super) async fn commit_parts(
         runs.push(batch.full_sync.then_some(commit.run_id));
         copied.push(part.copied);
         seen_totals.push(batch.seen_total);
+        tokens.push(commit.run_id);
+        seqs.push(commit.seq);
         let writes: Box<dyn Iterator<Item = &EntityWrite>> = match part.writes {
             Some(writes) => Box::new(writes.iter().copied()),
             None => Box::new(batch.entities.iter()),
@@ -238,8 +246,8 @@ pub(super) async fn commit_parts(
             }
         }
     }
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 23] = [
-        &owner,
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 24] = [
+        &tokens,
         &lease_seconds,
         &n,
         &job_ids,
@@ -262,6 +270,7 @@ pub(super) async fn commit_parts(
         &seen_n,
         &seen,
         &seen_totals,
+        &seqs,
     ];
     // Small commits (the common case: many jobs of few entities) reuse the
     // connection's prepared statement and its cached plan. A large one is
@@ -284,6 +293,11 @@ pub(super) async fn commit_parts(
             let Some(status) = row.try_get::<_, Option<&str>>("status")? else {
                 return Ok(None);
             };
+            if row.try_get("replayed")? {
+                // Applied by an earlier send of the same commit: its counts
+                // are in the job already.
+                return Ok(Some((parse_status(status)?, Counts::default())));
+            }
             let counts = Counts {
                 inserted: row.try_get("inserted")?,
                 updated: row.try_get("updated")?,

@@ -3,8 +3,10 @@
 -- stored), entity writes and deletions, what a full sync saw, cursor, lease
 -- renewal and, with an outcome, its end and a credential failure on its
 -- connection.
--- $1 owner (the worker's lease owner name), $2 lease_seconds.
--- Per job, arrays indexed by the job's place n (0-based):
+-- $2 lease_seconds.
+-- Per job, arrays indexed by the job's place n (0-based): $1 lease token
+--   (the claim the run holds: the fence), $24 seq (the commit's number in
+--   its run: it applies only after commit seq - 1, see V13),
 --   $3 n, $4 job_id, $5 connection_id, $6 delete_unseen (a completing full
 --   sync), $7 failed (entities), $8 status (the outcome; NULL: not final),
 --   $9 error, $10 error_category, $11 error_details, $12 cursor,
@@ -17,9 +19,11 @@
 -- Per id the source reported deleted: $17 its job's n, $18 entity_id.
 -- Per id a full sync saw besides the entities to write (unchanged or
 -- copied): $21 its job's n, $22 entity_id.
--- `fenced_jobs` fences the rest: it updates a job only while this worker
--- holds it (lease_owner = $1, status running or cancelling), and every
--- other write is for the jobs it returned. All CTEs read one snapshot, so
+-- `fenced_jobs` fences the rest: it updates a job only while the run's
+-- claim holds it (its lease token, status running or cancelling) and the
+-- run's previous commit is the last applied, and every other write is for
+-- the jobs it returned. A commit found applied already (a replay after a
+-- lost connection) writes nothing and answers `replayed`. All CTEs read one snapshot, so
 -- every count is taken from the state before this statement, and no two
 -- parts touch the same row: `known_entities` writes the batches' ids,
 -- `gone_entities` deletes only other ids.
@@ -27,9 +31,10 @@ WITH batches AS (
     SELECT * FROM unnest($3::int[], $4::uuid[], $5::uuid[], $6::bool[],
                          $7::bigint[], $8::text[], $9::text[], $10::text[],
                          $11::jsonb[], $12::jsonb[], $19::uuid[], $20::bigint[],
-                         $23::bigint[])
+                         $23::bigint[], $1::uuid[], $24::bigint[])
         AS b(n, job_id, conn_id, delete_unseen, failed, status, error,
-             error_category, error_details, cursor, run_id, copied, seen_total)
+             error_category, error_details, cursor, run_id, copied, seen_total,
+             token, seq)
 ), keys AS (
     -- The batches' ids and hashes, without the payloads: this
     -- is what the counting reads, and it stays small. n is the
@@ -116,9 +121,11 @@ WITH batches AS (
             THEN s.error_category ELSE t.error_category END,
         error_details = CASE WHEN t.status IS NULL
             THEN s.error_details ELSE t.error_details END,
+        commit_seq = t.seq,
         modified_at = now()
     FROM tallies t
-    WHERE s.id = t.job_id AND s.lease_owner = $1
+    WHERE s.id = t.job_id AND s.lease_token = t.token AND s.lease_owner IS NOT NULL
+      AND s.commit_seq = t.seq - 1
       AND s.status IN ('running', 'cancelling')
       AND (t.status IS DISTINCT FROM 'cancelled' OR s.status = 'cancelling')
     RETURNING t.n, s.status
@@ -180,6 +187,10 @@ WITH batches AS (
     WHERE s.id = t.conn_id AND t.error_category IS NOT NULL
       AND t.n IN (SELECT n FROM fenced_jobs)
 )
-SELECT t.n, j.status, t.inserted, t.updated, t.deleted
+SELECT t.n, COALESCE(j.status, r.status) AS status, t.inserted, t.updated, t.deleted,
+       r.id IS NOT NULL AS replayed
 FROM tallies t LEFT JOIN fenced_jobs j ON j.n = t.n
+-- The job as it was before this statement: this commit applied already.
+LEFT JOIN sync_jobs r ON j.n IS NULL AND r.id = t.job_id
+    AND r.lease_token = t.token AND r.commit_seq = t.seq
 ORDER BY t.n

@@ -7,17 +7,18 @@ use uuid::Uuid;
 use crate::StoreError;
 use crate::job_row::parse_status;
 
-/// Extends the lease. Returns the job's status, or `None` when this worker
-/// no longer owns the job (it must stop writing).
+/// Extends the lease of the run whose claim drew `lease` (its token).
+/// Returns the job's status, or `None` when that claim no longer holds the
+/// job (the run must stop writing).
 pub async fn heartbeat(
     client: &impl GenericClient,
     job_id: Uuid,
-    owner: &str,
+    lease: Uuid,
     lease_seconds: f64,
 ) -> Result<Option<JobStatus>, StoreError> {
     let statement = client.prepare_cached(include_str!("heartbeat.sql")).await?;
     let row = client
-        .query_opt(&statement, &[&job_id, &owner, &lease_seconds])
+        .query_opt(&statement, &[&job_id, &lease, &lease_seconds])
         .await?;
     row.map(|row| parse_status(row.try_get("status")?))
         .transpose()
@@ -25,14 +26,15 @@ pub async fn heartbeat(
 
 /// Gives the job up without ending it (shutdown): the lease is released so
 /// that the next claim takes the job over at once and resumes from what was
-/// committed. Returns false when this worker did not own it any more.
+/// committed. Returns false when the run's claim (`lease`) did not hold it
+/// any more.
 pub async fn release(
     client: &impl GenericClient,
     job_id: Uuid,
-    owner: &str,
+    lease: Uuid,
 ) -> Result<bool, StoreError> {
     let released = client
-        .execute(include_str!("release.sql"), &[&job_id, &owner])
+        .execute(include_str!("release.sql"), &[&job_id, &lease])
         .await?;
     Ok(released == 1)
 }

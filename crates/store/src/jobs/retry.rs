@@ -12,12 +12,12 @@ use crate::StoreError;
 /// passed, and its message goes (through the outbox, in the same
 /// transaction) to a delay queue that hands it back to the jobs queue after
 /// `delay`. `error` and `details` say what failed and when the next attempt
-/// is due. Returns false when this worker no longer owns the job (nothing
-/// was written).
+/// is due. Returns false when the run's claim (`lease`, its token) no
+/// longer holds the job (nothing was written).
 pub async fn schedule_retry(
     client: &impl GenericClient,
     job: &JobMessage,
-    owner: &str,
+    lease: Uuid,
     delay: std::time::Duration,
     error: &str,
     details: &serde_json::Value,
@@ -28,7 +28,7 @@ pub async fn schedule_retry(
             include_str!("schedule_retry.sql"),
             &[
                 &job.job_id,
-                &owner,
+                &lease,
                 &delay_ms,
                 &error,
                 details,
