@@ -326,9 +326,11 @@ impl WorkerSettings {
     /// How long a database session of a process that stopped answering may
     /// keep its locks (`syncway_store::PoolSettings::bound`): a third of
     /// the lease, so that a frozen or cut-off worker's locks are gone well
-    /// before its lease runs out and another worker takes the job over.
+    /// before its lease runs out and another worker takes the job over; at
+    /// least a second, so that a busy but live process is never cut off
+    /// (tests run leases of 2 s).
     pub fn session_bound(&self) -> std::time::Duration {
-        std::time::Duration::from_secs_f64(self.lease_seconds as f64 / 3.0)
+        std::time::Duration::from_secs_f64((self.lease_seconds as f64 / 3.0).max(1.0))
     }
 }
 

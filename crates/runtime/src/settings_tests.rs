@@ -86,3 +86,15 @@ fn a_missing_file_is_an_error() {
     let missing = std::path::Path::new("/nonexistent/syncway.toml");
     assert!(Settings::load(Role::Api, Some(missing)).is_err());
 }
+
+#[test]
+fn sessions_are_bounded_by_a_third_of_the_lease_and_at_least_a_second() {
+    with_file("[worker]\nlease_seconds = 30\n", |settings| {
+        let bound = settings.unwrap().worker.session_bound();
+        assert_eq!(bound, std::time::Duration::from_secs(10));
+    });
+    with_file("[worker]\nlease_seconds = 2\n", |settings| {
+        let bound = settings.unwrap().worker.session_bound();
+        assert_eq!(bound, std::time::Duration::from_secs(1));
+    });
+}
