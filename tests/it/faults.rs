@@ -135,6 +135,91 @@ async fn a_pending_job_whose_message_was_lost_is_requeued_by_the_reaper() {
     assert_eq!(app.attempt(job).await, 1);
 }
 
+/// A deep backlog waits longer than `requeue_after` with its messages in
+/// the queue: the reaper sees as many messages as pending jobs and leaves
+/// them alone (it used to re-enqueue each one every `requeue_after`).
+#[tokio::test]
+async fn a_healthy_backlog_is_not_re_enqueued_however_long_it_waits() {
+    let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
+    // One slot, taken by a long job: the others wait in the queue.
+    let long = app
+        .stub_connection(
+            json!({"entity_count": 400, "delay_ms_per_entity": 10}),
+            false,
+        )
+        .await;
+    app.add_worker(|settings| {
+        settings.worker.concurrency = 1;
+        settings.worker.reap_interval_seconds = 1;
+        settings.worker.requeue_after_seconds = 1;
+    })
+    .await;
+    let long_job = app.run(long, false).await;
+    app.running_with_data(long, long_job).await;
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        let connection = app
+            .stub_connection(json!({"entity_count": 10}), false)
+            .await;
+        waiting.push((connection, app.run(connection, false).await));
+    }
+    // Three passes after they have all waited requeue_after.
+    let worker = &app.workers[0];
+    let db = app.db().await;
+    eventually(
+        "the backlog waits longer than requeue_after",
+        DEADLINE,
+        || async {
+            let old: i64 = db
+                .query_one(
+                    "SELECT count(*) FROM sync_jobs
+                 WHERE status = 'pending' AND created_at < now() - interval '1 second'",
+                    &[],
+                )
+                .await
+                .ok()?
+                .get(0);
+            (old == 4).then_some(())
+        },
+    )
+    .await;
+    let passes = worker.metric("syncway_worker_reaper_passes_total").await;
+    worker
+        .wait_for_metric("syncway_worker_reaper_passes_total", passes + 3.0)
+        .await;
+    let requeued: i64 = db
+        .query_one(
+            "SELECT count(*) FROM sync_jobs WHERE requeued_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .map(|row| row.get(0))
+        .expect("requeued jobs");
+    assert_eq!(requeued, 0);
+    assert_eq!(
+        worker
+            .metric("syncway_worker_reaped_total{action=\"requeued\"}")
+            .await,
+        0.0
+    );
+    // The slot frees: each waiting job runs once, from its one message.
+    assert_eq!(
+        app.finished_job(long, long_job).await["status"],
+        "completed"
+    );
+    for (connection, job) in &waiting {
+        let done = app.finished_job(*connection, *job).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(app.attempt(*job).await, 1);
+    }
+    assert_eq!(
+        worker
+            .metric("syncway_worker_duplicate_deliveries_total")
+            .await,
+        0.0
+    );
+}
+
 #[tokio::test]
 async fn a_worker_killed_mid_sync_is_taken_over_and_the_job_completes_once() {
     const LEASE: u64 = 2;

@@ -8,6 +8,7 @@ mod harness;
 
 mod api_errors;
 mod api_keys;
+mod broker_behaviour;
 mod chaos;
 mod cli;
 mod commit_statement;
@@ -31,7 +32,9 @@ mod nul_input;
 mod openapi;
 mod operations;
 mod outage;
+mod partitions;
 mod postgres_source;
+mod relays;
 mod schedule_api;
 mod schedules;
 mod sdk;

@@ -324,7 +324,7 @@ async fn the_reaper_removes_what_ended_jobs_saw() {
         .await
         .expect("the job ends");
     let grace = std::time::Duration::from_secs(60);
-    jobs::reap(&mut fixture.db, grace, grace, 3)
+    jobs::reap(&mut fixture.db, grace, grace, 3, 0)
         .await
         .expect("the reaper runs");
     // The running job's row stays.

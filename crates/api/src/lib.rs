@@ -16,7 +16,6 @@ mod limits;
 mod metrics;
 mod openapi;
 mod ops;
-mod relay;
 mod routes;
 mod schedule_input;
 mod server;
@@ -112,14 +111,19 @@ pub async fn run(
 #[derive(Clone)]
 pub struct ApiTelemetry {
     metrics: ApiMetrics,
+    relay: syncway_relay::RelayMetrics,
     ops: ops::snapshot::OpsMetrics,
 }
 
 impl ApiTelemetry {
     /// Registers the API's families on `registry` (prefix `syncway`).
     pub fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let api = registry.sub_registry_with_prefix("api");
+        let metrics = ApiMetrics::new(api);
+        let relay = syncway_relay::RelayMetrics::register(api);
         ApiTelemetry {
-            metrics: ApiMetrics::new(registry.sub_registry_with_prefix("api")),
+            metrics,
+            relay,
             ops: ops::snapshot::OpsMetrics::new(registry),
         }
     }
@@ -168,6 +172,7 @@ pub async fn run_with(
     let policy = syncway_runtime::egress::policy(&settings).await?;
     let ApiTelemetry {
         metrics,
+        relay: relay_metrics,
         ops: ops_metrics,
     } = telemetry;
     let latest = Arc::new(tokio::sync::RwLock::new(None));
@@ -207,13 +212,17 @@ pub async fn run_with(
         }
     };
     let relay = tokio::spawn(
-        relay::Relay {
+        syncway_relay::Relay {
             pool,
-            amqp_url: settings.amqp.url.clone(),
+            amqp_url: syncway_queue::with_heartbeat(
+                &settings.amqp.url,
+                settings.worker.heartbeat_seconds(),
+            ),
             namespace: settings.amqp.namespace.clone(),
             wake: state.inner.relay_wake.clone(),
             ready: state.inner.broker_ready.clone(),
-            metrics: state.metrics().clone(),
+            metrics: relay_metrics,
+            name: "syncway-api-relay".to_owned(),
         }
         .run(stop.clone()),
     );

@@ -18,10 +18,6 @@ pub struct ApiMetrics {
     pub requests: Family<Labels, Counter>,
     pub request_seconds: Family<Labels, Histogram>,
     pub jobs_triggered: Counter,
-    pub outbox_published: Counter,
-    pub relay_errors: Counter,
-    pub outbox_refused: Counter,
-    pub outbox_backlog: Gauge,
     /// Open job event streams.
     pub event_streams: Gauge,
     /// Reads of the watched jobs (one statement each, however many streams).
@@ -42,10 +38,6 @@ impl ApiMetrics {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
             jobs_triggered: Counter::default(),
-            outbox_published: Counter::default(),
-            relay_errors: Counter::default(),
-            outbox_refused: Counter::default(),
-            outbox_backlog: Gauge::default(),
             event_streams: Gauge::default(),
             event_reads: Counter::default(),
         };
@@ -63,26 +55,6 @@ impl ApiMetrics {
             "jobs_triggered",
             "Sync jobs accepted (answered 200)",
             metrics.jobs_triggered.clone(),
-        );
-        registry.register(
-            "outbox_published",
-            "Job messages published to RabbitMQ and confirmed",
-            metrics.outbox_published.clone(),
-        );
-        registry.register(
-            "relay_errors",
-            "Outbox relay failures (broker or database); each is retried",
-            metrics.relay_errors.clone(),
-        );
-        registry.register(
-            "outbox_refused",
-            "Messages the broker refused, set aside (their jobs failed) so that others flow",
-            metrics.outbox_refused.clone(),
-        );
-        registry.register(
-            "outbox_backlog",
-            "Job messages committed but not yet published (sampled)",
-            metrics.outbox_backlog.clone(),
         );
         registry.register(
             "job_event_streams",

@@ -26,6 +26,27 @@ pub fn broker_urls(urls: &str) -> impl Iterator<Item = &str> {
     urls.split(',').map(str::trim).filter(|url| !url.is_empty())
 }
 
+/// `urls` (one or a comma-separated list) asking the broker for an AMQP
+/// heartbeat every `seconds`, where a URL does not name one itself: a
+/// connection whose peer stopped answering (cut off, frozen) is closed by
+/// both ends after about two missed heartbeats, and the broker gives its
+/// unacknowledged deliveries to other consumers, instead of after its
+/// default of a minute or more.
+pub fn with_heartbeat(urls: &str, seconds: u16) -> String {
+    broker_urls(urls)
+        .map(|url| {
+            if url.contains("heartbeat=") {
+                url.to_owned()
+            } else if url.contains('?') {
+                format!("{url}&heartbeat={seconds}")
+            } else {
+                format!("{url}?heartbeat={seconds}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl QueueError {
     /// The broker refused this message (nack, or no queue took it) while
     /// the connection stays up: publishing it again will not help.
@@ -353,7 +374,22 @@ pub async fn delete_namespace(url: &str, namespace: &str) -> Result<(), Vec<Queu
 
 #[cfg(test)]
 mod tests {
-    use super::retry_level;
+    use super::{retry_level, with_heartbeat};
+
+    #[test]
+    fn a_heartbeat_is_asked_for_where_a_url_names_none() {
+        assert_eq!(
+            with_heartbeat(
+                "amqp://g:g@a:5672/%2f, amqp://g:g@b:5672/%2f?frame_max=8192",
+                10
+            ),
+            "amqp://g:g@a:5672/%2f?heartbeat=10,amqp://g:g@b:5672/%2f?frame_max=8192&heartbeat=10"
+        );
+        assert_eq!(
+            with_heartbeat("amqp://g:g@a:5672/%2f?heartbeat=30", 10),
+            "amqp://g:g@a:5672/%2f?heartbeat=30"
+        );
+    }
 
     #[test]
     fn retry_delays_are_bucketed_by_powers_of_two_seconds() {

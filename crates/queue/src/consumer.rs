@@ -64,6 +64,15 @@ impl JobConsumer {
         let _ = self.channel.close(200, "worker stopping".into()).await;
     }
 
+    /// Lets the broker keep up to `prefetch` deliveries unacknowledged on
+    /// this consumer from now on.
+    pub async fn set_prefetch(&self, prefetch: u16) -> Result<(), QueueError> {
+        self.channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        Ok(())
+    }
+
     /// Stops new deliveries; unacknowledged ones stay with this consumer
     /// until acked or until the channel closes (then they are redelivered).
     pub async fn cancel(&self) -> Result<(), QueueError> {

@@ -21,7 +21,7 @@ mod consumer;
 mod inspect;
 mod publisher;
 
-pub use broker::{Broker, QueueError, Topology, broker_urls, delete_namespace};
+pub use broker::{Broker, QueueError, Topology, broker_urls, delete_namespace, with_heartbeat};
 pub use consumer::{ControlConsumer, JobConsumer, JobDelivery};
 pub use inspect::{DeadLetter, QueueStats};
 pub use publisher::Publisher;

@@ -131,10 +131,9 @@ pub struct LocalFilesSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct LimitsSettings {
-    /// Running jobs one organization may hold at once; unset: no limit.
+    /// Running jobs one organization may hold at once; unset: no limit. Its
+    /// other jobs wait in Postgres until one of its jobs stops running.
     pub max_running_jobs_per_org: Option<u32>,
-    /// How long a job held back by that limit waits before it is tried again.
-    pub fair_share_delay_ms: u64,
     /// Requests one API key may make per second (a token bucket per key
     /// and API process).
     pub requests_per_second: u32,
@@ -149,7 +148,6 @@ impl Default for LimitsSettings {
     fn default() -> Self {
         LimitsSettings {
             max_running_jobs_per_org: None,
-            fair_share_delay_ms: 1000,
             requests_per_second: 10_000,
             burst: 20_000,
             failed_auth_per_minute: 60,
@@ -331,6 +329,13 @@ impl WorkerSettings {
     /// (tests run leases of 2 s).
     pub fn session_bound(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64((self.lease_seconds as f64 / 3.0).max(1.0))
+    }
+
+    /// The AMQP heartbeat asked of the broker, in seconds: the session
+    /// bound, so that a connection cut off is closed within a few seconds
+    /// and its deliveries go to other consumers.
+    pub fn heartbeat_seconds(&self) -> u16 {
+        u16::try_from(self.session_bound().as_secs().max(1)).unwrap_or(u16::MAX)
     }
 }
 

@@ -74,8 +74,8 @@ impl PoolSettings {
 ///   statement and transaction end) and by the client (its pool makes a
 ///   new one), instead of after the kernel's two hours.
 ///
-/// A large batch's COPY also runs under `statement_timeout` = `bound`
-/// (`jobs::commit_bulk`): the server waits for its rows from the client.
+/// A session frozen mid-statement waiting on its own client (a COPY's rows)
+/// is out of their reach: the reapers end those (`jobs::terminate_stuck`).
 fn bounds(bound: Duration) -> String {
     let ms = bound.as_millis().max(100);
     let (idle, interval) = keepalives(bound);

@@ -1,6 +1,8 @@
-//! The consume loop: connect, consume with prefetch = concurrency, hand each
-//! delivery to a task; reconnect with backoff when the broker goes away; on
-//! shutdown stop consuming and give running jobs their grace period.
+//! The consume loop: connect, take a job slot, then a delivery, and hand it
+//! to a task that holds the slot until the delivery is settled; reconnect
+//! with backoff when the broker goes away (the new channel's prefetch is the
+//! slots the running jobs left, see [`crate::slots`]); on shutdown stop
+//! consuming and give running jobs their grace period.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Context;
+use crate::slots::{Slot, Slots};
 use crate::{delivery, running};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -28,18 +31,25 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
     let tasks = TaskTracker::new();
     let handback = CancellationToken::new();
     let stopping = context.stopping.clone();
+    let slots = Slots::new(options.concurrency);
     let mut backoff = MIN_BACKOFF;
     let mut broker_for_shutdown = None;
-    while !stopping.is_cancelled() {
+    'connections: while !stopping.is_cancelled() {
+        // A new channel brings no more than the slots the jobs still
+        // running from earlier channels left: at least one.
+        let mut prefetch = slots.new_channel();
+        while prefetch == 0 {
+            tokio::select! {
+                () = slots.earlier_ended() => prefetch = slots.prefetch(),
+                () = stopping.cancelled() => break 'connections,
+            }
+        }
         let connected = tokio::select! {
             connected = Broker::connect(&options.amqp_url, &options.namespace, &context.worker_id) => connected,
             () = stopping.cancelled() => break,
         };
         let consumer = match connected {
-            Ok(broker) => match broker
-                .consume(options.concurrency, &context.worker_id)
-                .await
-            {
+            Ok(broker) => match broker.consume(prefetch, &context.worker_id).await {
                 Ok(consumer) => Some((broker, consumer)),
                 Err(error) => {
                     tracing::warn!(%error, "cannot consume the jobs queue");
@@ -68,9 +78,11 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
                 None
             }
         };
-        tracing::info!(namespace = %options.namespace, "consuming jobs");
+        tracing::info!(namespace = %options.namespace, prefetch, "consuming jobs");
         ready.store(true, Ordering::Relaxed);
         backoff = MIN_BACKOFF;
+        // The slot the next delivery runs in: taken before the delivery.
+        let mut slot: Option<Slot> = None;
         loop {
             tokio::select! {
                 () = stopping.cancelled() => {
@@ -79,9 +91,25 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
                     }
                     break;
                 }
-                delivery = consumer.next() => match delivery {
+                () = slots.earlier_ended() => {
+                    let room = slots.prefetch();
+                    if room > prefetch {
+                        match consumer.set_prefetch(room).await {
+                            Ok(()) => prefetch = room,
+                            Err(error) => tracing::warn!(%error, "could not raise the prefetch"),
+                        }
+                    }
+                }
+                taken = slots.take(), if slot.is_none() => slot = Some(taken),
+                delivery = consumer.next(), if slot.is_some() => match delivery {
                     Some(Ok(delivery)) => {
-                        tasks.spawn(delivery::handle(context.clone(), delivery, handback.clone()));
+                        let slot = slot.take();
+                        let handled = delivery::handle(context.clone(), delivery, handback.clone());
+                        tasks.spawn(async move {
+                            handled.await;
+                            // Free once the delivery is settled.
+                            drop(slot);
+                        });
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "lost the broker; reconnecting");

@@ -2,7 +2,7 @@
 //! dead-letter) according to how the claim or the run ended.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use syncway_model::JobMessage;
 use syncway_queue::JobDelivery;
@@ -15,6 +15,7 @@ use crate::Context;
 use crate::outage::{GaveUp, while_unavailable};
 use crate::outcome::Ended;
 use crate::run::JobRun;
+use crate::running::Local;
 
 /// Handles one delivery to the end. `handback` is cancelled when the
 /// shutdown grace period is over: running jobs then give their job back.
@@ -59,21 +60,42 @@ async fn handle_job(
     handback: CancellationToken,
 ) {
     // A claim never takes a job this process runs: its own message may come
-    // back (its lease ran out while it was cut off, or the broker closed its
-    // channel), and a second run of the job here must not start.
-    if context.running.contains(message.job_id) {
-        tracing::info!("duplicate delivery of a job this process already runs; dropping it");
-        context.metrics.duplicate_deliveries.inc();
-        settle("ack", delivery.ack().await);
-        return;
+    // back (the broker closed its channel, or its lease ran out while it was
+    // cut off), and a second run of the job here must not start.
+    let lease = Duration::from_secs_f64(context.lease_seconds);
+    match context.running.local(message.job_id, lease) {
+        Local::NotHere => {}
+        Local::Live => {
+            tracing::info!("duplicate delivery of a job this process already runs; dropping it");
+            context.metrics.duplicate_deliveries.inc();
+            settle("ack", delivery.ack().await);
+            return;
+        }
+        Local::Stale => {
+            // Its run here could not renew the lease for a lease's length:
+            // another worker must be able to take the job over.
+            tracing::warn!(
+                "delivery of a job this process runs but cannot renew; handing the message back for another worker"
+            );
+            settle("requeue", delivery.requeue().await);
+            return;
+        }
     }
-    let claim = while_unavailable(&context.stopping, "claiming the job", || async {
+    // Through a database outage for at most a lease: a worker cut off from
+    // the database hands the message back for one that is not.
+    let claiming = while_unavailable(&context.stopping, "claiming the job", || async {
         match context.claims.submit(message.job_id).await {
             Ok(claim) => claim,
             Err(gone) => Err(StoreError::Corrupt(gone.to_string())),
         }
-    })
-    .await;
+    });
+    let Ok(claim) = tokio::time::timeout(lease, claiming).await else {
+        tracing::warn!(
+            "the database did not answer for a lease; handing the message back for another worker"
+        );
+        settle("requeue", delivery.requeue().await);
+        return;
+    };
     match claim {
         Err(GaveUp::Stopped) => settle("requeue", delivery.requeue().await),
         Err(GaveUp::Failed(error)) => {
@@ -105,24 +127,13 @@ async fn handle_job(
             context.metrics.duplicate_deliveries.inc();
             settle("ack", delivery.ack().await);
         }
-        Ok(Claim::Throttled {
-            source_connection_id,
-        }) => {
-            // Its organization runs its share: try again after a short
-            // delay (no attempt used). The copy is queued before this one is
-            // acked, so the job always has a message.
+        Ok(Claim::Throttled) => {
+            // Its organization runs its share: the job waits in Postgres
+            // until one of the organization's jobs stops running and lets it
+            // go (with a message of its own). This one is done with.
+            tracing::info!("held back by its organization's share; it waits for a slot");
             context.metrics.fair_share_waits.inc();
-            let again = JobMessage::new(message.job_id, source_connection_id).encode();
-            let delay = i64::try_from(context.fair_share_delay.as_millis()).unwrap_or(i64::MAX);
-            let queued = while_unavailable(&context.stopping, "holding a job back", || async {
-                let client = context.pool.get().await?;
-                syncway_store::outbox::enqueue_delayed(&client, message.job_id, &again, delay).await
-            })
-            .await;
-            match queued {
-                Ok(()) => settle("ack", delivery.ack().await),
-                Err(_) => settle("requeue", delivery.requeue().await),
-            }
+            settle("ack", delivery.ack().await);
         }
         Ok(Claim::Held) => {
             tracing::info!("duplicate delivery of a job another claim holds; dropping it");
@@ -151,8 +162,13 @@ async fn handle_job(
             context.metrics.jobs_claimed.inc();
             context.metrics.jobs_running.inc();
             let started = Instant::now();
+            let organization = job.organization_id;
             let ended = JobRun::new(context.clone(), *job, handback).run().await;
             context.metrics.jobs_running.dec();
+            if matches!(ended, Ended::Finished(_) | Ended::Retrying) {
+                // Its slot in the organization's share is free.
+                release_held(&context, organization).await;
+            }
             let outcome = match &ended {
                 Ended::Finished(status) => Some(status.to_string()),
                 Ended::LostLease => Some("lost_lease".to_owned()),
@@ -200,6 +216,33 @@ async fn handle_job(
                     );
                 }
             }
+        }
+    }
+}
+
+/// Under a fair share, lets one of `organization`'s held jobs go: a job of
+/// it stopped running. A failure is only logged: the reaper finds the room
+/// and lets it go later.
+async fn release_held(context: &Context, organization: uuid::Uuid) {
+    if context.max_per_org.is_none() {
+        return;
+    }
+    let released = async {
+        let mut client = context.pool.get().await?;
+        jobs::release_held(&mut client, organization, 1).await
+    }
+    .await;
+    match released {
+        Ok(ids) => {
+            if !ids.is_empty() {
+                context.relay_wake.notify_one();
+            }
+            for job_id in ids {
+                tracing::info!(%job_id, "let a held job of the organization go");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(error = %format!("{:#}", anyhow::Error::from(error)), "could not let a held job go; the reaper will")
         }
     }
 }

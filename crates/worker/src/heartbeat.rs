@@ -29,9 +29,10 @@ pub(crate) async fn heartbeat(
         .await;
         match renewed {
             Ok(Some(JobStatus::Cancelling)) => {
+                context.running.renewed(job_id);
                 signal.send_replace(Signal::Cancel);
             }
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => context.running.renewed(job_id),
             Ok(None) => {
                 signal.send_replace(Signal::Lost);
                 return;

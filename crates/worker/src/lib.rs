@@ -21,6 +21,7 @@ mod run;
 mod running;
 pub mod scheduler;
 mod seen;
+mod slots;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -60,7 +61,13 @@ pub(crate) struct Context {
     /// A job running longer than this since it first started fails.
     pub max_job: Duration,
     /// How long a job held back by the fair share waits.
-    pub fair_share_delay: Duration,
+    /// The fair share (`limits.max_running_jobs_per_org`), if any: a job
+    /// of a capped organization that stops running lets one of its held
+    /// jobs go.
+    pub max_per_org: Option<i32>,
+    /// Tells this process's relay that a message was committed to the
+    /// outbox (a retry, a held job let go, a re-enqueue).
+    pub relay_wake: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, clap::Parser)]
@@ -109,6 +116,7 @@ fn worker_id() -> String {
 pub struct WorkerTelemetry {
     metrics: WorkerMetrics,
     scheduler: scheduler::SchedulerMetrics,
+    relay: syncway_relay::RelayMetrics,
 }
 
 impl WorkerTelemetry {
@@ -117,6 +125,9 @@ impl WorkerTelemetry {
         WorkerTelemetry {
             metrics: WorkerMetrics::new(registry),
             scheduler: scheduler::SchedulerMetrics::new(registry),
+            relay: syncway_relay::RelayMetrics::register(
+                registry.sub_registry_with_prefix("worker"),
+            ),
         }
     }
 }
@@ -176,18 +187,20 @@ pub async fn run_with(
     let WorkerTelemetry {
         metrics,
         scheduler: scheduler_metrics,
+        relay: relay_metrics,
     } = telemetry;
     let stopping = CancellationToken::new();
+    // A heartbeat of the session bound: a connection cut off is found and
+    // closed by both ends within a few seconds (see `with_heartbeat`).
+    let amqp_url =
+        syncway_queue::with_heartbeat(&settings.amqp.url, settings.worker.heartbeat_seconds());
     let lease_seconds = settings.worker.lease_seconds as f64;
     let claims = claims::spawn(
         pool.clone(),
         worker_id.clone(),
         lease_seconds,
         usize::from(settings.worker.concurrency),
-        settings
-            .limits
-            .max_running_jobs_per_org
-            .map(|limit| i32::try_from(limit).unwrap_or(i32::MAX)),
+        max_per_org(&settings),
     );
     let commits = commits::spawn(
         pool.clone(),
@@ -212,7 +225,8 @@ pub async fn run_with(
         policy,
         limits,
         max_job: Duration::from_secs(settings.worker.max_job_seconds),
-        fair_share_delay: Duration::from_millis(settings.limits.fair_share_delay_ms),
+        max_per_org: max_per_org(&settings),
+        relay_wake: Arc::new(tokio::sync::Notify::new()),
     });
     tracing::info!(worker_id = %context.worker_id, concurrency = settings.worker.concurrency, "worker starting");
 
@@ -238,6 +252,21 @@ pub async fn run_with(
             stopping.cancel();
         }
     });
+    // Workers relay the outbox too: retries, held jobs let go, re-enqueues
+    // and scheduled runs reach the broker with no API process running.
+    let relay_stop = CancellationToken::new();
+    let relay = tokio::spawn(
+        syncway_relay::Relay {
+            pool: context.pool.clone(),
+            amqp_url: amqp_url.clone(),
+            namespace: settings.amqp.namespace.clone(),
+            wake: context.relay_wake.clone(),
+            ready: Arc::new(AtomicBool::new(false)),
+            metrics: relay_metrics,
+            name: format!("{}-relay", context.worker_id),
+        }
+        .run(relay_stop.clone()),
+    );
     let scheduler = settings.scheduler.enabled.then(|| {
         tokio::spawn(
             scheduler::Scheduler::new(
@@ -277,12 +306,16 @@ pub async fn run_with(
         reaper::Options {
             interval: Duration::from_secs(settings.worker.reap_interval_seconds),
             requeue_after: Duration::from_secs(settings.worker.requeue_after_seconds),
+            amqp_url: amqp_url.clone(),
+            namespace: settings.amqp.namespace.clone(),
+            max_per_org: max_per_org(&settings),
+            bound: settings.worker.session_bound(),
         },
     ));
     consume::run(
         context.clone(),
         consume::Options {
-            amqp_url: settings.amqp.url.clone(),
+            amqp_url: amqp_url.clone(),
             namespace: settings.amqp.namespace.clone(),
             concurrency: settings.worker.concurrency,
             grace: Duration::from_secs(settings.worker.shutdown_grace_seconds),
@@ -290,7 +323,8 @@ pub async fn run_with(
         ready,
     )
     .await;
-    reaper.abort();
+    // It stops at `stopping`, after the pass in flight.
+    let _ = reaper.await;
     registry_stop.cancel();
     let _ = registry.await;
     registry::deregister(&context).await;
@@ -298,11 +332,23 @@ pub async fn run_with(
         // It stops at `stopping`; a pass in flight commits or rolls back.
         let _ = scheduler.await;
     }
+    // Last: it publishes what the jobs, the reaper and the scheduler
+    // committed before they stopped.
+    relay_stop.cancel();
+    let _ = relay.await;
     server_stop.cancel();
     if let Some(server) = server {
         let _ = server.await;
     }
     Ok(())
+}
+
+/// The fair share: running jobs one organization may hold, if capped.
+fn max_per_org(settings: &Settings) -> Option<i32> {
+    settings
+        .limits
+        .max_running_jobs_per_org
+        .map(|limit| i32::try_from(limit).unwrap_or(i32::MAX))
 }
 
 /// 200 when Postgres answers and the consumer is attached to the broker.

@@ -36,6 +36,8 @@ pub struct WorkerMetrics {
     pub retries_scheduled: Counter,
     pub cancels_received: Counter,
     pub reaped: Family<Labels, Counter>,
+    /// Reaper passes that ran to the end.
+    pub reaper_passes: Counter,
     pub fair_share_waits: Counter,
 }
 
@@ -63,6 +65,7 @@ impl WorkerMetrics {
             retries_scheduled: Counter::default(),
             cancels_received: Counter::default(),
             reaped: Family::default(),
+            reaper_passes: Counter::default(),
             fair_share_waits: Counter::default(),
         };
         root.register(
@@ -98,7 +101,7 @@ impl WorkerMetrics {
         );
         worker.register(
             "duplicate_deliveries",
-            "Messages for jobs already running elsewhere or finished (acked, not run)",
+            "Messages for jobs another claim (or this process) holds, that wait for a retry, whose row another session locks, or that finished (acked, not run)",
             metrics.duplicate_deliveries.clone(),
         );
         worker.register(
@@ -122,8 +125,13 @@ impl WorkerMetrics {
             metrics.reaped.clone(),
         );
         worker.register(
+            "reaper_passes",
+            "Passes of this worker's reaper that ran to the end",
+            metrics.reaper_passes.clone(),
+        );
+        worker.register(
             "fair_share_waits",
-            "Claims held back because the job's organization runs its share of jobs",
+            "Jobs held back (they wait in Postgres for a slot) because their organization runs its share of jobs",
             metrics.fair_share_waits.clone(),
         );
         metrics

@@ -1,67 +1,169 @@
 //! The reaper: every worker runs one. See [`syncway_store::jobs::reap`] for
 //! what it moves on; rows another worker's reaper holds are skipped, so any
-//! number can run at once.
+//! number can run at once. It also lets held jobs go for organizations
+//! whose share has room no running job's end has released
+//! ([`syncway_store::jobs::release_room`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use syncway_queue::Broker;
+use syncway_store::StoreError;
+
 use crate::Context;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub interval: Duration,
     pub requeue_after: Duration,
+    /// Where to ask how many job messages wait in the queue.
+    pub amqp_url: String,
+    pub namespace: String,
+    /// The fair share (`limits.max_running_jobs_per_org`), if any.
+    pub max_per_org: Option<i32>,
+    /// The session bound (`worker.session_bound()`).
+    pub bound: Duration,
 }
 
 pub async fn run(context: Arc<Context>, options: Options) {
     // A job's lease expired more than one lease length ago: its worker is
     // gone, and a redelivered message would have claimed it by now.
     let grace = Duration::from_secs_f64(context.lease_seconds);
+    let mut queue = QueueView::default();
     loop {
         // Spread the passes of many workers, never further apart than the
         // interval (the recovery bound counts on it).
         let pause = options.interval.mul_f64(rand::random_range(0.8..=1.0));
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
-            () = context.stopping.cancelled() => return,
+            () = context.stopping.cancelled() => break,
         }
-        let reaped = async {
-            let mut client = context.pool.get().await?;
-            syncway_store::jobs::reap(
-                &mut client,
-                grace,
-                options.requeue_after,
-                context.retry.max_attempts,
-            )
-            .await
-        }
-        .await;
-        match reaped {
+        match pass(&context, &options, grace, &mut queue).await {
             Ok(reaped) => {
-                crate::metrics::add_counts(
-                    &context.metrics.reaped,
-                    "action",
-                    &[
-                        ("requeued", reaped.requeued),
-                        ("failed", reaped.failed),
-                        ("cancelled", reaped.cancelled),
-                    ],
-                );
-                for job_id in &reaped.requeued_jobs {
-                    tracing::info!(%job_id, "reaper re-enqueued a job nobody was working on");
-                }
-                if reaped != syncway_store::jobs::Reaped::default() {
-                    tracing::info!(
-                        requeued = reaped.requeued,
-                        failed = reaped.failed,
-                        cancelled = reaped.cancelled,
-                        "reaper moved on jobs nobody was working on"
-                    );
-                }
+                context.metrics.reaper_passes.inc();
+                report(&context, &reaped);
             }
             Err(error) => {
                 tracing::warn!(error = %format!("{:#}", anyhow::Error::from(error)), "reaper pass failed; trying again next interval");
             }
+        }
+    }
+    queue.close().await;
+}
+
+async fn pass(
+    context: &Context,
+    options: &Options,
+    grace: Duration,
+    queue: &mut QueueView,
+) -> Result<syncway_store::jobs::Reaped, StoreError> {
+    let mut client = context.pool.get().await?;
+    // A worker whose lease ran out may still hold its job's row, frozen in
+    // a statement that waits for it: its session goes first.
+    for worker in syncway_store::jobs::terminate_stuck(&client, options.bound).await? {
+        tracing::warn!(%worker, "terminated a session of a worker whose lease ran out, stuck inside a transaction waiting for it");
+    }
+    // Pending jobs are suspected only once one has waited requeue_after;
+    // then as many are re-enqueued as the queue lacks messages for.
+    let published = syncway_store::jobs::pending_published(&client, options.requeue_after).await?;
+    let missing = if published == 0 {
+        0
+    } else {
+        match queue.ready(options).await {
+            Some(ready) => (published - i64::from(ready)).max(0),
+            // Nothing can be consumed either; ask again next pass.
+            None => 0,
+        }
+    };
+    let reaped = syncway_store::jobs::reap(
+        &mut client,
+        grace,
+        options.requeue_after,
+        context.retry.max_attempts,
+        missing,
+    )
+    .await?;
+    if reaped.requeued > 0 {
+        context.relay_wake.notify_one();
+    }
+    if let Some(cap) = options.max_per_org {
+        for (organization, room) in syncway_store::jobs::release_room(&client, cap).await? {
+            if room > 0 {
+                let released =
+                    syncway_store::jobs::release_held(&mut client, organization, room).await?;
+                if !released.is_empty() {
+                    context.relay_wake.notify_one();
+                    tracing::info!(%organization, released = released.len(), "reaper let held jobs go: their organization's share had room");
+                }
+            }
+        }
+    }
+    Ok(reaped)
+}
+
+fn report(context: &Context, reaped: &syncway_store::jobs::Reaped) {
+    crate::metrics::add_counts(
+        &context.metrics.reaped,
+        "action",
+        &[
+            ("requeued", reaped.requeued),
+            ("failed", reaped.failed),
+            ("cancelled", reaped.cancelled),
+        ],
+    );
+    for job_id in &reaped.requeued_jobs {
+        tracing::info!(%job_id, "reaper re-enqueued a job nobody was working on");
+    }
+    if *reaped != syncway_store::jobs::Reaped::default() {
+        tracing::info!(
+            requeued = reaped.requeued,
+            failed = reaped.failed,
+            cancelled = reaped.cancelled,
+            "reaper moved on jobs nobody was working on"
+        );
+    }
+}
+
+/// The reaper's view of the jobs queue: a connection of its own, made when
+/// first needed and again after it failed.
+#[derive(Default)]
+struct QueueView {
+    broker: Option<Broker>,
+}
+
+impl QueueView {
+    /// Messages ready in the jobs queue; `None` when the broker cannot say.
+    async fn ready(&mut self, options: &Options) -> Option<u32> {
+        if self
+            .broker
+            .as_ref()
+            .is_none_or(|broker| !broker.is_connected())
+        {
+            self.close().await;
+            let name = "syncway-reaper";
+            match Broker::connect(&options.amqp_url, &options.namespace, name).await {
+                Ok(broker) => self.broker = Some(broker),
+                Err(error) => {
+                    tracing::warn!(%error, "reaper cannot reach the broker; pending jobs are not checked this pass");
+                    return None;
+                }
+            }
+        }
+        let broker = self.broker.as_ref()?;
+        let queue = broker.topology().jobs_queue();
+        match broker.queue_depth(&queue).await {
+            Ok(depth) => depth,
+            Err(error) => {
+                tracing::warn!(%error, "reaper cannot read the queue's depth");
+                self.close().await;
+                None
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Some(broker) = self.broker.take() {
+            broker.close().await;
         }
     }
 }

@@ -443,6 +443,7 @@ impl JobRun {
         .await;
         match scheduled {
             Ok(true) => {
+                self.context.relay_wake.notify_one();
                 tracing::info!(attempt = self.job.attempt, retry_in = ?delay, "transient failure; retry scheduled");
                 Ended::Retrying
             }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use syncway_model::ControlMessage;
 use syncway_queue::ControlConsumer;
@@ -13,21 +14,55 @@ use tokio_util::sync::CancellationToken;
 use crate::Context;
 
 /// The jobs running in this process, by id, each with the channel that
-/// tells its run to stop: a cancel from the control exchange lands here.
+/// tells its run to stop (a cancel from the control exchange lands here)
+/// and when its lease was last renewed.
 #[derive(Debug, Default)]
-pub(crate) struct Running(std::sync::Mutex<HashMap<uuid::Uuid, Arc<watch::Sender<Signal>>>>);
+pub(crate) struct Running(std::sync::Mutex<HashMap<uuid::Uuid, Entry>>);
+
+#[derive(Debug)]
+struct Entry {
+    signal: Arc<watch::Sender<Signal>>,
+    renewed: Instant,
+}
+
+/// Whether this process runs a job, as a delivery of it asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Local {
+    NotHere,
+    /// Runs here, its lease renewed within the lease's length.
+    Live,
+    /// Runs here, but its lease has not been renewed for a lease's length
+    /// (the process is cut off from the database): the run has likely lost
+    /// the job to another worker.
+    Stale,
+}
 
 impl Running {
     pub fn insert(&self, job_id: uuid::Uuid, signal: Arc<watch::Sender<Signal>>) {
         if let Ok(mut running) = self.0.lock() {
-            running.insert(job_id, signal);
+            let renewed = Instant::now();
+            running.insert(job_id, Entry { signal, renewed });
         }
     }
 
-    pub fn contains(&self, job_id: uuid::Uuid) -> bool {
-        self.0
-            .lock()
-            .is_ok_and(|running| running.contains_key(&job_id))
+    /// The job's lease was renewed just now.
+    pub fn renewed(&self, job_id: uuid::Uuid) {
+        if let Ok(mut running) = self.0.lock()
+            && let Some(entry) = running.get_mut(&job_id)
+        {
+            entry.renewed = Instant::now();
+        }
+    }
+
+    pub fn local(&self, job_id: uuid::Uuid, lease: Duration) -> Local {
+        let Ok(running) = self.0.lock() else {
+            return Local::NotHere;
+        };
+        match running.get(&job_id) {
+            None => Local::NotHere,
+            Some(entry) if entry.renewed.elapsed() <= lease => Local::Live,
+            Some(_) => Local::Stale,
+        }
     }
 
     pub fn remove(&self, job_id: uuid::Uuid) {
@@ -43,7 +78,7 @@ impl Running {
             .0
             .lock()
             .ok()
-            .and_then(|running| running.get(&job_id).cloned());
+            .and_then(|running| running.get(&job_id).map(|entry| entry.signal.clone()));
         match signal {
             Some(signal) => {
                 signal.send_replace(Signal::Cancel);

@@ -4,6 +4,7 @@
 
 pub mod env;
 pub mod openapi;
+pub mod partition;
 mod process;
 mod proxy;
 
@@ -58,6 +59,15 @@ impl Running {
         match self.task.take() {
             Some(task) => task.await?,
             None => Ok(()),
+        }
+    }
+
+    /// Stops it (as SIGTERM does) and waits until it has, leaving it in
+    /// place: what it served is gone.
+    pub async fn stop(&mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
         }
     }
 

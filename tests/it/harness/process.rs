@@ -16,7 +16,26 @@ impl WorkerProcess {
     /// Starts one with `lease_seconds`, and `vars` (`SYNCWAY_*` names and
     /// values) on top of the environment's settings.
     pub fn start(env: &TestEnv, lease_seconds: u64, vars: &[(&str, String)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_syncway-test-worker"));
+        Self::start_in(&[], env, lease_seconds, vars)
+    }
+
+    /// [`Self::start`] through `prefix` (a command that runs the worker
+    /// binary in its place: `ip netns exec NAME`).
+    pub fn start_in(
+        prefix: &[&str],
+        env: &TestEnv,
+        lease_seconds: u64,
+        vars: &[(&str, String)],
+    ) -> Self {
+        let binary = env!("CARGO_BIN_EXE_syncway-test-worker");
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .env("SYNCWAY_DATABASE__URL", env.database_url())
             .env("SYNCWAY_DATABASE__MIGRATE", "false")

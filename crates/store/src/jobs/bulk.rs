@@ -181,15 +181,9 @@ async fn copy_in(
         return Ok(());
     }
     // While the COPY runs, the server waits for its rows from this process:
-    // were it frozen mid-COPY, the transaction (and the job's row lock)
-    // would last as long as the freeze. The session's bound on an idle
-    // transaction bounds the COPY too (see `syncway_store::pool`).
-    transaction
-        .batch_execute(
-            "SELECT set_config('statement_timeout', \
-             current_setting('idle_in_transaction_session_timeout'), true)",
-        )
-        .await?;
+    // were it frozen mid-COPY, no Postgres timeout would end the
+    // transaction (or the job's row lock); the reapers terminate such
+    // sessions once the job's lease ran out (`jobs::terminate_stuck`).
     let sink = transaction
         .copy_in(
             "COPY entities (source_connection_id, entity_id, content_hash, payload) \
@@ -212,8 +206,5 @@ async fn copy_in(
             .await?;
     }
     writer.finish().await?;
-    transaction
-        .batch_execute("SET LOCAL statement_timeout = DEFAULT")
-        .await?;
     Ok(())
 }

@@ -40,6 +40,8 @@ pub struct ClaimedJob {
     /// This claim's token: the fence of every write its run makes, and the
     /// run id of a full sync's seen sets.
     pub lease: Uuid,
+    /// The connection's organization (whose share the job counts in).
+    pub organization_id: Uuid,
     pub source: SyncSource,
 }
 
@@ -60,10 +62,9 @@ pub enum Claim {
     /// cut-off worker's, until its session ends): the claim did not wait.
     Locked,
     /// Its organization already runs as many jobs as the fair share allows
-    /// ([`claim_many_fairly`]); nothing changed but `requeued_at`.
-    Throttled {
-        source_connection_id: Uuid,
-    },
+    /// ([`claim_many_fairly`]): the job is held (V14) until
+    /// [`release_held`] lets it go; its message is done with.
+    Throttled,
 }
 
 /// Takes one job; see [`claim_many`].
@@ -97,9 +98,9 @@ pub async fn claim_many(
 }
 
 /// [`claim_many`] under a fair share: no organization holds more than
-/// `max_per_org` leased jobs at once. A job that would exceed it is left as
-/// it is, answered [`Claim::Throttled`], and its `requeued_at` set (the
-/// caller queues it again after a short delay, so the reaper need not).
+/// `max_per_org` leased jobs at once. A job that would exceed it is held in
+/// Postgres (`held_since`), answered [`Claim::Throttled`], and waits there
+/// without costing a claim or a message until [`release_held`] lets it go.
 /// Claims for one organization are serialized by an advisory lock per
 /// organization, taken in a statement of its own so that the count, in the
 /// next statement's snapshot, sees every claim that committed before.
@@ -154,6 +155,7 @@ fn claim_from_row(id: Uuid, row: &Row) -> Result<Claim, StoreError> {
             attempt: row.try_get("attempt")?,
             started_at: row.try_get("started_at")?,
             lease: row.try_get("lease_token")?,
+            organization_id: row.try_get("organization_id")?,
             source: SyncSource {
                 short_name: row.try_get("short_name")?,
                 config: row.try_get("config")?,
@@ -168,9 +170,7 @@ fn claim_from_row(id: Uuid, row: &Row) -> Result<Claim, StoreError> {
         })));
     }
     if row.try_get::<_, bool>("held_back")? {
-        return Ok(Claim::Throttled {
-            source_connection_id: row.try_get("connection_before")?,
-        });
+        return Ok(Claim::Throttled);
     }
     Ok(match row.try_get::<_, Option<&str>>("status_before")? {
         None => Claim::Missing,

@@ -36,10 +36,12 @@ WITH input AS (
     LEFT JOIN leased_per_org l ON l.org = ranked.org
     WHERE $4::int IS NULL OR ranked.rank + COALESCE(l.leased, 0) <= $4::int
 ), held_back AS (
-    -- Left for later (the caller queues them again); the reaper need not.
-    UPDATE sync_jobs SET requeued_at = now()
-    WHERE id IN (SELECT id FROM candidates EXCEPT SELECT id FROM admitted)
-    RETURNING id
+    -- Over its organization's share: it waits here (V14) until a job of the
+    -- organization stops running and releases it; its message is dropped.
+    UPDATE sync_jobs j SET held_since = now(), held_org = c.org
+    FROM candidates c
+    WHERE j.id = c.id AND c.id NOT IN (SELECT id FROM admitted)
+    RETURNING j.id
 ), claimed AS (
     UPDATE sync_jobs SET
         status = CASE WHEN status = 'cancelling' THEN 'cancelling' ELSE 'running' END,
@@ -50,6 +52,8 @@ WITH input AS (
         commit_seq = 0,
         lease_expires_at = now() + make_interval(secs => $3),
         retry_at = NULL,
+        held_since = NULL,
+        held_org = NULL,
         modified_at = now()
     WHERE id IN (SELECT id FROM admitted)
       -- Checked again on the row as it is now (another claim may have won).
@@ -60,12 +64,13 @@ WITH input AS (
 )
 SELECT i.id AS input_id, c.source_connection_id, c.status AS claimed_status,
        c.force_full_sync, c.attempt, c.started_at, c.lease_token,
-       s.id IS NOT NULL AS connection_exists, s.short_name, s.config, s.continuous,
+       s.id IS NOT NULL AS connection_exists, s.organization_id, s.short_name, s.config,
+       s.continuous,
        s.credentials, s.cursor_field, cur.value AS cursor_value,
        cur.entity_count AS stored_entities,
        h.id IS NOT NULL AS held_back,
        (SELECT count(*) FROM candidates k WHERE k.id = i.id) = 0 AS skipped,
-       before.status AS status_before, before.source_connection_id AS connection_before,
+       before.status AS status_before,
        job_phase(before.status, before.lease_owner, before.lease_expires_at, before.retry_at)
            AS phase_before
 FROM input i

@@ -20,25 +20,52 @@ pub struct Reaped {
     pub cancelled: u64,
 }
 
+/// How many pending jobs should have a message waiting in the jobs queue
+/// (not held, nothing in the outbox), counted only when one of them has
+/// waited longer than `requeue_after` (0 otherwise: nothing to suspect).
+/// The reaper compares it with the queue's depth: when the queue holds
+/// fewer messages, that many are gone.
+pub async fn pending_published(
+    client: &impl GenericClient,
+    requeue_after: std::time::Duration,
+) -> Result<i64, StoreError> {
+    let row = client
+        .query_one(
+            include_str!("pending_count.sql"),
+            &[&requeue_after.as_secs_f64()],
+        )
+        .await?;
+    Ok(row.try_get("published")?)
+}
+
 /// Finds the jobs nobody is working on and nothing will deliver (see
 /// `reap_candidates.sql` and the phase table in [`super::phase`]) and moves
 /// each on, in one transaction: a `cancelling` one ends `cancelled`; a
 /// `running` one whose attempts are used up ([`attempts::may_run_again`])
 /// ends `failed`; any other is re-enqueued, and the next claim takes it
 /// over (a duplicate message is harmless: the claim runs a job once).
-/// Deleted jobs' tombstones older than a week are pruned, and so is what
-/// full syncs that ended without their worker's final commit saw.
+/// Pending jobs are re-enqueued only when their messages are gone:
+/// `pending_missing` of them at most (the caller's count, see
+/// [`pending_published`]), the oldest first; a healthy backlog, however
+/// old, is left alone. Deleted jobs' tombstones older than a week are
+/// pruned, and so is what full syncs that ended without their worker's
+/// final commit saw.
 pub async fn reap(
     client: &mut deadpool_postgres::Object,
     grace: std::time::Duration,
     requeue_after: std::time::Duration,
     max_attempts: i32,
+    pending_missing: i64,
 ) -> Result<Reaped, StoreError> {
     let transaction = client.transaction().await?;
     let rows = transaction
         .query(
             include_str!("reap_candidates.sql"),
-            &[&grace.as_secs_f64(), &requeue_after.as_secs_f64()],
+            &[
+                &grace.as_secs_f64(),
+                &requeue_after.as_secs_f64(),
+                &pending_missing.max(0),
+            ],
         )
         .await?;
     let mut reaped = Reaped::default();
@@ -86,6 +113,23 @@ pub async fn reap(
         .await?;
     transaction.commit().await?;
     Ok(reaped)
+}
+
+/// Terminates the sessions of workers whose leases ran out that wait on
+/// their own client inside a transaction for longer than `bound` (see
+/// `terminate_stuck.sql`): a frozen worker's locks go with them. Returns
+/// the workers whose sessions were terminated (one name per session).
+pub async fn terminate_stuck(
+    client: &impl GenericClient,
+    bound: std::time::Duration,
+) -> Result<Vec<String>, StoreError> {
+    let rows = client
+        .query(include_str!("terminate_stuck.sql"), &[&bound.as_secs_f64()])
+        .await?;
+    rows.iter()
+        .filter(|row| row.try_get::<_, bool>("terminated").unwrap_or(false))
+        .map(|row| Ok(row.try_get("application_name")?))
+        .collect()
 }
 
 /// Forgets deleted jobs' ids after a week (see `deleted_jobs`).

@@ -9,9 +9,16 @@ use uuid::Uuid;
 use crate::StoreError;
 use crate::job_row::{expect_rows, job_from_row, with_job_columns};
 
-static TRIGGER: LazyLock<String> = LazyLock::new(|| with_job_columns(include_str!("trigger.sql")));
+static TRIGGER: LazyLock<String> =
+    LazyLock::new(|| with_trigger_rule(&with_job_columns(include_str!("trigger.sql"))));
 static TRIGGER_MANY: LazyLock<String> =
-    LazyLock::new(|| with_job_columns(include_str!("trigger_many.sql")));
+    LazyLock::new(|| with_trigger_rule(&with_job_columns(include_str!("trigger_many.sql"))));
+
+/// `sql` with the trigger rule (`new_jobs.sql`) in place of `{NEW_JOBS}`:
+/// every statement that makes jobs makes them by the same rule.
+pub(crate) fn with_trigger_rule(sql: &str) -> String {
+    sql.replace("{NEW_JOBS}", include_str!("new_jobs.sql"))
+}
 
 /// What a trigger came to.
 #[derive(Debug)]
@@ -123,4 +130,20 @@ pub async fn trigger_many(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_statement_that_makes_jobs_splices_the_trigger_rule_once() {
+        for sql in [
+            super::TRIGGER.as_str(),
+            super::TRIGGER_MANY.as_str(),
+            &super::with_trigger_rule(include_str!("../schedules/fire.sql")),
+        ] {
+            assert_eq!(sql.matches("new_jobs AS (").count(), 1, "{sql}");
+            assert_eq!(sql.matches("INSERT INTO sync_jobs").count(), 1, "{sql}");
+            assert!(!sql.contains('{'), "{sql}");
+        }
+    }
 }

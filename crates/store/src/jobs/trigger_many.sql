@@ -2,7 +2,7 @@
 -- $1 n (each request's place), $2 key_hash, $3 connection_id, $4 job_id,
 -- $5 force_full_sync, $6 payload (the job message) -- all arrays, one
 -- element per request.
--- `new_jobs` fences the outbox rows: only a job inserted gets a message.
+-- The trigger rule (new_jobs.sql): only a job inserted gets a message.
 WITH requests AS (
     SELECT * FROM unnest($1::int[], $2::bytea[], $3::uuid[], $4::uuid[],
                          $5::bool[], $6::bytea[])
@@ -16,20 +16,11 @@ WITH requests AS (
     JOIN authenticated a ON a.n = r.n
     JOIN source_connections s
         ON s.id = r.connection_id AND s.organization_id = a.organization_id
-), new_jobs AS (
-    INSERT INTO sync_jobs (id, source_connection_id, force_full_sync)
-    SELECT r.job_id, c.id, r.force_full_sync FROM requests r
-    JOIN connections c ON c.n = r.n
-    WHERE NOT c.needs_reauth
-    -- A fixed order, so that two batches wanting the same connections wait
-    -- for each other instead of deadlocking.
-    ORDER BY r.connection_id, r.n
-    ON CONFLICT (source_connection_id) WHERE active DO NOTHING
-    RETURNING *
-), queued AS (
-    INSERT INTO outbox (job_id, payload)
-    SELECT j.id, r.payload FROM new_jobs j JOIN requests r ON r.job_id = j.id ORDER BY r.n
-)
+), runs AS (
+    SELECT r.n, r.job_id, c.id AS connection_id, r.force_full_sync, 'api'::text AS trigger,
+           NULL::timestamptz AS scheduled_for, r.payload
+    FROM requests r JOIN connections c ON c.n = r.n
+), {NEW_JOBS}
 SELECT r.n, a.n IS NOT NULL AS authenticated, c.n IS NOT NULL AS connection_found,
        COALESCE(c.needs_reauth, false) AS needs_reauth, {JOB_COLUMNS}
 FROM requests r

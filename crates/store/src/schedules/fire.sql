@@ -1,8 +1,8 @@
 -- schedules::fire: the due connections' ticks, in one statement. For each
--- input row: a scheduled job and its outbox message when job_id is given
--- and the connection does not need re-authentication (the API's trigger
--- path: ON CONFLICT leaves a connection with an active job, or a tick that
--- already has its job, alone), and the connection's next plan.
+-- input row: a scheduled job and its outbox message when job_id is given,
+-- by the trigger rule (new_jobs.sql: not for a connection that needs
+-- re-authentication, has an active job, or whose tick has its job
+-- already), and the connection's next plan.
 -- $1 connection ids, $2 job ids (NULL: no run), $3 force_full_sync,
 -- $4 job messages, $5 scheduled_for (the tick), $6 next tick, $7 next due.
 WITH input AS (
@@ -12,17 +12,11 @@ WITH input AS (
                              scheduled_for, next_tick, next_run, n)
 ), connection AS (
     SELECT c.id, c.needs_reauth FROM source_connections c JOIN input i ON c.id = i.connection_id
-), new_job AS (
-    INSERT INTO sync_jobs (id, source_connection_id, force_full_sync, trigger, scheduled_for)
-    SELECT i.job_id, i.connection_id, i.force_full_sync, 'schedule', i.scheduled_for
-    FROM input i JOIN connection c ON c.id = i.connection_id
-    WHERE i.job_id IS NOT NULL AND NOT c.needs_reauth
-    ON CONFLICT DO NOTHING
-    RETURNING id
-), queued AS (
-    INSERT INTO outbox (job_id, payload)
-    SELECT n.id, i.message FROM new_job n JOIN input i ON i.job_id = n.id
-), moved AS (
+), runs AS (
+    SELECT i.n, i.job_id, i.connection_id, i.force_full_sync, 'schedule'::text AS trigger,
+           i.scheduled_for, i.message AS payload
+    FROM input i WHERE i.job_id IS NOT NULL
+), {NEW_JOBS}, moved AS (
     UPDATE source_connections c SET schedule_tick_at = i.next_tick, next_run_at = i.next_run
     FROM input i WHERE c.id = i.connection_id
 )
@@ -32,5 +26,5 @@ SELECT i.connection_id, c.needs_reauth, n.id IS NOT NULL AS triggered,
                  AND d.scheduled_for = i.scheduled_for) AS tick_had_its_job
 FROM input i
 JOIN connection c ON c.id = i.connection_id
-LEFT JOIN new_job n ON n.id = i.job_id
+LEFT JOIN new_jobs n ON n.id = i.job_id
 ORDER BY i.n

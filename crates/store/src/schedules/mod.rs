@@ -10,6 +10,10 @@ use uuid::Uuid;
 use crate::StoreError;
 use crate::job_row::expect_rows;
 
+/// `fire.sql`, with the trigger rule in place.
+static FIRE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::jobs::with_trigger_rule(include_str!("fire.sql")));
+
 /// A connection whose next run is due, as a scheduler sees it.
 #[derive(Debug, Clone)]
 pub struct DueConnection {
@@ -114,7 +118,7 @@ pub async fn fire(
     let next_ticks: Vec<Option<DateTime<Utc>>> =
         ticks.iter().map(|t| t.next.map(|n| n.0)).collect();
     let next_runs: Vec<Option<DateTime<Utc>>> = ticks.iter().map(|t| t.next.map(|n| n.1)).collect();
-    let statement = client.prepare_cached(include_str!("fire.sql")).await?;
+    let statement = client.prepare_cached(&FIRE).await?;
     let rows = client
         .query(
             &statement,

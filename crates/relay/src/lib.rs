@@ -1,8 +1,11 @@
-//! The outbox relay: publishes committed job messages to RabbitMQ.
+//! The outbox relay: publishes committed job messages to RabbitMQ. Every API
+//! and every worker process runs one, so that messages flow while any
+//! process runs: triggers (API), and retries, held jobs let go, reaper
+//! re-enqueues and scheduled runs (workers) alike.
 //!
-//! Woken at once by a trigger in this process (in-process signal), and every
-//! [`POLL_INTERVAL`] otherwise, to pick up rows committed by processes that
-//! died before publishing them. Rows are taken (deleted) in a transaction with
+//! Woken at once by a write in this process (in-process signal), and every
+//! [`POLL_INTERVAL`] otherwise, to pick up rows committed by other
+//! processes, or by processes that died before publishing them. Rows are taken (deleted) in a transaction with
 //! `FOR UPDATE SKIP LOCKED` (relays in several processes share the work),
 //! published with publisher confirms, and the transaction commits only after
 //! every confirm.
@@ -21,13 +24,57 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use syncway_model::Route;
 use syncway_queue::{Broker, Publisher, QueueError};
 use syncway_store::{Pool, StoreError, jobs, outbox};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::ApiMetrics;
+/// The relay's metrics, registered by its process under its own prefix
+/// (`syncway_api_outbox_published_total`, `syncway_worker_...`).
+#[derive(Clone, Default)]
+pub struct RelayMetrics {
+    pub outbox_published: Counter,
+    pub relay_errors: Counter,
+    pub outbox_refused: Counter,
+    pub outbox_backlog: Gauge,
+}
+
+impl std::fmt::Debug for RelayMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayMetrics").finish_non_exhaustive()
+    }
+}
+
+impl RelayMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = RelayMetrics::default();
+        registry.register(
+            "outbox_published",
+            "Job messages published to RabbitMQ and confirmed",
+            metrics.outbox_published.clone(),
+        );
+        registry.register(
+            "relay_errors",
+            "Outbox relay failures (broker or database); each is retried",
+            metrics.relay_errors.clone(),
+        );
+        registry.register(
+            "outbox_refused",
+            "Messages the broker refused, set aside (their jobs failed) so that others flow",
+            metrics.outbox_refused.clone(),
+        );
+        registry.register(
+            "outbox_backlog",
+            "Job messages committed but not yet published (sampled)",
+            metrics.outbox_backlog.clone(),
+        );
+        metrics
+    }
+}
 
 /// Messages published per transaction.
 const BATCH: i64 = 256;
@@ -42,7 +89,9 @@ pub struct Relay {
     pub namespace: String,
     pub wake: Arc<Notify>,
     pub ready: Arc<AtomicBool>,
-    pub metrics: ApiMetrics,
+    pub metrics: RelayMetrics,
+    /// The connection's name at the broker (who publishes).
+    pub name: String,
 }
 
 /// How a drain of the outbox ended.
@@ -66,9 +115,7 @@ impl Relay {
     pub async fn run(self, stop: CancellationToken) {
         let mut backoff = MIN_BACKOFF;
         loop {
-            let broker = match Broker::connect(&self.amqp_url, &self.namespace, "syncway-relay")
-                .await
-            {
+            let broker = match Broker::connect(&self.amqp_url, &self.namespace, &self.name).await {
                 Ok(broker) => broker,
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?backoff, "relay cannot reach the broker");

@@ -1,0 +1,23 @@
+-- The trigger rule, in one place: spliced into jobs::trigger,
+-- jobs::trigger_many and schedules::fire. A run asked of a connection is a
+-- new job only when the connection needs no re-authentication and has no
+-- active job (the unique index one_active_job_per_connection; a tick that
+-- has its job already conflicts too), and a new job always comes with its
+-- message in the outbox, in the same statement. It reads `runs` (n,
+-- job_id, connection_id, force_full_sync, trigger, scheduled_for,
+-- payload), which the statement defines, and makes `new_jobs` (the rows
+-- inserted).
+new_jobs AS (
+    INSERT INTO sync_jobs (id, source_connection_id, force_full_sync, trigger, scheduled_for)
+    SELECT r.job_id, r.connection_id, r.force_full_sync, r.trigger, r.scheduled_for
+    FROM runs r JOIN source_connections c ON c.id = r.connection_id
+    WHERE NOT c.needs_reauth
+    -- A fixed order, so that two statements wanting the same connections
+    -- wait for each other instead of deadlocking.
+    ORDER BY r.connection_id, r.n
+    ON CONFLICT DO NOTHING
+    RETURNING *
+), queued AS (
+    INSERT INTO outbox (job_id, payload)
+    SELECT j.id, r.payload FROM new_jobs j JOIN runs r ON r.job_id = j.id ORDER BY r.n
+)
