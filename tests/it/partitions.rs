@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::harness::partition::{Link, Partition};
+use crate::harness::partition::{Link, Partitioned};
 use crate::harness::{DEADLINE, TestApp, TestEnv, WorkerProcess, counts, eventually};
 
 const LEASE: u64 = 3;
@@ -132,7 +132,7 @@ async fn a_worker_frozen_inside_a_large_batch_loses_its_locks_within_the_bound()
 
 #[tokio::test]
 async fn a_worker_cut_off_from_postgres_holds_nothing_and_writes_nothing() {
-    let Some(partition) = Partition::new().await else {
+    let Some(partition) = Partitioned::new().await else {
         return;
     };
     let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
@@ -173,7 +173,7 @@ async fn a_worker_cut_off_from_postgres_holds_nothing_and_writes_nothing() {
 
 #[tokio::test]
 async fn a_worker_cut_off_from_the_broker_loses_nothing_and_doubles_nothing() {
-    let Some(partition) = Partition::new().await else {
+    let Some(partition) = Partitioned::new().await else {
         return;
     };
     let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;

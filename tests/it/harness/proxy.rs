@@ -1,14 +1,11 @@
 //! A TCP proxy on a local port, for simulating an unreachable service per
-//! test without touching the shared one.
+//! test without touching the shared one (`syncway_partition::Proxy`).
 
 use std::net::SocketAddr;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
 
-pub struct TcpProxy {
-    tasks: JoinSet<()>,
-}
+pub struct TcpProxy(syncway_partition::Proxy);
 
 impl TcpProxy {
     /// A local address where nothing listens (yet).
@@ -21,25 +18,14 @@ impl TcpProxy {
 
     /// Listens on `address` and forwards every connection to `target`.
     pub async fn start(address: SocketAddr, target: SocketAddr) -> Self {
-        let listener = TcpListener::bind(address)
-            .await
-            .unwrap_or_else(|error| panic!("binding the proxy on {address}: {error}"));
-        let mut tasks = JoinSet::new();
-        tasks.spawn(async move {
-            let mut connections = JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                connections.spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        TcpProxy { tasks }
+        match syncway_partition::Proxy::start(address, target).await {
+            Ok(proxy) => TcpProxy(proxy),
+            Err(error) => panic!("binding the proxy on {address}: {error}"),
+        }
     }
 
     /// Stops listening and cuts every proxied connection.
-    pub fn stop(mut self) {
-        self.tasks.abort_all();
+    pub fn stop(self) {
+        self.0.stop();
     }
 }
