@@ -17,7 +17,7 @@ use serde_json::json;
 use syncway_cli::sse::SseParser;
 use uuid::Uuid;
 
-use crate::processes::{BenchEnv, Services, build_binaries, create_connections};
+use crate::processes::{BenchEnv, Services, build_binaries, create_connections, metric};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -81,19 +81,6 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
 /// Per stream: (version, when it arrived).
 type Arrivals = Arc<Mutex<Vec<Vec<(i64, Instant)>>>>;
-
-async fn metric(http: &reqwest::Client, url: &str, name: &str) -> anyhow::Result<f64> {
-    let text = http.get(url).send().await?.text().await?;
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .with_context(|| format!("no {name} in the API's metrics"))
-}
 
 async fn transactions(client: &tokio_postgres::Client) -> anyhow::Result<i64> {
     Ok(client

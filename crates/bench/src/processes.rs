@@ -27,6 +27,8 @@ pub struct BenchEnv {
     pub namespace: String,
     pub amqp: String,
     children: Vec<(String, Child)>,
+    /// The metrics URLs of the API processes started.
+    pub api_metrics: Vec<String>,
     /// Where the children's logs go (at `info`), when kept.
     logs: Option<PathBuf>,
     spawned: usize,
@@ -42,6 +44,7 @@ impl BenchEnv {
             namespace: format!("bench-{}", &id[..12]),
             amqp: amqp.to_owned(),
             children: Vec::new(),
+            api_metrics: Vec::new(),
             logs: None,
             spawned: 0,
         };
@@ -90,8 +93,26 @@ impl BenchEnv {
 
     /// Starts a release binary with the environment's settings plus `vars`.
     pub fn spawn(&mut self, binary: &str, vars: &[(&str, String)]) -> anyhow::Result<()> {
+        self.spawn_in(&[], binary, vars)
+    }
+
+    /// [`Self::spawn`] through `prefix`, a command that runs the binary in
+    /// its place (`ip netns exec NAME`).
+    pub fn spawn_in(
+        &mut self,
+        prefix: &[&str],
+        binary: &str,
+        vars: &[(&str, String)],
+    ) -> anyhow::Result<()> {
         let path = binary_path(binary)?;
-        let mut command = Command::new(&path);
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&path);
+                command
+            }
+            None => Command::new(&path),
+        };
         command
             .env("SYNCWAY_DATABASE__URL", self.database_url())
             .env("SYNCWAY_AMQP__URL", &self.amqp)
@@ -132,18 +153,18 @@ impl BenchEnv {
         vars: &[(&str, String)],
     ) -> anyhow::Result<String> {
         let port = free_port()?;
+        let metrics = free_port()?;
         let mut all = vec![
             ("SYNCWAY_API__LISTEN", format!("127.0.0.1:{port}")),
-            (
-                "SYNCWAY_METRICS__LISTEN",
-                format!("127.0.0.1:{}", free_port()?),
-            ),
+            ("SYNCWAY_METRICS__LISTEN", format!("127.0.0.1:{metrics}")),
             ("SYNCWAY_AUTH__BOOTSTRAP_API_KEY", key.to_owned()),
         ];
         all.extend(vars.iter().cloned());
         self.spawn("syncway-api", &all)?;
         let api = format!("http://127.0.0.1:{port}");
         wait_ready(http, &format!("{api}/readyz")).await?;
+        self.api_metrics
+            .push(format!("http://127.0.0.1:{metrics}/metrics"));
         Ok(api)
     }
 
@@ -154,14 +175,27 @@ impl BenchEnv {
         http: &reqwest::Client,
         vars: &[(&str, String)],
     ) -> anyhow::Result<String> {
+        self.start_worker_in(http, &[], std::net::Ipv4Addr::LOCALHOST, vars)
+            .await
+    }
+
+    /// [`Self::start_worker`] through `prefix` (in a network namespace),
+    /// its metrics listening on `ip` (reachable from here).
+    pub async fn start_worker_in(
+        &mut self,
+        http: &reqwest::Client,
+        prefix: &[&str],
+        ip: std::net::Ipv4Addr,
+        vars: &[(&str, String)],
+    ) -> anyhow::Result<String> {
         let metrics = free_port()?;
         let mut all = vec![
-            ("SYNCWAY_METRICS__LISTEN", format!("127.0.0.1:{metrics}")),
+            ("SYNCWAY_METRICS__LISTEN", format!("{ip}:{metrics}")),
             ("SYNCWAY_DATABASE__MIGRATE", "false".to_owned()),
         ];
         all.extend(vars.iter().cloned());
-        self.spawn("syncway-worker", &all)?;
-        let base = format!("http://127.0.0.1:{metrics}");
+        self.spawn_in(prefix, "syncway-worker", &all)?;
+        let base = format!("http://{ip}:{metrics}");
         wait_ready(http, &format!("{base}/readyz")).await?;
         Ok(format!("{base}/metrics"))
     }
@@ -352,4 +386,19 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// The value of the sample `name` (with its labels, if any) in the
+/// Prometheus text at `url`.
+pub async fn metric(http: &reqwest::Client, url: &str, name: &str) -> anyhow::Result<f64> {
+    let text = http.get(url).send().await?.text().await?;
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .with_context(|| format!("no {name} in {url}"))
 }

@@ -7,20 +7,22 @@
 //! lease's last renewal, or from when the database answered again, to the
 //! next claim or renewal).
 //!
-//! `repeated-kills`, `pause` and `backend-kill` run on the shared services;
-//! `postgres-restart`, `pool-exhaustion` and `broker-restart` on servers the
-//! bench starts for itself ([`servers`]).
+//! `repeated-kills`, `pause`, `backend-kill`, `freeze-in-commit` and the
+//! partitions run on the shared services; `postgres-restart`,
+//! `pool-exhaustion`, `broker-restart`, `broker-failover` and
+//! `consumer-timeout` on servers the bench starts for itself
+//! ([`servers`], [`rabbit`]). `fair-share-backlog` measures what a held
+//! back backlog costs ([`backlog`]).
 
+mod backlog;
+mod drive;
+mod faults;
 mod rabbit;
 mod servers;
 mod verify;
 mod watch;
 
-use std::time::{Duration, Instant};
-
-use anyhow::Context;
-use serde_json::{Value, json};
-use uuid::Uuid;
+use std::time::Duration;
 
 use crate::processes::{BenchEnv, Services, build_binaries};
 
@@ -33,6 +35,37 @@ pub enum Scenario {
     PoolExhaustion,
     BrokerRestart,
     BrokerFailover,
+    /// A worker frozen (SIGSTOP) inside a large batch's transaction; jobs
+    /// of a million entities each.
+    FreezeInCommit,
+    /// A worker in a network namespace of its own, its traffic to Postgres
+    /// dropped for three leases.
+    PartitionPostgres,
+    /// The same, its traffic to the broker.
+    PartitionBroker,
+    /// A private RabbitMQ node with a `consumer_timeout` of 3 s: it closes
+    /// the channels of consumers that run jobs longer than that.
+    ConsumerTimeout,
+    /// One organization's backlog held back by its share: what waiting
+    /// costs in claims and publishes.
+    FairShareBacklog,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 12] = [
+        Scenario::RepeatedKills,
+        Scenario::Pause,
+        Scenario::BackendKill,
+        Scenario::PostgresRestart,
+        Scenario::PoolExhaustion,
+        Scenario::BrokerRestart,
+        Scenario::BrokerFailover,
+        Scenario::FreezeInCommit,
+        Scenario::PartitionPostgres,
+        Scenario::PartitionBroker,
+        Scenario::ConsumerTimeout,
+        Scenario::FairShareBacklog,
+    ];
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +79,16 @@ pub struct Options {
     /// Entities per job (2 ms each, in batches of 100: about 3 s a job).
     #[arg(long, default_value_t = 1500)]
     entities: u64,
+    /// Entities per job of `freeze-in-commit` (as fast as they go, in
+    /// large batches).
+    #[arg(long, default_value_t = 1_000_000)]
+    large_entities: u64,
+    /// Jobs of `fair-share-backlog` (one organization, its share 2).
+    #[arg(long, default_value_t = 10_000)]
+    backlog: usize,
+    /// Runs of every scenario, one after the other.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
     #[command(flatten)]
     services: Services,
 }
@@ -67,25 +110,26 @@ struct Outcome {
     stuck: usize,
     recovery: Option<Duration>,
     worst_gap: Duration,
-    /// Nothing lost, doubled or stuck, and no gap over the bound.
+    /// The most jobs one worker ran at once (its concurrency is 4).
+    most_in_flight: i64,
+    /// What the scenario measured besides (the backlog's costs).
+    note: String,
+    /// Nothing lost, doubled or stuck, no gap over the bound, no worker
+    /// over its concurrency.
     clean: bool,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     build_binaries()?;
-    let scenarios = if options.scenario.is_empty() {
-        vec![
-            Scenario::RepeatedKills,
-            Scenario::Pause,
-            Scenario::BackendKill,
-            Scenario::PostgresRestart,
-            Scenario::PoolExhaustion,
-            Scenario::BrokerRestart,
-            Scenario::BrokerFailover,
-        ]
+    let chosen = if options.scenario.is_empty() {
+        Scenario::ALL.to_vec()
     } else {
         options.scenario.clone()
     };
+    let scenarios: Vec<Scenario> = chosen
+        .iter()
+        .flat_map(|scenario| std::iter::repeat_n(*scenario, options.runs.max(1)))
+        .collect();
     let mut outcomes = Vec::new();
     let scenarios_run = scenarios.len();
     for scenario in scenarios {
@@ -107,23 +151,25 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         FAULT.as_secs(),
         LEASE + LEASE + REAP
     );
-    println!("| scenario | jobs | lost | doubled | stuck | recovery time | worst ownerless gap |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| scenario | jobs | lost | doubled | stuck | recovery time | worst ownerless gap | most in flight (of 4) | measured |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for outcome in &outcomes {
         println!("{}", outcome.row());
     }
-    let over = outcomes.iter().filter(|o| o.worst_gap > bound()).count();
-    let unclean = outcomes
+    let over = outcomes
         .iter()
-        .filter(|o| o.lost + o.doubled + o.stuck > 0)
+        .filter(|o| o.worst_gap > drive::bound())
         .count();
+    let unclean = outcomes.iter().filter(|o| !o.clean).count();
     println!(
         "{}",
         if over + unclean == 0 && outcomes.len() == scenarios_run {
-            "every scenario: 0 lost, 0 doubled, 0 stuck, every gap within the bound".to_owned()
+            "every run: 0 lost, 0 doubled, 0 stuck, every gap within the bound, no worker over its concurrency".to_owned()
         } else {
             format!(
-                "NOT met: {unclean} scenario(s) lost, doubled or left jobs stuck, {over} had a gap over the bound, {} could not run",
+                "NOT met: {unclean} run(s) lost, doubled or left jobs stuck, or ran a worker over its concurrency; {over} had a gap over the bound; {} could not run",
                 scenarios_run - outcomes.len()
             )
         }
@@ -138,13 +184,15 @@ impl Outcome {
             .map(|r| format!("{:.1} s", r.as_secs_f64()))
             .unwrap_or_else(|| "n/a".into());
         format!(
-            "| {:?} | {} | {} | {} | {} | {recovery} | {:.1} s |",
+            "| {:?} | {} | {} | {} | {} | {recovery} | {:.1} s | {} | {} |",
             self.scenario,
             self.jobs,
             self.lost,
             self.doubled,
             self.stuck,
-            self.worst_gap.as_secs_f64()
+            self.worst_gap.as_secs_f64(),
+            self.most_in_flight,
+            self.note
         )
     }
 }
@@ -164,9 +212,14 @@ async fn one(scenario: Scenario, options: &Options) -> anyhow::Result<Outcome> {
         )
         .then(|| servers::PrivatePostgres::start(60))
         .transpose()?,
-        rabbit: matches!(scenario, Scenario::BrokerRestart)
-            .then(|| rabbit::PrivateRabbit::start("single"))
-            .transpose()?,
+        rabbit: match scenario {
+            Scenario::BrokerRestart => Some(rabbit::PrivateRabbit::start("single", None)?),
+            Scenario::ConsumerTimeout => Some(rabbit::PrivateRabbit::start(
+                "timeout",
+                Some(rabbit::SHORT_CONSUMER_TIMEOUT),
+            )?),
+            _ => None,
+        },
         cluster: matches!(scenario, Scenario::BrokerFailover)
             .then(rabbit::PrivateCluster::start)
             .transpose()?,
@@ -188,7 +241,10 @@ async fn one(scenario: Scenario, options: &Options) -> anyhow::Result<Outcome> {
     let logs = std::env::temp_dir().join(format!("syncway-chaos-{}", env.namespace));
     env.keep_logs(&logs)?;
     eprintln!("chaos: {scenario:?}: process logs in {}", logs.display());
-    let outcome = drive(scenario, options, &mut env, &owned).await;
+    let outcome = match scenario {
+        Scenario::FairShareBacklog => backlog::drive(options, &mut env).await,
+        _ => drive::drive(scenario, options, &mut env, &owned).await,
+    };
     env.destroy().await?;
     // The logs are kept only to explain a failure or a gap over the bound.
     if let Ok(outcome) = &outcome
@@ -197,224 +253,4 @@ async fn one(scenario: Scenario, options: &Options) -> anyhow::Result<Outcome> {
         let _ = std::fs::remove_dir_all(&logs);
     }
     outcome
-}
-
-fn worker_vars() -> Vec<(&'static str, String)> {
-    vec![
-        ("SYNCWAY_WORKER__LEASE_SECONDS", LEASE.to_string()),
-        ("SYNCWAY_WORKER__REAP_INTERVAL_SECONDS", REAP.to_string()),
-        ("SYNCWAY_WORKER__CONCURRENCY", "4".into()),
-        ("SYNCWAY_DATABASE__POOL_SIZE", "4".into()),
-        ("SYNCWAY_RETRY__MAX_ATTEMPTS", "50".into()),
-        ("SYNCWAY_RETRY__BASE_DELAY_MS", "200".into()),
-        ("SYNCWAY_RETRY__MAX_DELAY_MS", "2000".into()),
-    ]
-}
-
-async fn drive(
-    scenario: Scenario,
-    options: &Options,
-    env: &mut BenchEnv,
-    owned: &Owned,
-) -> anyhow::Result<Outcome> {
-    let http = reqwest::Client::new();
-    let api = env
-        .start_api(&http, KEY, &[("SYNCWAY_DATABASE__POOL_SIZE", "4".into())])
-        .await?;
-    for _ in 0..3 {
-        env.start_worker(&http, &worker_vars()).await?;
-    }
-    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
-        let mut request = http
-            .request(method, format!("{api}{path}"))
-            .header("x-api-key", KEY);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request
-    };
-    let collection: Value = call(
-        reqwest::Method::POST,
-        "/collections".into(),
-        Some(json!({"name": "chaos"})),
-    )
-    .send()
-    .await?
-    .json()
-    .await?;
-    let config = json!({"entity_count": options.entities, "delay_ms_per_entity": 2});
-    let mut connections = Vec::new();
-    for _ in 0..options.jobs {
-        let body: Value = call(
-            reqwest::Method::POST,
-            "/source-connections".into(),
-            Some(
-                json!({"short_name": "stub", "readable_collection_id": collection["readable_id"],
-                        "config": config}),
-            ),
-        )
-        .send()
-        .await?
-        .json()
-        .await?;
-        connections.push(uuid(&body)?);
-    }
-    let watch = watch::Watch::start(env, bound()).await?;
-    let started = Instant::now();
-    // After ten seconds completions flow at the trigger rate: the rate the
-    // recovery is measured against.
-    let fault_at = Duration::from_secs(10);
-    // Triggers go on at their rate through the fault, which runs beside
-    // them; a trigger refused (503 while Postgres is away) is tried again.
-    let triggering = async {
-        let mut jobs = Vec::new();
-        for (n, connection) in connections.iter().enumerate() {
-            tokio::time::sleep_until((started + Duration::from_secs_f64(n as f64 / RATE)).into())
-                .await;
-            loop {
-                let response = call(
-                    reqwest::Method::POST,
-                    format!("/source-connections/{connection}/run"),
-                    None,
-                )
-                .send()
-                .await;
-                match response {
-                    Ok(response) if response.status().is_success() => {
-                        jobs.push((*connection, uuid(&response.json().await?)?));
-                        break;
-                    }
-                    _ => tokio::time::sleep(Duration::from_millis(200)).await,
-                }
-            }
-        }
-        anyhow::Ok(jobs)
-    };
-    let faulting = async {
-        tokio::time::sleep_until((started + fault_at).into()).await;
-        fault(scenario, env, owned).await
-    };
-    let (jobs, fault_end) = tokio::join!(triggering, faulting);
-    let (jobs, fault_end) = (jobs?, fault_end?);
-    let (lost, doubled, stuck) = verify::check(env, &jobs, options.entities).await?;
-    let watched = watch.stop().await?;
-    explain(env, &watched);
-    let worst_gap = watched.worst;
-    let recovery = verify::recovery(env, &jobs, started, fault_at, fault_end).await?;
-    Ok(Outcome {
-        scenario,
-        jobs: jobs.len(),
-        lost,
-        doubled,
-        stuck,
-        recovery,
-        worst_gap,
-        clean: lost == 0 && doubled == 0 && stuck == 0 && watched.over.is_empty(),
-    })
-}
-
-/// The bound on a job's ownerless time: a lease, a lease of grace, and the
-/// reaper's interval, plus half a second for the relay and the broker.
-fn bound() -> Duration {
-    Duration::from_secs(LEASE + LEASE + REAP) + Duration::from_millis(500)
-}
-
-/// Prints, for each job whose gap passed the bound, what the sampler saw
-/// and every log line that names it.
-fn explain(env: &BenchEnv, watched: &watch::Watched) {
-    for (job, gap, history) in &watched.over {
-        eprintln!(
-            "chaos: job {job} had no live owner for {:.1} s; its history:",
-            gap.as_secs_f64()
-        );
-        for (at, state) in &history.changes {
-            eprintln!("  {:7.2} s  {state}", at.as_secs_f64());
-        }
-        let id = job.to_string();
-        for file in env.log_files() {
-            let Ok(text) = std::fs::read_to_string(&file) else {
-                continue;
-            };
-            let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
-            for line in text.lines().filter(|line| line.contains(&id)) {
-                eprintln!("  {}: {line}", name.as_deref().unwrap_or("?"));
-            }
-        }
-    }
-}
-
-fn uuid(body: &Value) -> anyhow::Result<Uuid> {
-    body["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
-        .with_context(|| format!("no id in {body}"))
-}
-
-/// Makes the scenario's fault; returns when it ended (since the start).
-async fn fault(scenario: Scenario, env: &mut BenchEnv, owned: &Owned) -> anyhow::Result<Instant> {
-    let http = reqwest::Client::new();
-    match scenario {
-        Scenario::RepeatedKills => {
-            for _ in 0..5 {
-                env.signal("syncway-worker", rand::random_range(0..3), "-KILL")?;
-                env.start_worker(&http, &worker_vars()).await?;
-                tokio::time::sleep(FAULT / 5).await;
-            }
-        }
-        Scenario::Pause => {
-            env.signal("syncway-worker", 0, "-STOP")?;
-            tokio::time::sleep(FAULT).await;
-            env.signal("syncway-worker", 0, "-CONT")?;
-        }
-        Scenario::BackendKill => {
-            let client = env.client().await?;
-            let deadline = Instant::now() + FAULT;
-            while Instant::now() < deadline {
-                client
-                    .execute(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                         WHERE datname = current_database() AND pid <> pg_backend_pid()",
-                        &[],
-                    )
-                    .await?;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-        Scenario::PostgresRestart => {
-            let postgres = owned.postgres.as_ref().context("no private Postgres")?;
-            postgres.down()?;
-            tokio::time::sleep(FAULT).await;
-            postgres.up()?;
-        }
-        Scenario::PoolExhaustion => {
-            // Idle sessions hold all but a few of max_connections (60, of
-            // which 3 are reserved for superusers).
-            let mut held = Vec::new();
-            for _ in 0..50 {
-                if let Ok(client) = env.client().await {
-                    held.push(client);
-                }
-            }
-            tokio::time::sleep(FAULT).await;
-            drop(held);
-        }
-        Scenario::BrokerRestart => {
-            let rabbit = owned.rabbit.as_ref().context("no private RabbitMQ")?;
-            rabbit.stop_app()?;
-            tokio::time::sleep(FAULT).await;
-            rabbit.start_app()?;
-        }
-        Scenario::BrokerFailover => {
-            let cluster = owned.cluster.as_ref().context("no private cluster")?;
-            let queue = syncway_queue::Topology::new(&env.namespace).jobs_queue();
-            let leader = cluster.kill_leader(&queue)?;
-            let killed = Instant::now();
-            eprintln!("chaos: killed {leader}, the leader of {queue}");
-            // The other two go on alone; recovery counts from the death.
-            tokio::time::sleep(FAULT).await;
-            cluster.restart_killed()?;
-            return Ok(killed);
-        }
-    }
-    Ok(Instant::now())
 }

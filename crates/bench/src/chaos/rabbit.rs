@@ -11,6 +11,13 @@ use anyhow::{Context, bail};
 use super::servers::run;
 use crate::processes::free_port;
 
+/// An `advanced.config` under which the node closes the channel of a
+/// consumer that holds a delivery unacknowledged for more than 3 s
+/// (RabbitMQ's `consumer_timeout`, 30 minutes by default), checked every
+/// second (`channel_tick_interval`, a minute by default).
+pub const SHORT_CONSUMER_TIMEOUT: &str =
+    "[{rabbit, [{consumer_timeout, 3000}, {channel_tick_interval, 1000}]}].\n";
+
 /// One node of the bench's own (no plugins).
 pub struct PrivateRabbit {
     dir: PathBuf,
@@ -20,13 +27,16 @@ pub struct PrivateRabbit {
 }
 
 impl PrivateRabbit {
-    /// Starts a node named after `tag` and waits until it runs.
-    pub fn start(tag: &str) -> anyhow::Result<Self> {
+    /// Starts a node named after `tag`, with `advanced` as its
+    /// `advanced.config` if given, and waits until it runs.
+    pub fn start(tag: &str, advanced: Option<&str>) -> anyhow::Result<Self> {
         let name = format!("syncway-chaos-{}-{tag}", std::process::id());
         let dir = std::env::temp_dir().join(&name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("enabled_plugins"), "[].\n")?;
+        // RabbitMQ reads `advanced.config` only under that extension.
+        std::fs::write(dir.join("advanced.config"), advanced.unwrap_or("[].\n"))?;
         // Debian's rabbitmq-server runs the node as the rabbitmq user, whose
         // Erlang cookie every node of the cluster then shares.
         let _ = Command::new("chown")
@@ -95,7 +105,7 @@ impl PrivateRabbit {
             .env("RABBITMQ_CONFIG_FILE", self.dir.join("none"))
             .env(
                 "RABBITMQ_ADVANCED_CONFIG_FILE",
-                self.dir.join("none.config"),
+                self.dir.join("advanced.config"),
             );
         run(command.arg("-detached"), "rabbitmq-server")?;
         self.await_startup()
@@ -144,10 +154,10 @@ pub struct PrivateCluster {
 
 impl PrivateCluster {
     pub fn start() -> anyhow::Result<Self> {
-        let first = PrivateRabbit::start("a")?;
+        let first = PrivateRabbit::start("a", None)?;
         let mut nodes = vec![first];
         for tag in ["b", "c"] {
-            let node = PrivateRabbit::start(tag)?;
+            let node = PrivateRabbit::start(tag, None)?;
             node.join(&nodes[0])?;
             nodes.push(node);
         }

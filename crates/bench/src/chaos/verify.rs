@@ -13,9 +13,12 @@ use crate::processes::BenchEnv;
 pub(super) async fn check(
     env: &BenchEnv,
     jobs: &[(Uuid, Uuid)],
-    entities: u64,
+    config: &syncway_model::StubConfig,
 ) -> anyhow::Result<(usize, usize, usize)> {
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let entities = config.entity_count;
+    // Three minutes, or longer for a backlog (at least 20 jobs a second).
+    let wait = Duration::from_secs(180).max(Duration::from_secs(jobs.len() as u64 / 20));
+    let deadline = Instant::now() + wait;
     let client = loop {
         match env.client().await {
             Ok(client) => break client,
@@ -39,14 +42,9 @@ pub(super) async fn check(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let config = syncway_model::StubConfig {
-        entity_count: entities,
-        delay_ms_per_entity: 2,
-        ..syncway_model::StubConfig::default()
-    };
     let expected: HashMap<String, Vec<u8>> = (0..entities)
         .map(|i| {
-            let entity = syncway_connectors::stub::entity(&config, i);
+            let entity = syncway_connectors::stub::entity(config, i);
             let hash = syncway_model::content_hash(&entity.payload).to_vec();
             (entity.id, hash)
         })

@@ -19,13 +19,15 @@ pub(super) struct History {
 /// What a scenario's watch found.
 pub(super) struct Watched {
     pub worst: Duration,
+    /// The most jobs one worker held live leases of at once.
+    pub most_in_flight: i64,
     /// The jobs whose longest gap passed the bound, with that gap and
     /// their history.
     pub over: Vec<(Uuid, Duration, History)>,
 }
 
-/// Samples every job's phase every 100 ms; keeps the longest time any job
-/// had no live owner.
+/// Samples every job's phase every 50 ms; keeps the longest time any job
+/// had no live owner, and the most live leases one worker held at once.
 pub(super) struct Watch {
     stop: tokio_util::sync::CancellationToken,
     task: tokio::task::JoinHandle<Watched>,
@@ -60,8 +62,9 @@ async fn sample(
     // Gaps are counted while the database answers: a job cannot be claimed
     // (nor its lease renewed) while it is away.
     let mut reachable_since = Instant::now();
+    let mut most_in_flight = 0;
     while !stopped.is_cancelled() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         if client.is_none() {
             client = connect(&url).await;
             reachable_since = Instant::now();
@@ -75,7 +78,8 @@ async fn sample(
                         format('%s %s attempt %s owner %s requeued %s ago',
                             status, job_phase(status, lease_owner, lease_expires_at, retry_at),
                             attempt, COALESCE(lease_owner, '-'),
-                            COALESCE(to_char(now() - requeued_at, 'SS.MS'), 'never'))
+                            COALESCE(to_char(now() - requeued_at, 'SS.MS'), 'never')),
+                        COALESCE(lease_owner, '')
                  FROM sync_jobs WHERE started_at IS NOT NULL",
                 &[&(LEASE as f64)],
             )
@@ -89,10 +93,14 @@ async fn sample(
                 continue;
             }
         };
+        let mut in_flight: HashMap<String, i64> = HashMap::new();
         for row in rows {
             let id: Uuid = row.get(0);
             let phase: String = row.get(1);
             let state: String = row.get(3);
+            if phase == "leased" {
+                *in_flight.entry(row.get(4)).or_default() += 1;
+            }
             let (last, history) = histories.entry(id).or_default();
             // The re-enqueue age changes every sample; compare without it.
             let key = state
@@ -114,6 +122,7 @@ async fn sample(
                 *gap = (*gap).max(start.elapsed());
             }
         }
+        most_in_flight = in_flight.values().copied().fold(most_in_flight, i64::max);
     }
     let worst = gaps.values().copied().max().unwrap_or_default();
     let over = gaps
@@ -124,7 +133,11 @@ async fn sample(
             (id, gap, history)
         })
         .collect();
-    Watched { worst, over }
+    Watched {
+        worst,
+        most_in_flight,
+        over,
+    }
 }
 
 async fn connect(url: &str) -> Option<tokio_postgres::Client> {
