@@ -113,10 +113,12 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "lost the broker; reconnecting");
+                        context.metrics.consumer_reconnects.inc();
                         break;
                     }
                     None => {
                         tracing::warn!("the broker closed the consumer; reconnecting");
+                        context.metrics.consumer_reconnects.inc();
                         break;
                     }
                 },

@@ -38,6 +38,8 @@ pub struct WorkerMetrics {
     pub reaped: Family<Labels, Counter>,
     /// Reaper passes that ran to the end.
     pub reaper_passes: Counter,
+    /// Consumer channels the broker closed (or lost) while this worker ran.
+    pub consumer_reconnects: Counter,
     pub fair_share_waits: Counter,
 }
 
@@ -66,6 +68,7 @@ impl WorkerMetrics {
             cancels_received: Counter::default(),
             reaped: Family::default(),
             reaper_passes: Counter::default(),
+            consumer_reconnects: Counter::default(),
             fair_share_waits: Counter::default(),
         };
         root.register(
@@ -123,6 +126,11 @@ impl WorkerMetrics {
             "reaped",
             "Jobs the reaper moved on, by action (requeued, failed, cancelled)",
             metrics.reaped.clone(),
+        );
+        worker.register(
+            "consumer_reconnects",
+            "Times the consumer's channel closed or failed and the worker consumed anew (a broker restart, consumer_timeout, a lost connection)",
+            metrics.consumer_reconnects.clone(),
         );
         worker.register(
             "reaper_passes",

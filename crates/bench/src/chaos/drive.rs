@@ -131,19 +131,19 @@ pub(super) async fn drive(
         Scenario::PartitionPostgres | Scenario::PartitionBroker => Some(Cut::new(env).await?),
         _ => None,
     };
+    let mut workers = Vec::new();
     for n in 0..3 {
-        match (&cut, n) {
+        let metrics = match (&cut, n) {
             (Some(cut), 0) => {
                 let mut vars = worker_vars();
                 vars.extend(cut.vars(env)?);
                 let prefix = cut.partition.prefix();
                 env.start_worker_in(&http, &prefix, cut.partition.ns_ip(), &vars)
-                    .await?;
+                    .await?
             }
-            _ => {
-                env.start_worker(&http, &worker_vars()).await?;
-            }
-        }
+            _ => env.start_worker(&http, &worker_vars()).await?,
+        };
+        workers.push(metrics);
     }
     let call = |method: reqwest::Method, path: String, body: Option<Value>| {
         let mut request = http
@@ -227,6 +227,14 @@ pub(super) async fn drive(
     explain(env, &watched);
     let worst_gap = watched.worst;
     let recovery = verify::recovery(env, &jobs, started, fault_at, fault_end).await?;
+    // The workers of the start (some may have been killed and replaced).
+    let mut reconnects = 0.0;
+    for url in &workers {
+        let name = "syncway_worker_consumer_reconnects_total";
+        reconnects += crate::processes::metric(&http, url, name)
+            .await
+            .unwrap_or(0.0);
+    }
     Ok(Outcome {
         scenario,
         jobs: jobs.len(),
@@ -236,7 +244,7 @@ pub(super) async fn drive(
         recovery,
         worst_gap,
         most_in_flight: watched.most_in_flight,
-        note: String::new(),
+        note: format!("{reconnects} consumer reconnects"),
         clean: lost == 0
             && doubled == 0
             && stuck == 0
