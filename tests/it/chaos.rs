@@ -32,17 +32,8 @@ fn process_settings() -> Vec<(&'static str, String)> {
 
 /// `n` stub jobs of 400 entities, 5 ms each (batches of 40), triggered.
 async fn stub_jobs(app: &TestApp, n: usize) -> Vec<(Uuid, Uuid)> {
-    let mut jobs = Vec::new();
-    for _ in 0..n {
-        let connection = app
-            .stub_connection(
-                json!({"entity_count": 400, "delay_ms_per_entity": 5}),
-                false,
-            )
-            .await;
-        jobs.push((connection, app.run(connection, false).await));
-    }
-    jobs
+    app.stub_jobs(n, json!({"entity_count": 400, "delay_ms_per_entity": 5}))
+        .await
 }
 
 /// A worker in the test process with the chaos lease and reaper.

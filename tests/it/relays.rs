@@ -23,7 +23,7 @@ async fn with_every_api_process_stopped_retries_re_enqueues_and_schedules_still_
         .await;
     let retried = app.run(flaky, false).await;
     let db = app.db().await;
-    eventually_published(&db).await;
+    app.outbox_empties().await;
     app.api.stop().await;
 
     // With no API process: a job whose message was lost (a minute old, no
@@ -76,19 +76,6 @@ async fn with_every_api_process_stopped_retries_re_enqueues_and_schedules_still_
         .metric("syncway_worker_outbox_published_total")
         .await;
     assert!(published >= 4.0, "{published}");
-}
-
-/// Waits until the outbox is empty (the API's relay published the trigger).
-async fn eventually_published(db: &deadpool_postgres::Object) {
-    crate::harness::eventually("the outbox empties", crate::harness::DEADLINE, || async {
-        let left: i64 = db
-            .query_one("SELECT count(*) FROM outbox", &[])
-            .await
-            .ok()?
-            .get(0);
-        (left == 0).then_some(())
-    })
-    .await;
 }
 
 /// The job's status and counts once it ended (read from the database: the

@@ -382,11 +382,7 @@ async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
 }
 
 /// A free local port.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+pub use syncway_testkit::free_port;
 
 /// The value of the sample `name` (with its labels, if any) in the
 /// Prometheus text at `url`.

@@ -464,6 +464,33 @@ impl TestApp {
     }
 
     /// How many times the job was claimed.
+    /// `n` stub connections of `config` (full syncs), each with a job
+    /// triggered: (connection, job).
+    pub async fn stub_jobs(&self, n: usize, config: Value) -> Vec<(Uuid, Uuid)> {
+        let mut jobs = Vec::new();
+        for _ in 0..n {
+            let connection = self.stub_connection(config.clone(), false).await;
+            jobs.push((connection, self.run(connection, false).await));
+        }
+        jobs
+    }
+
+    /// Waits until the outbox is empty: every committed message published
+    /// (a row goes when its relay's transaction commits, just after the
+    /// broker confirmed it).
+    pub async fn outbox_empties(&self) {
+        let db = self.db().await;
+        eventually("the outbox empties", DEADLINE, || async {
+            let left: i64 = db
+                .query_one("SELECT count(*) FROM outbox", &[])
+                .await
+                .ok()?
+                .get(0);
+            (left == 0).then_some(())
+        })
+        .await;
+    }
+
     pub async fn attempt(&self, job: Uuid) -> i32 {
         self.db()
             .await

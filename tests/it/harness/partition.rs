@@ -1,12 +1,12 @@
 //! A worker process cut off by a network partition: it runs in a network
-//! namespace of its own (`syncway_partition`), reaching Postgres and
+//! namespace of its own (`syncway_testkit`), reaching Postgres and
 //! RabbitMQ through proxies on the host's end of its link, whose traffic
 //! nftables drops and lets through again. Needs root: elsewhere
 //! [`Partitioned::new`] says the test is skipped and returns `None`.
 
 use std::net::SocketAddr;
 
-use syncway_partition::{Partition, Proxy};
+use syncway_testkit::{Partition, Proxy};
 
 use super::env::{self, TestEnv};
 use super::process::WorkerProcess;
@@ -29,7 +29,7 @@ impl Partitioned {
     pub async fn new() -> Option<Self> {
         let partition = match Partition::new() {
             Ok(partition) => partition,
-            Err(error) if !syncway_partition::root() => {
+            Err(error) if !syncway_testkit::root() => {
                 eprintln!("skipped: {error}");
                 return None;
             }

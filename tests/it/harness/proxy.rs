@@ -1,11 +1,11 @@
 //! A TCP proxy on a local port, for simulating an unreachable service per
-//! test without touching the shared one (`syncway_partition::Proxy`).
+//! test without touching the shared one (`syncway_testkit::Proxy`).
 
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
-pub struct TcpProxy(syncway_partition::Proxy);
+pub struct TcpProxy(syncway_testkit::Proxy);
 
 impl TcpProxy {
     /// A local address where nothing listens (yet).
@@ -18,7 +18,7 @@ impl TcpProxy {
 
     /// Listens on `address` and forwards every connection to `target`.
     pub async fn start(address: SocketAddr, target: SocketAddr) -> Self {
-        match syncway_partition::Proxy::start(address, target).await {
+        match syncway_testkit::Proxy::start(address, target).await {
             Ok(proxy) => TcpProxy(proxy),
             Err(error) => panic!("binding the proxy on {address}: {error}"),
         }

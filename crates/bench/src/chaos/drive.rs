@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use syncway_partition::{Partition, Proxy};
+use syncway_testkit::{Partition, Proxy};
 use uuid::Uuid;
 
 use super::{

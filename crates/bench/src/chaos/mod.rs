@@ -11,13 +11,12 @@
 //! partitions run on the shared services; `postgres-restart`,
 //! `pool-exhaustion`, `broker-restart`, `broker-failover` and
 //! `consumer-timeout` on servers the bench starts for itself
-//! ([`servers`], [`rabbit`]). `fair-share-backlog` measures what a held
+//! ([`servers`], `syncway_testkit::rabbit`). `fair-share-backlog` measures what a held
 //! back backlog costs ([`backlog`]).
 
 mod backlog;
 mod drive;
 mod faults;
-mod rabbit;
 mod servers;
 mod verify;
 mod watch;
@@ -200,8 +199,8 @@ impl Outcome {
 /// The servers a scenario runs against.
 struct Owned {
     postgres: Option<servers::PrivatePostgres>,
-    rabbit: Option<rabbit::PrivateRabbit>,
-    cluster: Option<rabbit::PrivateCluster>,
+    rabbit: Option<syncway_testkit::rabbit::PrivateRabbit>,
+    cluster: Option<syncway_testkit::rabbit::PrivateCluster>,
 }
 
 async fn one(scenario: Scenario, options: &Options) -> anyhow::Result<Outcome> {
@@ -213,15 +212,17 @@ async fn one(scenario: Scenario, options: &Options) -> anyhow::Result<Outcome> {
         .then(|| servers::PrivatePostgres::start(60))
         .transpose()?,
         rabbit: match scenario {
-            Scenario::BrokerRestart => Some(rabbit::PrivateRabbit::start("single", None)?),
-            Scenario::ConsumerTimeout => Some(rabbit::PrivateRabbit::start(
+            Scenario::BrokerRestart => Some(syncway_testkit::rabbit::PrivateRabbit::start(
+                "single", None,
+            )?),
+            Scenario::ConsumerTimeout => Some(syncway_testkit::rabbit::PrivateRabbit::start(
                 "timeout",
-                Some(rabbit::SHORT_CONSUMER_TIMEOUT),
+                Some(syncway_testkit::rabbit::SHORT_CONSUMER_TIMEOUT),
             )?),
             _ => None,
         },
         cluster: matches!(scenario, Scenario::BrokerFailover)
-            .then(rabbit::PrivateCluster::start)
+            .then(syncway_testkit::rabbit::PrivateCluster::start)
             .transpose()?,
     };
     let services = Services {

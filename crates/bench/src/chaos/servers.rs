@@ -3,26 +3,11 @@
 //! [`super::rabbit`]).
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use crate::processes::free_port;
-
-pub(super) fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {what}"))?;
-    if !output.status.success() {
-        bail!(
-            "{what} failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
-}
+use syncway_testkit::{free_port, run};
 
 /// A Postgres cluster in a temporary directory (trust auth, user postgres),
 /// run as the `postgres` system user when the bench runs as root.

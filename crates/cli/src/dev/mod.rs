@@ -83,24 +83,13 @@ async fn dev(config: Option<PathBuf>, started: &mut Vec<services::Started>) -> a
     started.extend(services::ensure(Service::RabbitMq, rabbitmq).await?);
     database::ensure(&settings.database.url).await?;
 
-    let listener = tokio::net::TcpListener::bind(&settings.api.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "binding the API listener {} (if another program listens there, \
-                 set SYNCWAY_API__LISTEN=127.0.0.1:PORT)",
-                settings.api.listen
-            )
-        })?;
-    let metrics_listener = tokio::net::TcpListener::bind(&settings.metrics.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "binding the metrics listener {} (if another program listens there, \
-                 set SYNCWAY_METRICS__LISTEN=127.0.0.1:PORT)",
-                settings.metrics.listen
-            )
-        })?;
+    let listener = bind(&settings.api.listen, "API", "SYNCWAY_API__LISTEN").await?;
+    let metrics_listener = bind(
+        &settings.metrics.listen,
+        "metrics",
+        "SYNCWAY_METRICS__LISTEN",
+    )
+    .await?;
     let url = format!("http://{}", listener.local_addr()?);
     let metrics_url = format!("http://{}/metrics", metrics_listener.local_addr()?);
 
@@ -170,6 +159,18 @@ async fn dev(config: Option<PathBuf>, started: &mut Vec<services::Started>) -> a
         Some(error) => Err(error),
         None => Ok(()),
     }
+}
+
+/// Binds `address`, saying which setting moves it when it is taken.
+async fn bind(address: &str, what: &str, setting: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the {what} listener {address} (if another program listens there, \
+             set {setting}=127.0.0.1:PORT)"
+            )
+        })
 }
 
 async fn wait_ready(url: &str) -> anyhow::Result<()> {

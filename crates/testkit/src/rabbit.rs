@@ -1,6 +1,6 @@
-//! RabbitMQ nodes the chaos bench owns: one node, or a cluster of three on
-//! this one host, each with its own node name, ports and directories, so
-//! that stopping or killing one never touches the machine's shared broker.
+//! RabbitMQ nodes of one's own: one node, or a cluster of three on this one
+//! host, each with its own node name, ports and directories, so that
+//! stopping or killing one never touches the machine's shared broker.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::servers::run;
-use crate::processes::free_port;
+use crate::{free_port, run};
 
 /// An `advanced.config` under which the node closes the channel of a
 /// consumer that holds a delivery unacknowledged for more than 3 s
@@ -18,7 +17,7 @@ use crate::processes::free_port;
 pub const SHORT_CONSUMER_TIMEOUT: &str =
     "[{rabbit, [{consumer_timeout, 3000}, {channel_tick_interval, 1000}]}].\n";
 
-/// One node of the bench's own (no plugins).
+/// One node of one's own (no plugins).
 pub struct PrivateRabbit {
     dir: PathBuf,
     node: String,
@@ -30,7 +29,8 @@ impl PrivateRabbit {
     /// Starts a node named after `tag`, with `advanced` as its
     /// `advanced.config` if given, and waits until it runs.
     pub fn start(tag: &str, advanced: Option<&str>) -> anyhow::Result<Self> {
-        let name = format!("syncway-chaos-{}-{tag}", std::process::id());
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("syncway-{}-{tag}-{}", std::process::id(), &unique[..6]);
         let dir = std::env::temp_dir().join(&name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;

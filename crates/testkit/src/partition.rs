@@ -1,16 +1,12 @@
-//! Network partitions for the tests and the chaos bench, as the kernel
-//! makes them: a network namespace joined to the host by a veth pair, and
-//! nftables rules on the host's end that drop a port's traffic both ways
-//! (packets vanish: no reset, no error, as on a cut link). A process in the
-//! namespace reaches the host's services through [`Proxy`]s listening on
-//! the host's end. Making one needs root (`ip`, `nft`).
-
-mod proxy;
+//! A network namespace joined to the host by a veth pair, and nftables
+//! rules on the host's end that drop a port's traffic both ways.
 
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-pub use proxy::Proxy;
+use anyhow::bail;
+
+use crate::command::run;
 
 /// A network namespace with a veth pair to the host and a nftables table
 /// of its own; all of it removed when dropped.
@@ -23,21 +19,12 @@ pub struct Partition {
     ns_ip: Ipv4Addr,
 }
 
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let output = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|error| format!("{program}: {error}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
+/// `ip` or `nft` with `args`.
+fn net(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    run(
+        Command::new(program).args(args),
+        &format!("{program} {}", args.join(" ")),
+    )
 }
 
 /// Whether this process runs as root (what a partition needs).
@@ -51,12 +38,12 @@ pub fn root() -> bool {
 impl Partition {
     /// A namespace with its link to the host up, on a /30 of its own in
     /// 10.200.0.0/14 (chosen by chance; another when it is taken).
-    pub fn new() -> Result<Self, String> {
+    pub fn new() -> anyhow::Result<Self> {
         if !root() {
-            return Err("a network partition needs root (network namespaces, nftables)".into());
+            bail!("a network partition needs root (network namespaces, nftables)");
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let mut last = String::new();
+        let mut last = None;
         for attempt in 0..8u8 {
             let [a, b, ..] = uuid::Uuid::new_v4().into_bytes();
             let host_ip = Ipv4Addr::new(10, 200 + (a & 3), b, ((a >> 2) & 0x3c) | 1);
@@ -71,28 +58,30 @@ impl Partition {
                 Ok(()) => return Ok(partition),
                 Err(error) => {
                     partition.unmake();
-                    last = error;
+                    last = Some(error);
                 }
             }
         }
-        Err(format!("making a network namespace: {last}"))
+        Err(last
+            .unwrap_or_else(|| anyhow::anyhow!("no subnet"))
+            .context("making a network namespace"))
     }
 
-    fn make(&self) -> Result<(), String> {
+    fn make(&self) -> anyhow::Result<()> {
         let (ns, host_if) = (self.namespace.as_str(), self.host_if.as_str());
         let peer = format!("{host_if}n");
         let peer = peer.as_str();
         let host_cidr = format!("{}/30", self.host_ip);
         let ns_cidr = format!("{}/30", self.ns_ip);
-        run("ip", &["netns", "add", ns])?;
-        run(
+        net("ip", &["netns", "add", ns])?;
+        net(
             "ip",
             &["link", "add", host_if, "type", "veth", "peer", "name", peer],
         )?;
-        run("ip", &["link", "set", peer, "netns", ns])?;
-        run("ip", &["addr", "add", host_cidr.as_str(), "dev", host_if])?;
-        run("ip", &["link", "set", host_if, "up"])?;
-        run(
+        net("ip", &["link", "set", peer, "netns", ns])?;
+        net("ip", &["addr", "add", host_cidr.as_str(), "dev", host_if])?;
+        net("ip", &["link", "set", host_if, "up"])?;
+        net(
             "ip",
             &[
                 "netns",
@@ -106,27 +95,27 @@ impl Partition {
                 peer,
             ],
         )?;
-        run(
+        net(
             "ip",
             &["netns", "exec", ns, "ip", "link", "set", peer, "up"],
         )?;
-        run(
+        net(
             "ip",
             &["netns", "exec", ns, "ip", "link", "set", "lo", "up"],
         )?;
         let table = self.table.as_str();
-        run("nft", &["add", "table", "inet", table])?;
+        net("nft", &["add", "table", "inet", table])?;
         for hook in ["input", "output"] {
             let spec = format!("{{ type filter hook {hook} priority -10; }}");
-            run("nft", &["add", "chain", "inet", table, hook, spec.as_str()])?;
+            net("nft", &["add", "chain", "inet", table, hook, spec.as_str()])?;
         }
         Ok(())
     }
 
     fn unmake(&self) {
-        let _ = run("nft", &["delete", "table", "inet", &self.table]);
-        let _ = run("ip", &["link", "del", &self.host_if]);
-        let _ = run("ip", &["netns", "del", &self.namespace]);
+        let _ = net("nft", &["delete", "table", "inet", &self.table]);
+        let _ = net("ip", &["link", "del", &self.host_if]);
+        let _ = net("ip", &["netns", "del", &self.namespace]);
     }
 
     /// The host's address on the link (where proxies listen).
@@ -147,14 +136,14 @@ impl Partition {
 
     /// Drops every packet between the namespace and the host's `port`
     /// (a proxy's), both ways.
-    pub fn cut(&self, port: u16) -> Result<(), String> {
+    pub fn cut(&self, port: u16) -> anyhow::Result<()> {
         let port = port.to_string();
         let (table, host_if) = (self.table.as_str(), self.host_if.as_str());
         for (chain, direction, side) in [
             ("input", "iifname", "dport"),
             ("output", "oifname", "sport"),
         ] {
-            run(
+            net(
                 "nft",
                 &[
                     "add",
@@ -175,9 +164,9 @@ impl Partition {
     }
 
     /// Lets everything through again.
-    pub fn restore(&self) -> Result<(), String> {
+    pub fn restore(&self) -> anyhow::Result<()> {
         for chain in ["input", "output"] {
-            run("nft", &["flush", "chain", "inet", &self.table, chain])?;
+            net("nft", &["flush", "chain", "inet", &self.table, chain])?;
         }
         Ok(())
     }
