@@ -8,17 +8,27 @@
 -- as it was before this statement (every CTE reads one snapshot).
 WITH input AS (
     SELECT * FROM unnest($1::uuid[]) WITH ORDINALITY AS i(id, n)
-), candidates AS (
-    -- The named jobs a claim may take: phase pending, expired or
-    -- handed_back, and not locked by another transaction (a frozen or
-    -- cut-off worker's holds its job's row until its session ends, within
-    -- the session bound): a claim never waits for one.
+), fresh AS (
+    -- The named jobs a claim may take: phase pending (nobody holds their
+    -- rows but for a moment)...
+    SELECT j.id, s.organization_id AS org, i.n FROM input i
+    JOIN sync_jobs j ON j.id = i.id
+    JOIN source_connections s ON s.id = j.source_connection_id
+    WHERE job_phase(j.status, j.lease_owner, j.lease_expires_at, j.retry_at) = 'pending'
+), taken_over AS (
+    -- ...or expired or handed_back, and not locked by another transaction:
+    -- a frozen or cut-off worker's holds its job's row until its session
+    -- ends, and a claim never waits for that. (Only these are locked
+    -- first: a lock is a write of its own, and most claims are of pending
+    -- jobs.)
     SELECT j.id, s.organization_id AS org, i.n FROM input i
     JOIN sync_jobs j ON j.id = i.id
     JOIN source_connections s ON s.id = j.source_connection_id
     WHERE job_phase(j.status, j.lease_owner, j.lease_expires_at, j.retry_at)
-          IN ('pending', 'expired', 'handed_back')
+          IN ('expired', 'handed_back')
     FOR UPDATE OF j SKIP LOCKED
+), candidates AS (
+    SELECT * FROM fresh UNION ALL SELECT * FROM taken_over
 ), leased_per_org AS (
     -- Under a fair share only: each candidate organization's leased jobs.
     SELECT s.organization_id AS org, count(*) AS leased FROM sync_jobs j
