@@ -177,3 +177,100 @@ async fn stored_entities_are_listed_page_by_page() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Waits until `n` sessions of the test's database wait on a lock.
+async fn sessions_waiting_on_a_lock(app: &TestApp, n: i64) {
+    let db = app.db().await;
+    crate::harness::eventually(
+        "PATCHes waiting on the row",
+        crate::harness::DEADLINE,
+        || {
+            let db = &db;
+            async move {
+                let row = db
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                        &[],
+                    )
+                    .await
+                    .ok()?;
+                (row.get::<_, i64>(0) >= n).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_patches_of_one_connection_lose_no_update() {
+    let app = TestApp::spawn_with(0).await;
+    let connection = app.stub_connection(json!({"entity_count": 1}), false).await;
+    // The test holds the row while two PATCHes of different fields arrive:
+    // both wait on it, and each then applies its field to the row as the
+    // other left it.
+    let mut holder = app.db().await;
+    let holding = holder.transaction().await.expect("a transaction");
+    holding
+        .execute(
+            "SELECT 1 FROM source_connections WHERE id = $1 FOR UPDATE",
+            &[&connection],
+        )
+        .await
+        .expect("the row locked");
+    let path = format!("/source-connections/{connection}");
+    let by_name = app.call("PATCH", &path, Some(json!({"name": "renamed"})));
+    let by_description = app.call("PATCH", &path, Some(json!({"description": "described"})));
+    let release = async {
+        sessions_waiting_on_a_lock(&app, 2).await;
+        holding.commit().await.expect("the row released");
+    };
+    let ((named, _), (described, _), ()) = tokio::join!(by_name, by_description, release);
+    assert_eq!(named, StatusCode::OK);
+    assert_eq!(described, StatusCode::OK);
+    let body = app.connection(connection).await;
+    assert_eq!(body["name"], "renamed", "{body}");
+    assert_eq!(body["description"], "described", "{body}");
+}
+
+#[tokio::test]
+async fn a_patch_checks_its_hosts_before_it_takes_the_row() {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let name = name.trim().to_owned();
+    let mut env = crate::harness::TestEnv::new().await;
+    env.allow_hosts = vec![name.clone()];
+    let app = TestApp::spawn_on(env, 0).await;
+    let connection = app
+        .connection_of(
+            "http_json",
+            json!({"url": format!("http://{name}:9/items")}),
+            None,
+            false,
+        )
+        .await;
+    let mut holder = app.db().await;
+    let holding = holder.transaction().await.expect("a transaction");
+    holding
+        .execute(
+            "SELECT 1 FROM source_connections WHERE id = $1 FOR UPDATE",
+            &[&connection],
+        )
+        .await
+        .expect("the row locked");
+    // A host name that resolves to a denied address is refused while the
+    // row is still held: the look-up and the check come before the lock.
+    let (status, body) = app
+        .call(
+            "PATCH",
+            &format!("/source-connections/{connection}"),
+            Some(json!({"config": {"url": "http://localhost:9/items"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["detail"][0]["loc"],
+        json!(["body", "config", "url"]),
+        "{body}"
+    );
+    holding.rollback().await.expect("the row released");
+}

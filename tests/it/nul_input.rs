@@ -43,3 +43,32 @@ async fn a_nul_in_a_json_body_is_a_422_naming_the_field() {
         .await;
     assert_invalid(status, &body, json!(["body", "description"]));
 }
+
+#[tokio::test]
+async fn a_nul_in_a_path_parameter_is_a_422_naming_it() {
+    let app = api().await;
+    for (method, path, name) in [
+        ("GET", "/collections/%00", "readable_id"),
+        ("GET", "/collections/a%00b", "readable_id"),
+        ("GET", "/source-connections/%00", "source_connection_id"),
+        ("GET", "/sync/job/%00/subscribe", "job_id"),
+    ] {
+        let (status, body) = app.call(method, path, None).await;
+        assert_invalid(status, &body, json!(["path", name]));
+    }
+}
+
+#[tokio::test]
+async fn null_is_not_a_role_nor_a_name() {
+    let app = api().await;
+    for field in ["role", "name"] {
+        let (status, body) = app
+            .call("POST", "/api-keys", Some(json!({ field: null })))
+            .await;
+        assert_invalid(status, &body, json!(["body", field]));
+    }
+    // Left out, both take their defaults.
+    let (status, body) = app.call("POST", "/api-keys", Some(json!({}))).await;
+    assert!(status.is_success(), "{status}: {body}");
+    assert_eq!(body["role"], "member");
+}

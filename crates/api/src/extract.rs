@@ -21,10 +21,21 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
-        RawPathParams::from_request_parts(parts, state)
+        let params = RawPathParams::from_request_parts(parts, state)
             .await
-            .map(PathParams)
-            .map_err(|_| ApiError::invalid(&["path"], "Path is not valid UTF-8", "string_unicode"))
+            .map_err(|_| {
+                ApiError::invalid(&["path"], "Path is not valid UTF-8", "string_unicode")
+            })?;
+        // No parameter can hold a NUL (Postgres text cannot): refused here
+        // for every route, not left to fail as a 500 in a query.
+        if let Some((name, _)) = params.iter().find(|(_, value)| value.contains('\0')) {
+            return Err(ApiError::invalid(
+                &["path", name],
+                "Input should not contain a NUL character",
+                "string_type",
+            ));
+        }
+        Ok(PathParams(params))
     }
 }
 
@@ -216,6 +227,16 @@ pub fn json_body<T: DeserializeOwned>(
             kind: kind.into(),
         }])
     })
+}
+
+/// For optional fields that may be left out but, when given, must not be
+/// `null` (`#[serde(default, deserialize_with = "non_null")]`).
+pub fn non_null<'de, D, T>(deserializer: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 fn missing_field(message: &str) -> Option<&str> {

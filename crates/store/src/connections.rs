@@ -218,6 +218,24 @@ pub async fn find(
     row.as_ref().map(connection_from_row).transpose()
 }
 
+/// Locks the connection's row until the transaction ends (concurrent
+/// updates of one connection take turns); false when there is none.
+pub async fn lock(
+    client: &impl GenericClient,
+    organization_id: Uuid,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT 1 FROM source_connections WHERE organization_id = $1 AND id = $2 FOR UPDATE",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&organization_id, &id])
+        .await?
+        .is_some())
+}
+
 /// True when the organization owns the connection.
 pub async fn exists(
     client: &impl GenericClient,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, Result};
-use crate::extract::{PathParams, json_body, path_uuid};
+use crate::extract::{PathParams, json_body, non_null, path_uuid};
 use crate::routes::collections::valid_name;
 use crate::routes::table::Routes;
 
@@ -65,8 +65,10 @@ impl ApiKeyBody {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
+    #[serde(default, deserialize_with = "non_null")]
     name: Option<String>,
     expires_in_days: Option<i64>,
+    #[serde(default, deserialize_with = "non_null")]
     role: Option<KeyRole>,
 }
 

@@ -234,10 +234,41 @@ async fn update(
     let id = path_uuid(&params, "source_connection_id")?;
     let request: UpdateConnection = json_body(body)?;
     let mut client = state.pool().get().await?;
+    // What takes time or leaves the process (the config's checks, the
+    // egress policy's DNS look-ups, sealing) is done before the row is
+    // locked, so that no transaction stays open across them.
+    let before = connections::find(&client, organization, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("source connection"))?;
+    let config = match &request.config {
+        Some(config) => Some(parse_config(&before.short_name, config)?),
+        None => None,
+    };
+    let credentials = request.authentication.and_then(|auth| auth.credentials);
+    if config.is_some() || credentials.is_some() {
+        let checked = match &config {
+            Some(config) => config.clone(),
+            None => parse_config(&before.short_name, &before.fields.config)?,
+        };
+        containment::check(state.policy(), &checked, credentials.as_ref()).await?;
+    }
+    let sealed = sealed_credentials(&state, id, credentials)?;
+
+    // Concurrent updates of one connection take turns on its row, and each
+    // applies its fields to the row as it is now: none is lost.
     let transaction = client.transaction().await?;
+    if !connections::lock(&transaction, organization, id).await? {
+        return Err(ApiError::not_found("source connection"));
+    }
     let current = connections::find(&transaction, organization, id)
         .await?
         .ok_or_else(|| ApiError::not_found("source connection"))?;
+    if sealed.is_some() && config.is_none() && current.fields.config != before.fields.config {
+        // The credentials were checked against a config changed meanwhile.
+        return Err(ApiError::Conflict(
+            "the connection's config changed while this update was checked; send it again".into(),
+        ));
+    }
     let mut fields = current.fields.clone();
     if let Some(name) = &request.name {
         fields.name = valid_name(name)?;
@@ -245,8 +276,8 @@ async fn update(
     if let Some(description) = valid_description(request.description)? {
         fields.description = Some(description);
     }
-    let config = match &request.config {
-        Some(config) => parse_config(&current.short_name, config)?,
+    let config = match config {
+        Some(config) => config,
         None => parse_config(&current.short_name, &current.fields.config)?,
     };
     fields.config = stored_config(&config)?;
@@ -257,12 +288,7 @@ async fn update(
         state.schedule_jitter(),
         false,
     )?;
-    let credentials = request.authentication.and_then(|auth| auth.credentials);
-    if request.config.is_some() || credentials.is_some() {
-        containment::check(state.policy(), &config, credentials.as_ref()).await?;
-    }
-    let credentials = sealed_credentials(&state, id, credentials)?;
-    if credentials.is_none() {
+    if sealed.is_none() {
         reseal(&state, &transaction, organization, id).await?;
     }
     connections::update(
@@ -270,7 +296,7 @@ async fn update(
         organization,
         id,
         &fields,
-        credentials.as_deref(),
+        sealed.as_deref(),
         replan,
     )
     .await?;
