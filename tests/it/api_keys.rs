@@ -6,7 +6,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::{ApiProcess, DEADLINE, TestApp, TestEnv, api_command, eventually, start_api};
+use crate::harness::{
+    ApiProcess, DEADLINE, TestApp, TestEnv, api_command, api_command_with, eventually, start_api,
+};
 
 /// The contract's key format: `sw_` and at least 32 URL-safe characters.
 fn assert_key_format(key: &str) {
@@ -317,16 +319,25 @@ async fn the_operator_commands_make_organizations_and_keys() {
         "{acme}"
     );
 
-    let args = [
-        "keys",
-        "create",
-        "--org",
-        "acme",
-        "--operator",
-        "--name",
-        "ops",
-    ];
-    let (ok, out, err) = api_command(&app.env, &args);
+    // Operator keys belong to the operator organization only.
+    let args = |org| {
+        [
+            "keys",
+            "create",
+            "--org",
+            org,
+            "--operator",
+            "--name",
+            "ops",
+        ]
+    };
+    let (ok, _, err) = api_command(&app.env, &args("acme"));
+    assert!(
+        !ok && err.contains("operator organization \"default\"")
+            && err.contains("SYNCWAY_AUTH__OPERATOR_ORGANIZATION"),
+        "{err}"
+    );
+    let (ok, out, err) = api_command(&app.env, &args("default"));
     assert!(ok, "{err}");
     assert_eq!(field(&out, "role"), "operator");
     let operator = field(&out, "api_key").to_owned();
@@ -335,11 +346,14 @@ async fn the_operator_commands_make_organizations_and_keys() {
         status_with(&app.url, "GET", "/admin/queue", &operator).await,
         StatusCode::OK
     );
-    let (ok, out, _) = api_command(&app.env, &["keys", "list", "--org", &organization]);
+    let (ok, out, _) = api_command(&app.env, &["keys", "list", "--org", "default"]);
     assert!(ok);
     assert!(out.contains(&operator[..11]) && !out.contains(&operator));
     assert!(!out.contains(&first));
-    let (ok, out, err) = api_command(&app.env, &["keys", "revoke", "--org", "acme", &operator_id]);
+    let (ok, out, err) = api_command(
+        &app.env,
+        &["keys", "revoke", "--org", "default", &operator_id],
+    );
     assert!(ok, "{err}");
     assert!(out.contains(&operator_id));
     assert_eq!(
@@ -348,4 +362,59 @@ async fn the_operator_commands_make_organizations_and_keys() {
     );
     let (ok, _, err) = api_command(&app.env, &["keys", "list", "--org", "nobody"]);
     assert!(!ok && err.contains("no organization"), "{err}");
+}
+
+#[tokio::test]
+async fn an_operator_key_of_another_organization_is_a_member_key() {
+    let app = TestApp::spawn_on(TestEnv::new().await, 0).await;
+    let (ok, out, err) = api_command(&app.env, &["org", "create", "acme"]);
+    assert!(ok, "{err}");
+    let member = field(&out, "api_key").to_owned();
+    // Made while acme was named the operator organization (or before the
+    // setting existed): an operator key of acme.
+    let (ok, out, err) = api_command_with(
+        &app.env,
+        &[("SYNCWAY_AUTH__OPERATOR_ORGANIZATION", "acme")],
+        &["keys", "create", "--org", "acme", "--operator"],
+    );
+    assert!(ok, "{err}");
+    let stray = field(&out, "api_key").to_owned();
+    let stray_id = field(&out, "id").to_owned();
+    // This deployment's operator organization is "default": the key sees
+    // no tenant's dead letters and makes no operator keys.
+    for path in ["/admin/queue", "/admin/dead-letters"] {
+        assert_eq!(
+            status_with(&app.url, "GET", path, &stray).await,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    let (status, _) = app
+        .call_with_key(
+            "POST",
+            "/api-keys",
+            Some(json!({"role": "operator"})),
+            Some(&stray),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // It still works as a member key of acme, and acme's members may
+    // revoke it.
+    assert_eq!(
+        status_with(&app.url, "GET", "/api-keys", &stray).await,
+        StatusCode::OK
+    );
+    let (status, body) = app
+        .call_with_key(
+            "DELETE",
+            &format!("/api-keys/{stray_id}"),
+            None,
+            Some(&member),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        status_with(&app.url, "GET", "/api-keys", &stray).await,
+        StatusCode::FORBIDDEN
+    );
 }

@@ -30,7 +30,10 @@ pub struct Organization(pub Uuid);
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
     pub organization: Uuid,
+    /// The role the key acts with (an operator key outside the operator
+    /// organization acts as a member key).
     pub role: KeyRole,
+    pub in_operator_organization: bool,
 }
 
 /// The digest of the request's key, not yet checked.
@@ -63,9 +66,10 @@ pub async fn authenticate(
 ) -> Result<Response> {
     let digest = key_digest(&request)?;
     let client = state.pool().get().await?;
-    let owner = syncway_store::api_keys::find_by_digest(&client, &digest)
-        .await?
-        .ok_or(ApiError::InvalidKey)?;
+    let owner =
+        syncway_store::api_keys::find_by_digest(&client, &digest, state.operator_organization())
+            .await?
+            .ok_or(ApiError::InvalidKey)?;
     drop(client);
     state.key_usage().used(&state, digest);
     request
@@ -74,6 +78,7 @@ pub async fn authenticate(
     request.extensions_mut().insert(Caller {
         organization: owner.organization_id,
         role: owner.role,
+        in_operator_organization: owner.in_operator_organization,
     });
     Ok(next.run(request).await)
 }

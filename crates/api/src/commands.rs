@@ -124,8 +124,20 @@ pub async fn keys(settings: &Settings, command: KeyCommand) -> anyhow::Result<()
             name,
             expires_in_days,
         } => {
+            let organization_id = organization(&client, &org).await?;
+            let operator_organization = &settings.auth.operator_organization;
+            if operator
+                && organizations::find(&client, operator_organization).await?
+                    != Some(organization_id)
+            {
+                bail!(
+                    "operator keys belong to the operator organization \
+                     {operator_organization:?} only (SYNCWAY_AUTH__OPERATOR_ORGANIZATION); \
+                     {org:?} may have member keys"
+                );
+            }
             let new = NewKey {
-                organization_id: organization(&client, &org).await?,
+                organization_id,
                 name: checked_name(&name)?,
                 role: if operator {
                     KeyRole::Operator

@@ -154,9 +154,13 @@ pub async fn run_with(
     .context("opening the database (migrations)")?;
     if let Some(key) = &settings.auth.bootstrap_api_key {
         let client = pool.get().await.context("connecting to Postgres")?;
-        let bootstrap = syncway_store::api_keys::ensure_bootstrap(&client, key.expose_secret())
-            .await
-            .context("creating the bootstrap organization and key")?;
+        let bootstrap = syncway_store::api_keys::ensure_bootstrap(
+            &client,
+            key.expose_secret(),
+            &settings.auth.operator_organization,
+        )
+        .await
+        .context("creating the bootstrap organization and key")?;
         if bootstrap.revoked_before {
             tracing::error!(
                 "the bootstrap API key (SYNCWAY_AUTH__BOOTSTRAP_API_KEY) was revoked; \
@@ -165,10 +169,12 @@ pub async fn run_with(
         } else {
             tracing::info!(
                 replaced = bootstrap.revoked,
-                "bootstrap operator key installed for organization \"default\""
+                organization = %settings.auth.operator_organization,
+                "bootstrap operator key installed"
             );
         }
     }
+    warn_of_stray_operator_keys(&pool, &settings.auth.operator_organization).await;
     let policy = syncway_runtime::egress::policy(&settings).await?;
     let ApiTelemetry {
         metrics,
@@ -190,6 +196,7 @@ pub async fn run_with(
         operations: Operations {
             amqp_url: settings.amqp.url.clone(),
             namespace: settings.amqp.namespace.clone(),
+            operator_organization: settings.auth.operator_organization.clone(),
             latest: latest.clone(),
         },
         limits: limits.clone(),
@@ -279,4 +286,30 @@ pub async fn run_with(
     let _ = pruner.await;
     let _ = hub.await;
     served.context("serving HTTP")
+}
+
+/// Says once, at start, how many operator keys other organizations hold
+/// (they act as member keys). Best effort and off the start's path: the API
+/// starts while Postgres is away.
+async fn warn_of_stray_operator_keys(pool: &syncway_store::Pool, operator_organization: &str) {
+    let pool = pool.clone();
+    let operator_organization = operator_organization.to_owned();
+    tokio::spawn(async move {
+        let counted = match pool.get().await {
+            Ok(client) => {
+                syncway_store::api_keys::stray_operator_keys(&client, &operator_organization).await
+            }
+            Err(error) => Err(error.into()),
+        };
+        match counted {
+            Ok(0) => {}
+            Ok(stray) => tracing::warn!(
+                stray,
+                operator_organization = %operator_organization,
+                "operator keys of other organizations act as member keys only \
+                 (SYNCWAY_AUTH__OPERATOR_ORGANIZATION names the operator's)"
+            ),
+            Err(error) => tracing::debug!(error = %error, "could not count stray operator keys"),
+        }
+    });
 }

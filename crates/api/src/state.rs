@@ -42,6 +42,9 @@ pub(crate) struct StateInner {
 pub struct Operations {
     pub amqp_url: String,
     pub namespace: String,
+    /// `auth.operator_organization`: the only organization whose operator
+    /// keys act as operator keys.
+    pub operator_organization: String,
     /// The latest snapshot read by this process.
     pub latest: Arc<tokio::sync::RwLock<Option<ops::figures::OpsFigures>>>,
 }
@@ -101,6 +104,10 @@ impl AppState {
 
     pub(crate) fn namespace(&self) -> &str {
         &self.inner.operations.namespace
+    }
+
+    pub(crate) fn operator_organization(&self) -> &str {
+        &self.inner.operations.operator_organization
     }
 
     pub(crate) fn ops_latest(&self) -> &tokio::sync::RwLock<Option<ops::figures::OpsFigures>> {

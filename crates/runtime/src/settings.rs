@@ -288,10 +288,25 @@ fn default_max_connections() -> usize {
     4096
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct AuthSettings {
-    /// When set, start-up ensures an organization `default` owning this key.
+    /// When set, start-up ensures that the operator organization owns this
+    /// key, as an operator key.
     pub bootstrap_api_key: Option<SecretString>,
+    /// The organization whose operator keys are operator keys (the
+    /// bootstrap key's); an operator key of any other organization is a
+    /// member key.
+    pub operator_organization: String,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            bootstrap_api_key: None,
+            operator_organization: "default".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

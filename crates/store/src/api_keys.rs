@@ -64,27 +64,61 @@ impl ApiKey {
 pub struct KeyOwner {
     pub key_id: Uuid,
     pub organization_id: Uuid,
+    /// The role the key acts with: an operator key outside the operator
+    /// organization acts as a member key.
     pub role: KeyRole,
+    /// The key's organization is the operator organization.
+    pub in_operator_organization: bool,
 }
 
-/// The owner of a live (not revoked, not expired) key, by its [`digest`].
+/// The owner of a live (not revoked, not expired) key, by its [`digest`];
+/// `operator_organization` names the only organization whose operator keys
+/// act as operator keys.
 pub async fn find_by_digest(
     client: &impl GenericClient,
     digest: &[u8],
+    operator_organization: &str,
 ) -> Result<Option<KeyOwner>, StoreError> {
     let statement = client
         .prepare_cached(
-            "SELECT id, organization_id, role FROM api_keys
-             WHERE key_hash = $1 AND revoked_at IS NULL
-               AND (expires_at IS NULL OR expires_at > now())",
+            "SELECT k.id, k.organization_id, k.role, o.name = $2
+             FROM api_keys k JOIN organizations o ON o.id = k.organization_id
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL
+               AND (k.expires_at IS NULL OR k.expires_at > now())",
         )
         .await?;
-    let row = client.query_opt(&statement, &[&digest]).await?;
-    Ok(row.map(|row| KeyOwner {
-        key_id: row.get(0),
-        organization_id: row.get(1),
-        role: KeyRole::from_db(row.get(2)),
+    let row = client
+        .query_opt(&statement, &[&digest, &operator_organization])
+        .await?;
+    Ok(row.map(|row| {
+        let in_operator_organization: bool = row.get(3);
+        let role = match KeyRole::from_db(row.get(2)) {
+            KeyRole::Operator if !in_operator_organization => KeyRole::Member,
+            role => role,
+        };
+        KeyOwner {
+            key_id: row.get(0),
+            organization_id: row.get(1),
+            role,
+            in_operator_organization,
+        }
     }))
+}
+
+/// Live operator keys of organizations other than the operator
+/// organization: they act as member keys.
+pub async fn stray_operator_keys(
+    client: &impl GenericClient,
+    operator_organization: &str,
+) -> Result<i64, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM api_keys k JOIN organizations o ON o.id = k.organization_id
+             WHERE k.role = 'operator' AND k.revoked_at IS NULL AND o.name <> $1",
+            &[&operator_organization],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 /// The organization owning a live key.
@@ -92,9 +126,7 @@ pub async fn find_organization(
     client: &impl GenericClient,
     key: &str,
 ) -> Result<Option<Uuid>, StoreError> {
-    Ok(find_by_digest(client, &digest(key))
-        .await?
-        .map(|owner| owner.organization_id))
+    find_organization_by_digest(client, &digest(key)).await
 }
 
 /// [`find_organization`] for a key known by its [`digest`].
@@ -102,9 +134,15 @@ pub async fn find_organization_by_digest(
     client: &impl GenericClient,
     digest: &[u8],
 ) -> Result<Option<Uuid>, StoreError> {
-    Ok(find_by_digest(client, digest)
-        .await?
-        .map(|owner| owner.organization_id))
+    let statement = client
+        .prepare_cached(
+            "SELECT organization_id FROM api_keys
+             WHERE key_hash = $1 AND revoked_at IS NULL
+               AND (expires_at IS NULL OR expires_at > now())",
+        )
+        .await?;
+    let row = client.query_opt(&statement, &[&digest]).await?;
+    Ok(row.map(|row| row.get(0)))
 }
 
 /// What a new key is.
@@ -311,14 +349,15 @@ pub struct Bootstrap {
 }
 
 /// The bootstrap key (`SYNCWAY_AUTH__BOOTSTRAP_API_KEY`): an operator key of
-/// the organization `default`. Bootstrap keys made from other values are
+/// the operator organization (`organization`, made if missing). Bootstrap keys made from other values are
 /// revoked; a bootstrap key revoked by its owner is not revived. Idempotent,
 /// so every API process runs it at start-up.
 pub async fn ensure_bootstrap(
     client: &impl GenericClient,
     key: &str,
+    organization: &str,
 ) -> Result<Bootstrap, StoreError> {
-    let organization_id = crate::organizations::ensure(client, "default").await?;
+    let organization_id = crate::organizations::ensure(client, organization).await?;
     let hash = digest(key);
     client
         .execute(

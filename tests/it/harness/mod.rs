@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use env::TestEnv;
-pub use process::{ApiProcess, WorkerProcess, api_command, free_port};
+pub use process::{ApiProcess, WorkerProcess, api_command, api_command_with, free_port};
 pub use proxy::TcpProxy;
 
 /// How long any wait in a test may take before the test fails.

@@ -111,11 +111,21 @@ impl WorkerProcess {
 /// Runs `syncway-api ARGS` (an operator command) on `env`; returns its
 /// exit status's success, stdout and stderr.
 pub fn api_command(env: &TestEnv, args: &[&str]) -> (bool, String, String) {
+    api_command_with(env, &[], args)
+}
+
+/// [`api_command`] with more environment variables.
+pub fn api_command_with(
+    env: &TestEnv,
+    vars: &[(&str, &str)],
+    args: &[&str],
+) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_syncway-test-api"))
         .args(args)
         .env("SYNCWAY_DATABASE__URL", env.database_url())
         .env("SYNCWAY_DATABASE__MIGRATE", "false")
         .env("RUST_LOG", "warn")
+        .envs(vars.iter().copied())
         .output()
         .expect("running syncway-api");
     (

@@ -120,6 +120,7 @@ async fn create(
     if role == KeyRole::Operator && caller.role != KeyRole::Operator {
         return Err(operator_needed());
     }
+
     let client = state.pool().get().await?;
     let new = NewKey {
         organization_id: caller.organization,
@@ -156,7 +157,12 @@ async fn target(
     let key = api_keys::find(client, caller.organization, id)
         .await?
         .ok_or_else(|| ApiError::not_found("API key"))?;
-    if key.role == KeyRole::Operator && caller.role != KeyRole::Operator {
+    // Operator keys of an organization other than the operator's act as
+    // member keys: its members may revoke or rotate them.
+    if key.role == KeyRole::Operator
+        && caller.role != KeyRole::Operator
+        && caller.in_operator_organization
+    {
         return Err(operator_needed());
     }
     Ok(id)
