@@ -71,36 +71,6 @@ async fn a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_do_not() {
     .await;
 }
 
-#[tokio::test]
-async fn an_address_sending_invalid_keys_is_stopped_before_any_lookup() {
-    let app = TestApp::with_api(TestEnv::new().await, |settings| {
-        settings.limits.failed_auth_per_minute = 3;
-    })
-    .await;
-    for attempt in 0..3 {
-        let made_up = format!("sw_made_up_{attempt}");
-        assert_eq!(
-            get(&app, "/api-keys", &made_up).await.status(),
-            StatusCode::FORBIDDEN
-        );
-    }
-    let blocked = get(&app, "/api-keys", "sw_made_up_again").await;
-    assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(retry_after(&blocked) >= 1);
-    // Blocked before the key is looked up: even a valid key from this
-    // address waits (a lookup would have let it through).
-    assert_eq!(
-        get(&app, "/api-keys", &app.key).await.status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
-    let run = format!("/source-connections/{}/run", Uuid::new_v4());
-    let (status, body) = app.call("POST", &run, None).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
-    // Health checks and the description need no key and are not limited.
-    let health = app.http.get(format!("{}/healthz", app.url)).send().await;
-    assert_eq!(health.map(|r| r.status()).ok(), Some(StatusCode::OK));
-}
-
 /// Writes `bytes` one per `every`, until the server closes the connection;
 /// returns how many it took.
 async fn dribble(stream: &mut TcpStream, bytes: &[u8], every: Duration) -> Option<usize> {

@@ -34,6 +34,7 @@ mod operations;
 mod outage;
 mod partitions;
 mod postgres_source;
+mod public_edges;
 mod relays;
 mod schedule_api;
 mod schedules;

@@ -62,6 +62,12 @@ pub enum ApiError {
     /// 408: the request was not answered within the request timeout.
     #[error("the request took too long and was stopped; retry it")]
     RequestTimeout,
+    /// 429: the key holds as many event streams open as it may.
+    #[error(
+        "this API key has too many event streams open ({0} per API process now); \
+         close one and retry"
+    )]
+    TooManyStreams(u32),
     /// 503: a dependency (Postgres) is unreachable; try again shortly.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -110,6 +116,7 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyStreams(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -136,6 +143,15 @@ impl IntoResponse for ApiError {
             }
             ApiError::NotReady(reason) => {
                 tracing::debug!(reason, "not ready");
+                let mut response =
+                    (status, Json(json!({ "detail": self.to_string() }))).into_response();
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+                response
+            }
+            ApiError::TooManyStreams(_) => {
                 let mut response =
                     (status, Json(json!({ "detail": self.to_string() }))).into_response();
                 response.headers_mut().insert(

@@ -6,6 +6,7 @@
 
 mod auth;
 pub mod cli;
+mod client_address;
 pub mod commands;
 mod containment;
 mod error;
@@ -56,7 +57,10 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
                 "handler panicked"
             )))
         }))
-        .layer(axum::middleware::from_fn_with_state(state, metrics::record))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
         .layer(from_fn(http_layers::security_headers))
         .layer(
             // Every 5xx's cause is logged where it is made (`ApiError`, the
@@ -71,14 +75,24 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
                         .get(&REQUEST_ID)
                         .and_then(|value| value.to_str().ok())
                         .unwrap_or_default();
+                    let client = request
+                        .extensions()
+                        .get::<client_address::ClientAddress>()
+                        .map(|client_address::ClientAddress(address)| address.to_string())
+                        .unwrap_or_default();
                     tracing::info_span!(
                         "request",
                         method = %metrics::method_label(request.method()),
                         path = %request.uri().path(),
                         request_id,
+                        client,
                     )
                 }),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            client_address::resolve,
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(from_fn(http_layers::sanitize_request_id))
@@ -186,7 +200,9 @@ pub async fn run_with(
         requests_per_second: settings.limits.requests_per_second,
         burst: settings.limits.burst,
         failed_auth_per_minute: settings.limits.failed_auth_per_minute,
+        streams_per_key: settings.limits.streams_per_key,
     });
+    let trusted_proxies = client_address::TrustedProxies::parse(&settings.api.trusted_proxies)?;
     let state = AppState::new(StateParts {
         pool: pool.clone(),
         cipher,
@@ -200,6 +216,7 @@ pub async fn run_with(
             latest: latest.clone(),
         },
         limits: limits.clone(),
+        trusted_proxies,
     });
 
     let stop = CancellationToken::new();
@@ -253,6 +270,14 @@ pub async fn run_with(
         ))
     });
 
+    let share = tokio::spawn(
+        limits::share::Share {
+            pool: state.pool().clone(),
+            limits: limits.clone(),
+            gauge: state.metrics().api_processes.clone(),
+        }
+        .run(stop.clone()),
+    );
     let pruner = tokio::spawn({
         let stop = stop.clone();
         async move {
@@ -280,6 +305,7 @@ pub async fn run_with(
     stop.cancel();
     let _ = relay.await;
     let _ = refresher.await;
+    let _ = share.await;
     if let Some(metrics_server) = metrics_server {
         let _ = metrics_server.await;
     }

@@ -22,6 +22,8 @@ pub struct ApiMetrics {
     pub event_streams: Gauge,
     /// Reads of the watched jobs (one statement each, however many streams).
     pub event_reads: Counter,
+    /// Live API processes sharing the per-key limits, as this one counts.
+    pub api_processes: Gauge,
 }
 
 impl std::fmt::Debug for ApiMetrics {
@@ -40,6 +42,7 @@ impl ApiMetrics {
             jobs_triggered: Counter::default(),
             event_streams: Gauge::default(),
             event_reads: Counter::default(),
+            api_processes: Gauge::default(),
         };
         registry.register(
             "http_requests",
@@ -65,6 +68,11 @@ impl ApiMetrics {
             "job_event_reads",
             "Statements reading the watched jobs (one per poll, however many streams)",
             metrics.event_reads.clone(),
+        );
+        registry.register(
+            "processes",
+            "Live API processes sharing the per-key limits, as this process counts them",
+            metrics.api_processes.clone(),
         );
         metrics
     }

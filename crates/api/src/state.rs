@@ -32,6 +32,7 @@ pub(crate) struct StateInner {
     schedule_jitter: std::time::Duration,
     operations: Operations,
     limits: Arc<Limits>,
+    trusted_proxies: crate::client_address::TrustedProxies,
     key_usage: KeyUsage,
     hub: Arc<crate::events::Hub>,
     /// Cancelled when the process starts shutting down: event streams end.
@@ -58,6 +59,7 @@ pub struct StateParts {
     pub schedule_jitter: std::time::Duration,
     pub operations: Operations,
     pub limits: Arc<Limits>,
+    pub trusted_proxies: crate::client_address::TrustedProxies,
 }
 
 impl AppState {
@@ -74,6 +76,7 @@ impl AppState {
                 broker_ready: Arc::new(AtomicBool::new(false)),
                 metrics: parts.metrics,
                 limits: parts.limits,
+                trusted_proxies: parts.trusted_proxies,
                 key_usage: KeyUsage::default(),
                 hub: Arc::default(),
                 streams_stop: tokio_util::sync::CancellationToken::new(),
@@ -124,6 +127,10 @@ impl AppState {
 
     pub(crate) fn limits(&self) -> &Arc<Limits> {
         &self.inner.limits
+    }
+
+    pub(crate) fn trusted_proxies(&self) -> &crate::client_address::TrustedProxies {
+        &self.inner.trusted_proxies
     }
 
     pub(crate) fn key_usage(&self) -> &KeyUsage {

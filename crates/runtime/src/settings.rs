@@ -134,14 +134,18 @@ pub struct LimitsSettings {
     /// Running jobs one organization may hold at once; unset: no limit. Its
     /// other jobs wait in Postgres until one of its jobs stops running.
     pub max_running_jobs_per_org: Option<u32>,
-    /// Requests one API key may make per second (a token bucket per key
-    /// and API process).
+    /// Requests one API key may make per second, for the deployment (a
+    /// token bucket per key in each API process, at its share).
     pub requests_per_second: u32,
     /// The bucket's size: requests a key may make at once.
     pub burst: u32,
     /// Requests with an unknown, revoked or expired key one client address
-    /// may make per minute; beyond that it gets 429 before any lookup.
+    /// may make per minute; beyond that its failing requests get 429 (valid
+    /// keys from it go on).
     pub failed_auth_per_minute: u32,
+    /// Event streams one API key may hold open (for the deployment: each
+    /// API process allows its share).
+    pub streams_per_key: u32,
 }
 
 impl Default for LimitsSettings {
@@ -151,6 +155,7 @@ impl Default for LimitsSettings {
             requests_per_second: 10_000,
             burst: 20_000,
             failed_auth_per_minute: 60,
+            streams_per_key: 100,
         }
     }
 }
@@ -270,6 +275,10 @@ pub struct ApiSettings {
     /// per API process, however many streams).
     #[serde(default = "default_events_poll_ms")]
     pub events_poll_ms: u64,
+    /// Proxies (CIDRs or addresses) whose `X-Forwarded-For` / `Forwarded`
+    /// headers name the client; from any other peer they are ignored.
+    #[serde(default, deserialize_with = "comma_list")]
+    pub trusted_proxies: Vec<String>,
 }
 
 fn default_events_poll_ms() -> u64 {

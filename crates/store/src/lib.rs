@@ -5,6 +5,7 @@
 //! transaction alike, and every state change is guarded in its WHERE clause.
 
 pub mod api_keys;
+pub mod api_processes;
 pub mod batcher;
 pub mod collections;
 pub mod connections;

@@ -93,21 +93,16 @@ pub async fn main() -> anyhow::Result<()> {
     run(settings, metrics, syncway_runtime::shutdown_signal()).await
 }
 
-/// This machine's host name (`worker` when it cannot be read).
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|host| host.trim().to_owned())
-        .filter(|host| !host.is_empty())
-        .unwrap_or_else(|| "worker".to_owned())
-}
-
 /// A lease owner name that is unique per process start and says where the
 /// worker runs: `<host>-<pid>-<random>`.
 fn worker_id() -> String {
     let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("{}-{}-{}", hostname(), std::process::id(), &random[..8])
+    format!(
+        "{}-{}-{}",
+        syncway_runtime::hostname(),
+        std::process::id(),
+        &random[..8]
+    )
 }
 
 /// A worker's metrics, registered on a registry of the caller's. Workers of
@@ -289,7 +284,7 @@ pub async fn run_with(
         registry::Registration {
             row: syncway_store::ops::WorkerRow {
                 id: context.worker_id.clone(),
-                hostname: hostname(),
+                hostname: syncway_runtime::hostname(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 started_at: chrono::Utc::now(),
                 last_seen: chrono::Utc::now(),

@@ -16,7 +16,7 @@ use syncway_model::JobStatus;
 use syncway_store::jobs::watch::{Versioned, find_versioned};
 
 use crate::AppState;
-use crate::auth::Organization;
+use crate::auth::{KeyDigest, Organization};
 use crate::error::{ApiError, Result};
 use crate::events::Watched;
 use crate::extract::{PathParams, path_uuid};
@@ -41,6 +41,8 @@ struct Follow {
     sent: Option<(i64, JobStatus)>,
     stop: tokio_util::sync::CancellationToken,
     done: bool,
+    /// The key's stream slot, freed when the stream is dropped.
+    _slot: crate::limits::StreamSlot,
 }
 
 impl Follow {
@@ -77,10 +79,15 @@ impl Follow {
 
 async fn start(
     state: &AppState,
+    digest: &[u8],
     organization: uuid::Uuid,
     connection: Option<uuid::Uuid>,
     job: uuid::Uuid,
 ) -> Result<Follow> {
+    let limits = state.limits();
+    let slot = limits
+        .open_stream(digest)
+        .ok_or_else(|| ApiError::TooManyStreams(limits.streams_cap()))?;
     let client = state.pool().get().await?;
     let current = find_versioned(&client, organization, connection, job)
         .await?
@@ -90,6 +97,7 @@ async fn start(
         sent: None,
         stop: state.streams_stop().clone(),
         done: false,
+        _slot: slot,
     })
 }
 
@@ -112,12 +120,13 @@ fn job_event(state: &Versioned, previous: Option<(i64, JobStatus)>) -> Event {
 async fn events(
     State(state): State<AppState>,
     Extension(Organization(organization)): Extension<Organization>,
+    Extension(KeyDigest(digest)): Extension<KeyDigest>,
     params: PathParams,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
     let connection = path_uuid(&params, "source_connection_id")?;
     let job = path_uuid(&params, "job_id")?;
-    let mut follow = start(&state, organization, Some(connection), job).await?;
+    let mut follow = start(&state, &digest, organization, Some(connection), job).await?;
     // Resuming: what the client saw last. The current state is sent again
     // only when it is newer (or terminal: the stream must end with `end`).
     let last_seen = headers
@@ -159,10 +168,11 @@ fn airweave_progress(state: &Versioned) -> serde_json::Value {
 async fn subscribe(
     State(state): State<AppState>,
     Extension(Organization(organization)): Extension<Organization>,
+    Extension(KeyDigest(digest)): Extension<KeyDigest>,
     params: PathParams,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
     let job = path_uuid(&params, "job_id")?;
-    let follow = start(&state, organization, None, job).await?;
+    let follow = start(&state, &digest, organization, None, job).await?;
     let connected = json!({"type": "connected", "job_id": job});
     let first =
         futures_util::stream::once(async move { Ok(Event::default().data(connected.to_string())) });
