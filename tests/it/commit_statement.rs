@@ -110,6 +110,7 @@ async fn one_commit_statement_keeps_each_jobs_batch_apart() {
                 cursor: Some(&cursor),
                 full_sync: false,
                 seen_total: None,
+                mass_delete_min_entities: None,
             },
             outcome: None,
         },

@@ -60,6 +60,7 @@ async fn one_trigger_batch_answers_every_request_on_its_own() {
         key_digest: digest(key),
         source_connection_id: connection,
         force_full_sync: true,
+        allow_mass_deletion: false,
     };
     let requests = [
         request("sw_not_a_key", free),

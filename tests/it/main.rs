@@ -28,6 +28,7 @@ mod http_json_source;
 mod lifecycle;
 mod limits;
 mod local_files_source;
+mod mass_deletion;
 mod nul_input;
 mod openapi;
 mod operations;

@@ -111,6 +111,7 @@ impl Fixture {
                 entities,
                 full_sync: true,
                 seen_total,
+                mass_delete_min_entities: None,
                 ..Batch::default()
             },
             outcome,

@@ -93,6 +93,8 @@ pub struct SourceConnectionBody {
     pub entities: EntitiesBody,
     pub error_category: Option<String>,
     pub error_message: Option<String>,
+    /// The mass-deletion guard's fraction (syncway's own field).
+    pub max_delete_fraction: f64,
 }
 
 impl From<Connection> for SourceConnectionBody {
@@ -161,6 +163,7 @@ impl From<Connection> for SourceConnectionBody {
             },
             error_category,
             error_message,
+            max_delete_fraction: connection.fields.max_delete_fraction,
         }
     }
 }

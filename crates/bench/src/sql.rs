@@ -73,6 +73,7 @@ async fn measure(options: &Options, env: &BenchEnv) -> anyhow::Result<(f64, f64)
         description: None,
         config: json!({"entity_count": 1}),
         schedule: Default::default(),
+        max_delete_fraction: syncway_store::connections::DEFAULT_MAX_DELETE_FRACTION,
     };
     let mut connections = Vec::new();
     for _ in 0..options.clients * CONNECTIONS_PER_CLIENT {
@@ -149,6 +150,7 @@ async fn one_job(pool: &syncway_store::Pool, connection: uuid::Uuid) -> anyhow::
         cursor: Some(&cursor),
         full_sync: true,
         seen_total: None,
+        mass_delete_min_entities: None,
     };
     let commit = jobs::Commit {
         job_id: claimed.id,

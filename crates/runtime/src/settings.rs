@@ -34,6 +34,25 @@ pub struct Settings {
     pub limits: LimitsSettings,
     #[serde(default)]
     pub scheduler: SchedulerSettings,
+    #[serde(default)]
+    pub sync: SyncSettings,
+}
+
+/// How syncs treat what they store (CONTRACT.md §2).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SyncSettings {
+    /// The mass-deletion guard applies to connections with at least this
+    /// many stored entities (a full sync of fewer deletes what it must).
+    pub mass_delete_min_entities: i64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            mass_delete_min_entities: 1000,
+        }
+    }
 }
 
 /// The scheduler loop of worker processes (CONTRACT.md §5).

@@ -45,7 +45,12 @@ pub struct ConnectionFields {
     pub description: Option<String>,
     pub config: serde_json::Value,
     pub schedule: Schedule,
+    /// The mass-deletion guard's fraction (in (0, 1]; 1 disables it).
+    pub max_delete_fraction: f64,
 }
+
+/// The default of [`ConnectionFields::max_delete_fraction`].
+pub const DEFAULT_MAX_DELETE_FRACTION: f64 = 0.5;
 
 /// A connection as the API shows it.
 #[derive(Debug, Clone)]
@@ -87,7 +92,7 @@ pub struct ConnectionListItem {
 fn select_connection(filter: &str) -> String {
     format!(
         "SELECT s.id, s.organization_id, col.readable_id, s.short_name, s.name, s.description,
-                s.config, s.schedule_cron, s.continuous, s.cursor_field, s.schedule_timezone,
+                s.config, s.max_delete_fraction, s.schedule_cron, s.continuous, s.cursor_field, s.schedule_timezone,
                 s.full_sync_every_seconds, s.schedule_paused, s.schedule_tick_at, s.next_run_at,
                 s.credentials IS NOT NULL AS has_credentials, s.needs_reauth,
                 s.auth_error_category, s.auth_error_message, s.created_at, s.modified_at,
@@ -119,6 +124,7 @@ fn connection_from_row(row: &Row) -> Result<Connection, StoreError> {
             name: row.try_get("name")?,
             description: row.try_get("description")?,
             config: row.try_get("config")?,
+            max_delete_fraction: row.try_get("max_delete_fraction")?,
             schedule: Schedule {
                 cron: row.try_get("schedule_cron")?,
                 timezone: row.try_get("schedule_timezone")?,
@@ -172,8 +178,10 @@ pub async fn insert(
                  INSERT INTO source_connections
                      (id, organization_id, collection_id, name, description, short_name, config,
                       schedule_cron, continuous, cursor_field, credentials, schedule_timezone,
-                      full_sync_every_seconds, schedule_paused, schedule_tick_at, next_run_at)
-                 SELECT $1, $2, c.id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16
+                      full_sync_every_seconds, schedule_paused, schedule_tick_at, next_run_at,
+                      max_delete_fraction)
+                 SELECT $1, $2, c.id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                        $17
                  FROM collections c WHERE c.organization_id = $2 AND c.readable_id = $3
                  RETURNING id
              )
@@ -195,6 +203,7 @@ pub async fn insert(
                 &fields.schedule.paused,
                 &fields.schedule.plan.map(|p| p.0),
                 &fields.schedule.plan.map(|p| p.1),
+                &fields.max_delete_fraction,
             ],
         )
         .await?;
@@ -321,6 +330,7 @@ pub async fn update(
                  schedule_timezone = $10, full_sync_every_seconds = $11, schedule_paused = $12,
                  schedule_tick_at = CASE WHEN $13 THEN $14 ELSE schedule_tick_at END,
                  next_run_at = CASE WHEN $13 THEN $15 ELSE next_run_at END,
+                 max_delete_fraction = $16,
                  credentials = COALESCE($9, credentials),
                  needs_reauth = needs_reauth AND $9::bytea IS NULL,
                  auth_error_category = CASE WHEN $9::bytea IS NULL THEN auth_error_category END,
@@ -343,6 +353,7 @@ pub async fn update(
                 &replan,
                 &fields.schedule.plan.map(|p| p.0),
                 &fields.schedule.plan.map(|p| p.1),
+                &fields.max_delete_fraction,
             ],
         )
         .await?;

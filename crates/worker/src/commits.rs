@@ -28,6 +28,8 @@ pub struct PendingCommit {
     pub full_sync: bool,
     /// See [`syncway_store::jobs::Batch::seen_total`].
     pub seen_total: Option<i64>,
+    /// See [`syncway_store::jobs::Batch::mass_delete_min_entities`].
+    pub mass_delete_min_entities: Option<i64>,
     pub batch: PreparedBatch,
     pub outcome: Option<Outcome>,
 }
@@ -46,6 +48,7 @@ impl PendingCommit {
                 cursor: self.batch.cursor.as_ref(),
                 full_sync: self.full_sync,
                 seen_total: self.seen_total,
+                mass_delete_min_entities: self.mass_delete_min_entities,
             },
             outcome: self.outcome.as_ref(),
         }

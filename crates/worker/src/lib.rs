@@ -68,6 +68,8 @@ pub(crate) struct Context {
     /// Tells this process's relay that a message was committed to the
     /// outbox (a retry, a held job let go, a re-enqueue).
     pub relay_wake: Arc<tokio::sync::Notify>,
+    /// `sync.mass_delete_min_entities` (the mass-deletion guard's floor).
+    pub mass_delete_min_entities: i64,
 }
 
 #[derive(Debug, clap::Parser)]
@@ -222,6 +224,7 @@ pub async fn run_with(
         max_job: Duration::from_secs(settings.worker.max_job_seconds),
         max_per_org: max_per_org(&settings),
         relay_wake: Arc::new(tokio::sync::Notify::new()),
+        mass_delete_min_entities: settings.sync.mass_delete_min_entities,
     });
     tracing::info!(worker_id = %context.worker_id, concurrency = settings.worker.concurrency, "worker starting");
 

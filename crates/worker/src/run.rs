@@ -339,6 +339,7 @@ impl JobRun {
             seq,
             full_sync: self.full_sync,
             seen_total,
+            mass_delete_min_entities: Some(self.context.mass_delete_min_entities),
             batch,
             outcome,
         })

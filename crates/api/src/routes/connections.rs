@@ -45,6 +45,7 @@ struct CreateConnection {
     schedule: Option<ScheduleInput>,
     authentication: Option<AuthenticationInput>,
     sync_immediately: Option<bool>,
+    max_delete_fraction: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +55,19 @@ struct UpdateConnection {
     config: Option<Value>,
     schedule: Option<ScheduleInput>,
     authentication: Option<AuthenticationInput>,
+    max_delete_fraction: Option<f64>,
+}
+
+/// The mass-deletion guard's fraction of a connection: in (0, 1].
+fn valid_fraction(fraction: Option<f64>) -> Result<Option<f64>> {
+    match fraction {
+        Some(value) if !(value > 0.0 && value <= 1.0) => Err(ApiError::invalid(
+            &["body", "max_delete_fraction"],
+            "max_delete_fraction must be greater than 0 and at most 1 (1 disables the guard)",
+            "less_than_equal",
+        )),
+        other => Ok(other),
+    }
 }
 
 /// Validates a connector config, naming the offending field on failure.
@@ -163,6 +177,8 @@ async fn create(
         description: valid_description(request.description)?,
         config: stored_config(&config)?,
         schedule,
+        max_delete_fraction: valid_fraction(request.max_delete_fraction)?
+            .unwrap_or(connections::DEFAULT_MAX_DELETE_FRACTION),
     };
     let credentials = request.authentication.and_then(|auth| auth.credentials);
     containment::check(state.policy(), &config, credentials.as_ref()).await?;
@@ -275,6 +291,9 @@ async fn update(
     }
     if let Some(description) = valid_description(request.description)? {
         fields.description = Some(description);
+    }
+    if let Some(fraction) = valid_fraction(request.max_delete_fraction)? {
+        fields.max_delete_fraction = fraction;
     }
     let config = match config {
         Some(config) => config,

@@ -53,7 +53,7 @@ pub(crate) fn triggered(
     }
 }
 
-/// `POST /source-connections/{id}/run?force_full_sync=bool`
+/// `POST /source-connections/{id}/run?force_full_sync=bool&allow_mass_deletion=bool`
 async fn run(
     State(state): State<AppState>,
     Extension(KeyDigest(digest)): Extension<KeyDigest>,
@@ -61,10 +61,11 @@ async fn run(
     RawQuery(query): RawQuery,
 ) -> Result<Json<SourceConnectionJob>> {
     let request = params.and_then(|params| {
+        let query = QueryParams::parse(query.as_deref())?;
         Ok(TriggerRequest {
             source_connection_id: path_uuid(&params, "source_connection_id")?,
-            force_full_sync: QueryParams::parse(query.as_deref())?
-                .bool("force_full_sync", false)?,
+            force_full_sync: query.bool("force_full_sync", false)?,
+            allow_mass_deletion: query.bool("allow_mass_deletion", false)?,
             key_digest: digest.clone(),
         })
     });

@@ -97,6 +97,12 @@ pub struct Batch<'a> {
     /// and no id twice). When as many entities are stored, the run saw them
     /// all, and the comparison that finds the unseen ones is skipped.
     pub seen_total: Option<i64>,
+    /// The mass-deletion guard's floor: with at least this many entities
+    /// stored, a completing full sync that would delete more than its
+    /// connection's `max_delete_fraction` of them fails instead (error
+    /// details `kind = "mass_deletion"`) and deletes nothing, unless its
+    /// job allows mass deletion. `None`: no guard.
+    pub mass_delete_min_entities: Option<i64>,
 }
 
 /// One job's share of a [`commit_many`].
@@ -194,6 +200,7 @@ pub(super) async fn commit_parts(
     let mut seen_totals = Vec::with_capacity(commits.len());
     let mut tokens = Vec::with_capacity(commits.len());
     let mut seqs = Vec::with_capacity(commits.len());
+    let mut mass_delete_mins = Vec::with_capacity(commits.len());
     // Per entity and per deleted id: the job's n.
     let mut entity_n = Vec::new();
     let mut ids: Vec<&str> = Vec::new();
@@ -225,6 +232,7 @@ pub(super) async fn commit_parts(
         seen_totals.push(batch.seen_total);
         tokens.push(commit.run_id);
         seqs.push(commit.seq);
+        mass_delete_mins.push(batch.mass_delete_min_entities);
         let writes: Box<dyn Iterator<Item = &EntityWrite>> = match part.writes {
             Some(writes) => Box::new(writes.iter().copied()),
             None => Box::new(batch.entities.iter()),
@@ -246,7 +254,7 @@ pub(super) async fn commit_parts(
             }
         }
     }
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 24] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 25] = [
         &tokens,
         &lease_seconds,
         &n,
@@ -271,6 +279,7 @@ pub(super) async fn commit_parts(
         &seen,
         &seen_totals,
         &seqs,
+        &mass_delete_mins,
     ];
     // Small commits (the common case: many jobs of few entities) reuse the
     // connection's prepared statement and its cached plan. A large one is

@@ -13,7 +13,9 @@
 --   $19 run_id (a full sync's run, see V12; NULL otherwise), $20 copied
 --   (entities the caller's transaction inserted already, by COPY: counted
 --   as inserted), $23 seen_total (a completing full sync's distinct seen
---   ids, when the worker knows them; see Batch::seen_total).
+--   ids, when the worker knows them; see Batch::seen_total), $25
+--   mass_delete_min (the mass-deletion guard's floor of stored entities;
+--   NULL: no guard).
 -- Per entity to write: $13 its job's n, $14 entity_id, $15 content_hash,
 -- $16 payload (json, as the worker serialized and hashed it).
 -- Per id the source reported deleted: $17 its job's n, $18 entity_id.
@@ -31,10 +33,10 @@ WITH batches AS (
     SELECT * FROM unnest($3::int[], $4::uuid[], $5::uuid[], $6::bool[],
                          $7::bigint[], $8::text[], $9::text[], $10::text[],
                          $11::jsonb[], $12::jsonb[], $19::uuid[], $20::bigint[],
-                         $23::bigint[], $1::uuid[], $24::bigint[])
+                         $23::bigint[], $1::uuid[], $24::bigint[], $25::bigint[])
         AS b(n, job_id, conn_id, delete_unseen, failed, status, error,
              error_category, error_details, cursor, run_id, copied, seen_total,
-             token, seq)
+             token, seq, mass_delete_min)
 ), keys AS (
     -- The batches' ids and hashes, without the payloads: this
     -- is what the counting reads, and it stays small. n is the
@@ -82,7 +84,7 @@ WITH batches AS (
     WHERE b.delete_unseen
     UNION ALL
     SELECT n, entity_id FROM seen_now
-), doomed AS (
+), doomed_all AS (
     SELECT b.n, e.source_connection_id, e.entity_id
     FROM unnest($17::int[], $18::text[]) AS d(n, entity_id)
     JOIN batches b ON b.n = d.n
@@ -100,11 +102,47 @@ WITH batches AS (
           FROM cursors c WHERE c.source_connection_id = b.conn_id)
       AND NOT EXISTS (
           SELECT 1 FROM seen s WHERE s.n = b.n AND s.entity_id = e.entity_id)
+), mass_deletions AS (
+    -- The guard: a completing full sync that would delete more than its
+    -- connection's fraction of what is stored (with enough stored) and
+    -- was not let through fails instead, deleting nothing.
+    SELECT b.n, c.entity_count AS stored, count(*) AS would_delete,
+           sc.max_delete_fraction AS fraction
+    FROM batches b
+    JOIN doomed_all d ON d.n = b.n
+    JOIN cursors c ON c.source_connection_id = b.conn_id
+    JOIN source_connections sc ON sc.id = b.conn_id
+    JOIN sync_jobs j ON j.id = b.job_id
+    WHERE b.delete_unseen AND b.mass_delete_min IS NOT NULL
+      AND c.entity_count >= b.mass_delete_min
+      AND sc.max_delete_fraction < 1 AND NOT j.allow_mass_deletion
+    GROUP BY b.n, c.entity_count, sc.max_delete_fraction
+    HAVING count(*) > sc.max_delete_fraction * c.entity_count
+), doomed AS (
+    SELECT * FROM doomed_all d WHERE d.n NOT IN (SELECT n FROM mass_deletions)
+), judged AS (
+    -- The batches, with the guard's failures in place of their outcome
+    -- (and no cursor: the run did not complete).
+    SELECT b.n, b.job_id, b.conn_id, b.delete_unseen, b.failed,
+           CASE WHEN m.n IS NULL THEN b.status ELSE 'failed' END AS status,
+           CASE WHEN m.n IS NULL THEN b.error ELSE format(
+               'this full sync would delete %s of the connection''s %s stored entities '
+               '(more than its max_delete_fraction, %s); nothing was deleted. If the '
+               'source really lost them, run again with allow_mass_deletion=true',
+               m.would_delete, m.stored, m.fraction) END AS error,
+           CASE WHEN m.n IS NULL THEN b.error_category END AS error_category,
+           CASE WHEN m.n IS NULL THEN b.error_details ELSE jsonb_build_object(
+               'kind', 'mass_deletion', 'would_delete', m.would_delete,
+               'stored', m.stored, 'max_delete_fraction', m.fraction,
+               'min_entities', b.mass_delete_min) END AS error_details,
+           CASE WHEN m.n IS NULL THEN b.cursor END AS cursor,
+           b.run_id, b.copied, b.seen_total, b.token, b.seq
+    FROM batches b LEFT JOIN mass_deletions m ON m.n = b.n
 ), tallies AS (
     SELECT b.*, COALESCE(d.inserted, 0) + COALESCE(b.copied, 0) AS inserted,
            COALESCE(d.updated, 0) AS updated,
            (SELECT count(*) FROM doomed x WHERE x.n = b.n) AS deleted
-    FROM batches b LEFT JOIN changes d ON d.n = b.n
+    FROM judged b LEFT JOIN changes d ON d.n = b.n
 ), fenced_jobs AS (
     UPDATE sync_jobs s SET
         entities_inserted = s.entities_inserted + t.inserted,
@@ -159,12 +197,12 @@ WITH batches AS (
     -- A full sync that goes on remembers what this batch saw (one row).
     INSERT INTO full_sync_seen (job_id, run_id, entity_ids)
     SELECT b.job_id, b.run_id, array_agg(s.entity_id)
-    FROM seen_now s JOIN batches b ON b.n = s.n
+    FROM seen_now s JOIN judged b ON b.n = s.n
     WHERE b.status IS NULL AND b.n IN (SELECT n FROM fenced_jobs)
     GROUP BY b.job_id, b.run_id
 ), seen_done AS (
     -- A job that ends forgets what its runs saw.
-    DELETE FROM full_sync_seen f USING batches b
+    DELETE FROM full_sync_seen f USING judged b
     WHERE f.job_id = b.job_id AND b.status IS NOT NULL
       AND b.n IN (SELECT n FROM fenced_jobs)
 ), gone_entities AS (

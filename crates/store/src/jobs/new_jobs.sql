@@ -5,11 +5,13 @@
 -- has its job already conflicts too), and a new job always comes with its
 -- message in the outbox, in the same statement. It reads `runs` (n,
 -- job_id, connection_id, force_full_sync, trigger, scheduled_for,
--- payload), which the statement defines, and makes `new_jobs` (the rows
+-- payload, allow_mass_deletion), which the statement defines, and makes `new_jobs` (the rows
 -- inserted).
 new_jobs AS (
-    INSERT INTO sync_jobs (id, source_connection_id, force_full_sync, trigger, scheduled_for)
-    SELECT r.job_id, r.connection_id, r.force_full_sync, r.trigger, r.scheduled_for
+    INSERT INTO sync_jobs (id, source_connection_id, force_full_sync, trigger, scheduled_for,
+                           allow_mass_deletion)
+    SELECT r.job_id, r.connection_id, r.force_full_sync, r.trigger, r.scheduled_for,
+           r.allow_mass_deletion
     FROM runs r JOIN source_connections c ON c.id = r.connection_id
     WHERE NOT c.needs_reauth
     -- A fixed order, so that two statements wanting the same connections

@@ -80,6 +80,8 @@ pub struct TriggerRequest {
     pub key_digest: Vec<u8>,
     pub source_connection_id: Uuid,
     pub force_full_sync: bool,
+    /// This run may delete more than the mass-deletion guard allows.
+    pub allow_mass_deletion: bool,
 }
 
 /// Authenticates and runs many triggers in ONE statement: for each request
@@ -99,6 +101,7 @@ pub async fn trigger_many(
     let connections: Vec<Uuid> = requests.iter().map(|r| r.source_connection_id).collect();
     let job_ids: Vec<Uuid> = requests.iter().map(|_| Uuid::now_v7()).collect();
     let forces: Vec<bool> = requests.iter().map(|r| r.force_full_sync).collect();
+    let allowances: Vec<bool> = requests.iter().map(|r| r.allow_mass_deletion).collect();
     let messages: Vec<Vec<u8>> = requests
         .iter()
         .zip(&job_ids)
@@ -115,6 +118,7 @@ pub async fn trigger_many(
                 &job_ids,
                 &forces,
                 &messages,
+                &allowances,
             ],
         )
         .await?;

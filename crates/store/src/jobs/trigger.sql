@@ -8,7 +8,8 @@ WITH connection AS (
     WHERE id = $1 AND organization_id = $2
 ), runs AS (
     SELECT 1 AS n, $3::uuid AS job_id, id AS connection_id, $4::bool AS force_full_sync,
-           'api'::text AS trigger, NULL::timestamptz AS scheduled_for, $5::bytea AS payload
+           'api'::text AS trigger, NULL::timestamptz AS scheduled_for, $5::bytea AS payload,
+           false AS allow_mass_deletion
     FROM connection
 ), {NEW_JOBS}
 SELECT connection.needs_reauth, {JOB_COLUMNS}

@@ -14,7 +14,7 @@ WITH input AS (
     SELECT c.id, c.needs_reauth FROM source_connections c JOIN input i ON c.id = i.connection_id
 ), runs AS (
     SELECT i.n, i.job_id, i.connection_id, i.force_full_sync, 'schedule'::text AS trigger,
-           i.scheduled_for, i.message AS payload
+           i.scheduled_for, i.message AS payload, false AS allow_mass_deletion
     FROM input i WHERE i.job_id IS NOT NULL
 ), {NEW_JOBS}, moved AS (
     UPDATE source_connections c SET schedule_tick_at = i.next_tick, next_run_at = i.next_run
