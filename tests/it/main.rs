@@ -29,6 +29,7 @@ mod lifecycle;
 mod limits;
 mod local_files_source;
 mod mass_deletion;
+mod memory_budget;
 mod nul_input;
 mod openapi;
 mod operations;

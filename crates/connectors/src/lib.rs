@@ -86,7 +86,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_entity_bytes: 2 << 20,
-            max_batch_bytes: 128 << 20,
+            max_batch_bytes: 8 << 20,
             max_response_bytes: 32 << 20,
             max_pages: 100_000,
             postgres_connect_timeout: Duration::from_secs(10),

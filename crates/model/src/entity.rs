@@ -19,7 +19,10 @@ pub fn content_hash(payload: &serde_json::Value) -> ContentHash {
 /// A payload's canonical serialization and its [`content_hash`], made in one
 /// pass: the worker hashes and stores the same bytes.
 pub fn canonical_json(payload: &serde_json::Value) -> serde_json::Result<(String, ContentHash)> {
-    let json = serde_json::to_string(payload)?;
+    let mut json = serde_json::to_string(payload)?;
+    // Serializing grows the buffer by doubling: a payload just over a power
+    // of two would hold twice its size until it is committed.
+    json.shrink_to_fit();
     let hash = *blake3::hash(json.as_bytes()).as_bytes();
     Ok((json, hash))
 }

@@ -43,3 +43,33 @@ pub fn hostname() -> String {
         .filter(|host| !host.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
 }
+
+/// The memory limit of this process's cgroup (v2 `memory.max`, else v1
+/// `memory.limit_in_bytes`), when it has one.
+pub fn cgroup_memory_limit() -> Option<u64> {
+    // In a container the cgroup is mounted at the root; elsewhere it is the
+    // path /proc/self/cgroup names (v2: `0::<path>`, v1: `N:memory:<path>`).
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let path_of = |prefix: &str| {
+        own.lines().find_map(|line| {
+            let (_, rest) = line.split_once(':')?;
+            rest.strip_prefix(prefix)
+                .map(|path| path.trim_end_matches('/').to_owned())
+        })
+    };
+    let mut candidates = Vec::new();
+    if let Some(path) = path_of(":") {
+        candidates.push(format!("/sys/fs/cgroup{path}/memory.max"));
+    }
+    candidates.push("/sys/fs/cgroup/memory.max".to_owned());
+    if let Some(path) = path_of("memory:") {
+        candidates.push(format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"));
+    }
+    candidates.push("/sys/fs/cgroup/memory/memory.limit_in_bytes".to_owned());
+    // "max" (v2) or a page-rounded i64::MAX (v1) mean no limit.
+    candidates
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .find_map(|text| text.trim().parse::<u64>().ok())
+        .filter(|limit| *limit < 1 << 60)
+}

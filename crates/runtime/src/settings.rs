@@ -127,7 +127,7 @@ impl Default for ConnectorsSettings {
             allow_cidrs: Vec::new(),
             allow_hosts: Vec::new(),
             max_entity_bytes: 2 << 20,
-            max_batch_bytes: 128 << 20,
+            max_batch_bytes: 8 << 20,
             max_response_bytes: 32 << 20,
             max_pages: 100_000,
             postgres_connect_timeout_seconds: 10,
@@ -357,6 +357,11 @@ pub struct WorkerSettings {
     /// is shown as gone after three missed heartbeats.
     #[serde(default = "default_heartbeat_seconds")]
     pub heartbeat_seconds: f64,
+    /// What the batches of all the process's jobs may hold at once (from
+    /// the start of a batch's read until its commit); jobs wait for room.
+    /// Unset: half the cgroup's memory limit, else 1 GiB.
+    #[serde(default)]
+    pub memory_budget_bytes: Option<u64>,
 }
 
 fn default_heartbeat_seconds() -> f64 {

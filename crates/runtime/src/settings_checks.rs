@@ -89,6 +89,16 @@ impl Settings {
             "connectors.postgres_*_seconds must be at least 1"
         );
         anyhow::ensure!(
+            self.worker
+                .memory_budget_bytes
+                .is_none_or(|bytes| bytes >= 1 << 20),
+            "worker.memory_budget_bytes must be at least 1 MiB (leave it unset for the default)"
+        );
+        anyhow::ensure!(
+            self.limits.streams_per_key >= 1,
+            "limits.streams_per_key must be at least 1"
+        );
+        anyhow::ensure!(
             self.limits.max_running_jobs_per_org != Some(0),
             "limits.max_running_jobs_per_org must be at least 1 (leave it unset for no limit)"
         );

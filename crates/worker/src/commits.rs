@@ -54,6 +54,11 @@ impl PendingCommit {
         }
     }
 
+    /// The bytes of the payloads it writes.
+    fn payload_bytes(&self) -> usize {
+        self.batch.entities.iter().map(|e| e.payload.len()).sum()
+    }
+
     /// Large enough for [`commit_large`].
     pub fn is_large(&self) -> bool {
         self.batch.entities.len() >= jobs::BULK_ENTITIES
@@ -75,7 +80,11 @@ pub async fn commit_large(
     } else {
         Probe::First
     };
-    let bulk = jobs::commit_bulk(&mut client, lease_seconds, &commit.as_commit(), probe).await?;
+    let bulk = jobs::commit_bulk(&mut client, lease_seconds, &commit.as_commit(), probe).await;
+    if commit.payload_bytes() >= RETAINED_BYTES {
+        drop(deadpool_postgres::Object::take(client));
+    }
+    let bulk = bulk?;
     if bulk.found_stored {
         assume_new.store(false, Ordering::Relaxed);
     }
@@ -88,6 +97,12 @@ pub type CommitBatcher = Batcher<Arc<PendingCommit>, CommitResult>;
 /// Commit statements in flight at once; each holds one pool connection.
 const LANES: usize = 2;
 
+/// A connection that sent a statement with this many bytes of payloads is
+/// closed afterwards rather than returned to the pool: its write buffer
+/// keeps the size of the largest message it ever sent, and a pool of such
+/// connections would hold that much each, outside the memory budget.
+const RETAINED_BYTES: usize = 1 << 20;
+
 pub fn spawn(pool: Pool, lease_seconds: f64, max_batch: usize) -> CommitBatcher {
     spawn_on_pool(
         "commits",
@@ -95,9 +110,13 @@ pub fn spawn(pool: Pool, lease_seconds: f64, max_batch: usize) -> CommitBatcher 
         max_batch,
         pool,
         move |client, commits: Vec<Arc<PendingCommit>>| async move {
-            let commits: Vec<Commit<'_>> =
-                commits.iter().map(|commit| commit.as_commit()).collect();
-            jobs::commit_many(&client, lease_seconds, &commits).await
+            let bytes: usize = commits.iter().map(|commit| commit.payload_bytes()).sum();
+            let parts: Vec<Commit<'_>> = commits.iter().map(|commit| commit.as_commit()).collect();
+            let written = jobs::commit_many(&client, lease_seconds, &parts).await;
+            if bytes >= RETAINED_BYTES {
+                drop(deadpool_postgres::Object::take(client));
+            }
+            written
         },
     )
 }

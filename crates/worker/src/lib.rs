@@ -10,12 +10,14 @@ mod commits;
 mod consume;
 mod delivery;
 mod heartbeat;
+mod memory;
 mod metrics;
 mod outage;
 mod outcome;
 mod prefetch;
 mod reaper;
 mod registry;
+mod reseal;
 mod retry;
 mod run;
 mod running;
@@ -70,6 +72,8 @@ pub(crate) struct Context {
     pub relay_wake: Arc<tokio::sync::Notify>,
     /// `sync.mass_delete_min_entities` (the mass-deletion guard's floor).
     pub mass_delete_min_entities: i64,
+    /// What the batches of all this process's jobs may hold at once.
+    pub memory: Arc<memory::MemoryBudget>,
 }
 
 #[derive(Debug, clap::Parser)]
@@ -92,6 +96,7 @@ pub async fn main() -> anyhow::Result<()> {
     let metrics = TcpListener::bind(&settings.metrics.listen)
         .await
         .with_context(|| format!("binding the metrics listener {}", settings.metrics.listen))?;
+    memory::warn_of_malloc();
     run(settings, metrics, syncway_runtime::shutdown_signal()).await
 }
 
@@ -186,6 +191,29 @@ pub async fn run_with(
         scheduler: scheduler_metrics,
         relay: relay_metrics,
     } = telemetry;
+    let memory_bytes = settings
+        .worker
+        .memory_budget_bytes
+        .unwrap_or_else(memory::default_budget);
+    metrics
+        .memory_budget
+        .set(i64::try_from(memory_bytes).unwrap_or(i64::MAX));
+    let memory = Arc::new(memory::MemoryBudget::new(
+        memory_bytes,
+        metrics.memory_reserved.clone(),
+        metrics.memory_waits.clone(),
+    ));
+    let batch_read = memory::READ_FACTOR * connectors.max_batch_bytes;
+    if batch_read > memory_bytes / u64::from(settings.worker.concurrency.max(1)) {
+        tracing::warn!(
+            memory_budget_bytes = memory_bytes,
+            concurrency = settings.worker.concurrency,
+            batch_read_bytes = batch_read,
+            "the memory budget holds fewer batch reads than jobs run at once; jobs will wait \
+             for each other (raise SYNCWAY_WORKER__MEMORY_BUDGET_BYTES or lower \
+             SYNCWAY_CONNECTORS__MAX_BATCH_BYTES)"
+        );
+    }
     let stopping = CancellationToken::new();
     // A heartbeat of the session bound: a connection cut off is found and
     // closed by both ends within a few seconds (see `with_heartbeat`).
@@ -225,6 +253,7 @@ pub async fn run_with(
         max_per_org: max_per_org(&settings),
         relay_wake: Arc::new(tokio::sync::Notify::new()),
         mass_delete_min_entities: settings.sync.mass_delete_min_entities,
+        memory,
     });
     tracing::info!(worker_id = %context.worker_id, concurrency = settings.worker.concurrency, "worker starting");
 

@@ -41,6 +41,11 @@ pub struct WorkerMetrics {
     /// Consumer channels the broker closed (or lost) while this worker ran.
     pub consumer_reconnects: Counter,
     pub fair_share_waits: Counter,
+    /// The memory budget's size, what its batches hold now, and the
+    /// reservations that had to wait.
+    pub memory_budget: Gauge,
+    pub memory_reserved: Gauge,
+    pub memory_waits: Counter,
 }
 
 impl std::fmt::Debug for WorkerMetrics {
@@ -70,6 +75,9 @@ impl WorkerMetrics {
             reaper_passes: Counter::default(),
             consumer_reconnects: Counter::default(),
             fair_share_waits: Counter::default(),
+            memory_budget: Gauge::default(),
+            memory_reserved: Gauge::default(),
+            memory_waits: Counter::default(),
         };
         root.register(
             "jobs_in_flight",
@@ -141,6 +149,21 @@ impl WorkerMetrics {
             "fair_share_waits",
             "Jobs held back (they wait in Postgres for a slot) because their organization runs its share of jobs",
             metrics.fair_share_waits.clone(),
+        );
+        worker.register(
+            "memory_budget_bytes",
+            "The memory budget of this worker's batches (SYNCWAY_WORKER__MEMORY_BUDGET_BYTES)",
+            metrics.memory_budget.clone(),
+        );
+        worker.register(
+            "memory_reserved_bytes",
+            "What the batches of this worker's jobs hold of the memory budget now",
+            metrics.memory_reserved.clone(),
+        );
+        worker.register(
+            "memory_waits",
+            "Batches whose read waited for room in the memory budget",
+            metrics.memory_waits.clone(),
         );
         metrics
     }

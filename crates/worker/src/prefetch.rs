@@ -1,11 +1,16 @@
 //! The read-ahead: the source's batches read and prepared (hashed,
 //! de-duplicated, checked against the entity limits) in a task of their
-//! own, one batch ahead of the writes.
+//! own, one batch ahead of the writes, each holding its share of the
+//! process's memory budget ([`crate::memory`]) until it is committed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use syncway_connectors::{EntityBatch, EntityFailure, MAX_FAILURE_REASONS, SourceError};
 use syncway_store::jobs::EntityWrite;
+use tokio::sync::watch;
+
+use crate::memory::{MemoryBudget, READ_FACTOR, Reservation, WRITE_FACTOR};
 
 /// A source batch, hashed and de-duplicated, ready to write.
 #[derive(Debug, Default)]
@@ -16,6 +21,9 @@ pub(crate) struct PreparedBatch {
     pub cursor: Option<serde_json::Value>,
     /// Why some of the failed entities failed.
     pub failures: Vec<EntityFailure>,
+    /// The batch's share of the memory budget, given back when the batch
+    /// is dropped (after its commit).
+    pub reservation: Option<Reservation>,
 }
 
 /// Entity ids longer than this cannot be stored (the primary key's index
@@ -99,27 +107,68 @@ impl PreparedBatch {
             failed,
             cursor: batch.cursor,
             failures,
+            reservation: None,
         }
+    }
+
+    /// The bytes the batch holds (its ids, hashes and payloads, roughly).
+    fn bytes(&self) -> u64 {
+        let entities: usize = self
+            .entities
+            .iter()
+            .map(|e| e.payload.capacity() + e.entity_id.capacity() + e.content_hash.len() + 64)
+            .sum();
+        let deleted: usize = self.deleted.iter().map(|id| id.len() + 24).sum();
+        (entities + deleted) as u64
     }
 }
 
 /// Reads and prepares (hashes) the source's batches in a task of its own,
 /// one batch ahead, so that the next batch is read while the current one is
-/// written. At most three batches are in memory: one being written, one
-/// ready, one being read.
+/// written. At most four batches of a job are in memory (one being written,
+/// one the run holds back to commit with the job's end, one ready, one
+/// being read), and all of them within the memory budget: the reader
+/// reserves its batch before reading it and says when it waits for room
+/// ([`Prefetch::hungry`]), so that the run writes the batch it holds back.
 pub(crate) struct Prefetch {
     batches: tokio::sync::mpsc::Receiver<Result<Option<PreparedBatch>, SourceError>>,
+    hungry: watch::Receiver<bool>,
     task: tokio::task::AbortHandle,
     ended: bool,
 }
 
+/// How the reader treats memory.
+pub(crate) struct ReadBudget {
+    pub memory: Arc<MemoryBudget>,
+    /// The most the source may read into one batch.
+    pub batch_bytes: u64,
+}
+
 impl Prefetch {
-    pub fn spawn(mut source: Box<dyn syncway_connectors::Source>, max_entity_bytes: u64) -> Self {
+    pub fn spawn(
+        mut source: Box<dyn syncway_connectors::Source>,
+        max_entity_bytes: u64,
+        budget: ReadBudget,
+    ) -> Self {
         let (sender, batches) = tokio::sync::mpsc::channel(1);
+        let (hungry_tx, hungry) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
+                let wanted = READ_FACTOR * budget.batch_bytes;
+                if budget.memory.would_wait(wanted) {
+                    hungry_tx.send_replace(true);
+                }
+                let reservation = budget.memory.reserve(wanted).await;
+                hungry_tx.send_replace(false);
                 let next = match source.next_batch().await {
-                    Ok(Some(batch)) => Ok(Some(PreparedBatch::new(batch, max_entity_bytes))),
+                    Ok(Some(batch)) => {
+                        let mut prepared = PreparedBatch::new(batch, max_entity_bytes);
+                        prepared.reservation = reservation.map(|mut reservation| {
+                            reservation.shrink_to(WRITE_FACTOR * prepared.bytes());
+                            reservation
+                        });
+                        Ok(Some(prepared))
+                    }
                     Ok(None) => Ok(None),
                     Err(error) => Err(error),
                 };
@@ -132,9 +181,16 @@ impl Prefetch {
         .abort_handle();
         Prefetch {
             batches,
+            hungry,
             task,
             ended: false,
         }
+    }
+
+    /// True while the reader waits for room in the memory budget (the run
+    /// should then write the batch it holds back).
+    pub fn hunger(&self) -> watch::Receiver<bool> {
+        self.hungry.clone()
     }
 
     pub async fn next(&mut self) -> Result<Option<PreparedBatch>, SourceError> {
@@ -155,6 +211,11 @@ impl Prefetch {
             }),
         }
     }
+}
+
+/// Resolves true when the reader waits for memory (false once it is gone).
+pub(crate) async fn until_hungry(hunger: &mut watch::Receiver<bool>) -> bool {
+    hunger.wait_for(|hungry| *hungry).await.is_ok()
 }
 
 impl Drop for Prefetch {

@@ -24,7 +24,7 @@ use crate::commits::PendingCommit;
 use crate::heartbeat::heartbeat;
 use crate::outage::{GaveUp, while_unavailable};
 use crate::outcome::{self, Ended, cancelled, completed, permanent};
-use crate::prefetch::{Prefetch, PreparedBatch};
+use crate::prefetch::{Prefetch, PreparedBatch, ReadBudget};
 use crate::running::Signal;
 use crate::seen::SeenIds;
 
@@ -119,7 +119,13 @@ impl JobRun {
             {
                 Ok(opened) => {
                     if opened.stale {
-                        self.reseal(sealed, &opened.credentials).await;
+                        crate::reseal::reseal(
+                            &self.context,
+                            self.job.source_connection_id,
+                            sealed,
+                            &opened.credentials,
+                        )
+                        .await;
                     }
                     Some(opened.credentials)
                 }
@@ -143,8 +149,18 @@ impl JobRun {
             cursor = ?start.cursor,
             "sync starting"
         );
+        let limits = &self.context.limits;
+        // An http_json batch is a page: bounded by the response size.
+        let batch_bytes = match &config {
+            ConnectorConfig::HttpJson(_) => limits.max_batch_bytes.max(limits.max_response_bytes),
+            _ => limits.max_batch_bytes,
+        };
+        let budget = ReadBudget {
+            memory: self.context.memory.clone(),
+            batch_bytes,
+        };
         let mut reader = match syncway_connectors::open(&config, start) {
-            Ok(source) => Prefetch::spawn(source, self.context.limits.max_entity_bytes),
+            Ok(source) => Prefetch::spawn(source, limits.max_entity_bytes, budget),
             Err(error) => return self.finish(None, self.failure(&error)).await,
         };
         // The job's wall-time limit, counted from its first start.
@@ -160,6 +176,7 @@ impl JobRun {
         // The heartbeat only ever signals Cancel or Lost; both end the run,
         // so a pending read is never abandoned for nothing.
         let mut heartbeat_alive = true;
+        let mut hunger = reader.hunger();
         loop {
             let next = tokio::select! {
                 biased;
@@ -184,6 +201,18 @@ impl JobRun {
                             continue;
                         }
                     }
+                }
+                // The reader waits for memory: the batch held back for the
+                // job's end is written now, giving its share back.
+                true = crate::prefetch::until_hungry(&mut hunger), if pending.is_some() => {
+                    if let Some(ready) = pending.take() {
+                        match self.write_batch(ready).await {
+                            Written::Running => {}
+                            Written::Cancelling => return self.finish(None, cancelled()).await,
+                            Written::Ended(ended) => return ended,
+                        }
+                    }
+                    continue;
                 }
                 next = reader.next() => next,
             };
@@ -296,28 +325,6 @@ impl JobRun {
         if let Ok(mut kept) = self.failures.lock() {
             let room = MAX_FAILURE_REASONS.saturating_sub(kept.len());
             kept.extend(failures.iter().take(room).cloned());
-        }
-    }
-
-    /// Seals credentials opened with a previous key (or the old format)
-    /// again with the current key; a failure only leaves them as they are.
-    async fn reseal(&self, sealed: &[u8], credentials: &serde_json::Value) {
-        let connection = self.job.source_connection_id;
-        let Ok(fresh) = self.context.cipher.seal(connection, credentials) else {
-            tracing::warn!("could not seal the credentials again; they stay as they are");
-            return;
-        };
-        let resealed = async {
-            let client = self.context.pool.get().await?;
-            syncway_store::connections::reseal_credentials(&client, connection, sealed, &fresh)
-                .await
-        }
-        .await;
-        match resealed {
-            Ok(_) => tracing::info!("credentials sealed again with the current key"),
-            Err(error) => {
-                tracing::warn!(error = %format!("{:#}", anyhow::Error::from(error)), "could not seal the credentials again")
-            }
         }
     }
 

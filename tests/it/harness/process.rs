@@ -67,6 +67,11 @@ impl WorkerProcess {
         WorkerProcess(command.spawn().expect("starting the worker process"))
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// SIGKILL: no shutdown code runs, the lease is left to expire.
     pub fn kill(&mut self) {
         let _ = self.0.kill();
