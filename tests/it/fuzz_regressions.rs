@@ -24,3 +24,46 @@ async fn an_entity_cursor_that_decodes_to_nul_is_422() {
         assert_eq!(body["detail"][0]["loc"], json!(["query", "after"]));
     }
 }
+
+/// `expires_in_days: 15959.0` is an integer by JSON Schema (and to
+/// Airweave's pydantic models): it was a 422.
+#[tokio::test]
+async fn integral_numbers_with_a_fraction_part_are_integers() {
+    let app = TestApp::spawn_on(TestEnv::new().await, 0).await;
+    let (status, body) = app
+        .call("POST", "/api-keys", Some(json!({"expires_in_days": 30.0})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app
+        .call("POST", "/api-keys", Some(json!({"expires_in_days": 30.5})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "expires_in_days"]));
+}
+
+/// A `skip` beyond i64 is out of the described range (maximum), not a
+/// parse failure the description did not announce.
+#[tokio::test]
+async fn the_description_bounds_skip() {
+    let app = TestApp::spawn_on(TestEnv::new().await, 0).await;
+    let description: serde_json::Value = app
+        .http
+        .get(format!("{}/openapi.json", app.url))
+        .send()
+        .await
+        .expect("the description")
+        .json()
+        .await
+        .expect("JSON");
+    for path in ["/collections", "/source-connections"] {
+        let parameters = description["paths"][path]["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let skip = parameters
+            .iter()
+            .find(|p| p["name"] == "skip")
+            .unwrap_or_else(|| panic!("{path} has skip"));
+        assert_eq!(skip["schema"]["maximum"], json!(i64::MAX), "{path}");
+    }
+}

@@ -239,6 +239,31 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
+/// An optional integer that may also be written as a number with no
+/// fraction (`30.0`), as JSON Schema and Airweave's pydantic models accept.
+pub fn integer<'de, D>(deserializer: D) -> std::result::Result<Option<i64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(value) = number.as_i64() {
+        return Ok(Some(value));
+    }
+    match number.as_f64() {
+        // Within ±2^53 every integral float is exact.
+        Some(value) if value.fract() == 0.0 && value.abs() <= 9_007_199_254_740_992.0 => {
+            Ok(Some(value as i64))
+        }
+        _ => Err(D::Error::custom(format!(
+            "Input should be a valid integer, got {number}"
+        ))),
+    }
+}
+
 fn missing_field(message: &str) -> Option<&str> {
     message.strip_prefix("missing field `")?.split('`').next()
 }

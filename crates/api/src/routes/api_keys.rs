@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, Result};
-use crate::extract::{PathParams, json_body, non_null, path_uuid};
+use crate::extract::{PathParams, integer, json_body, non_null, path_uuid};
 use crate::routes::collections::valid_name;
 use crate::routes::table::Routes;
 
@@ -67,6 +67,7 @@ impl ApiKeyBody {
 struct CreateKey {
     #[serde(default, deserialize_with = "non_null")]
     name: Option<String>,
+    #[serde(default, deserialize_with = "integer")]
     expires_in_days: Option<i64>,
     #[serde(default, deserialize_with = "non_null")]
     role: Option<KeyRole>,
@@ -75,6 +76,7 @@ struct CreateKey {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RotateKey {
+    #[serde(default, deserialize_with = "integer")]
     grace_seconds: Option<i64>,
 }
 
