@@ -124,6 +124,32 @@ def port_of(listen):
     return int(listen.rsplit(":", 1)[1])
 
 
+MEBI = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+
+
+def quantity(text):
+    for suffix, factor in MEBI.items():
+        if text.endswith(suffix):
+            return int(text[: -len(suffix)]) * factor
+    return int(text)
+
+
+def check_memory(label, container, values):
+    """The worker's memory budget (by default half its memory limit) holds a
+    batch read (4x MAX_BATCH_BYTES) for every job it runs at once."""
+    limit = container.get("resources", {}).get("limits", {}).get("memory")
+    if not limit:
+        fail(f"{label}: the worker has no memory limit (its memory budget comes from it)")
+        return
+    budget = int(values.get("SYNCWAY_WORKER__MEMORY_BUDGET_BYTES", quantity(limit) // 2))
+    if budget > quantity(limit) // 2:
+        fail(f"{label}: the worker's memory budget {budget} is over half its limit {limit}")
+    concurrency = int(values.get("SYNCWAY_WORKER__CONCURRENCY", 4))
+    batch = int(values.get("SYNCWAY_CONNECTORS__MAX_BATCH_BYTES", 8 << 20))
+    if budget < concurrency * 4 * batch:
+        fail(f"{label}: a memory budget of {budget} holds fewer than {concurrency} batch reads of {batch} bytes")
+
+
 def check(objects, label):
     settings = documented_settings()
     config = find(objects, "ConfigMap", "syncway-config") or {"data": {}}
@@ -164,6 +190,7 @@ def check(objects, label):
                     fail(f"{label}: terminationGracePeriodSeconds {grace} is not above the worker's grace {worker_grace} (+5 s)")
                 if "preStop" not in container.get("lifecycle", {}):
                     fail(f"{label}: the worker has no preStop hook")
+                check_memory(label, container, merged)
             if command == ["syncway-api", "migrate"] and kind != "Job":
                 fail(f"{label}: migrations run in a Job")
             for probe in ("readinessProbe", "livenessProbe"):
