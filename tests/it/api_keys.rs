@@ -418,3 +418,28 @@ async fn an_operator_key_of_another_organization_is_a_member_key() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn an_api_process_says_once_at_start_how_many_stray_operator_keys_there_are() {
+    let env = TestEnv::new().await;
+    let (ok, _, err) = api_command(&env, &["org", "create", "acme"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = api_command_with(
+        &env,
+        &[("SYNCWAY_AUTH__OPERATOR_ORGANIZATION", "acme")],
+        &["keys", "create", "--org", "acme", "--operator"],
+    );
+    assert!(ok, "{err}");
+    let log = std::env::temp_dir().join(format!("syncway-api-log-{}", Uuid::new_v4()));
+    let file = std::fs::File::create(&log).expect("a log file");
+    let _api = ApiProcess::start_logging(&env, &[], file.into()).await;
+    let warning = "operator keys of other organizations act as member keys only";
+    let text = eventually("the stray-key warning", DEADLINE, || async {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains(warning).then_some(text)
+    })
+    .await;
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(text.matches(warning).count(), 1, "{text}");
+    assert!(text.contains("stray=1"), "{text}");
+}

@@ -158,6 +158,11 @@ pub fn free_port() -> u16 {
 impl ApiProcess {
     /// Starts one on `env` with `vars` on top, and waits until it answers.
     pub async fn start(env: &TestEnv, vars: &[(&str, String)]) -> Self {
+        Self::start_logging(env, vars, Stdio::null()).await
+    }
+
+    /// [`Self::start`], its log (standard output) going to `log`.
+    pub async fn start_logging(env: &TestEnv, vars: &[(&str, String)], log: Stdio) -> Self {
         let (http, metrics) = (free_port(), free_port());
         let mut command = Command::new(env!("CARGO_BIN_EXE_syncway-test-api"));
         command
@@ -168,7 +173,7 @@ impl ApiProcess {
             .env("SYNCWAY_API__LISTEN", format!("127.0.0.1:{http}"))
             .env("SYNCWAY_METRICS__LISTEN", format!("127.0.0.1:{metrics}"))
             .env("SYNCWAY_LOG__LEVEL", "warn")
-            .stdout(Stdio::null());
+            .stdout(log);
         for (name, value) in vars {
             command.env(name, value);
         }
