@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::harness::{DEADLINE, TestApp, TestEnv, eventually, local_listener};
 
-fn retry_after(response: &reqwest::Response) -> u64 {
+pub(crate) fn retry_after(response: &reqwest::Response) -> u64 {
     response
         .headers()
         .get("retry-after")

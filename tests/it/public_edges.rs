@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use uuid::Uuid;
 
+use crate::hardening::retry_after;
 use crate::harness::{TestApp, TestEnv, eventually, start_api};
 
 async fn get_from(
@@ -25,15 +26,6 @@ async fn get_from(
         request = request.header("x-forwarded-for", address);
     }
     request.send().await.expect("the request")
-}
-
-fn retry_after(response: &reqwest::Response) -> u64 {
-    response
-        .headers()
-        .get("retry-after")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse().ok())
-        .expect("429 carries Retry-After in seconds")
 }
 
 #[tokio::test]

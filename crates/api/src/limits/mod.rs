@@ -97,10 +97,6 @@ impl Limits {
             .set_cap(share_of(self.settings.streams_per_key, processes).get());
     }
 
-    pub fn processes(&self) -> u32 {
-        self.processes.load(Ordering::Relaxed)
-    }
-
     /// Takes a token of the key's bucket; how long to wait when it is empty.
     fn take_key_token(&self, digest: &[u8]) -> Option<Duration> {
         let key: [u8; 32] = digest.try_into().ok()?;
