@@ -61,6 +61,8 @@ async fn one_trigger_batch_answers_every_request_on_its_own() {
         source_connection_id: connection,
         force_full_sync: true,
         allow_mass_deletion: false,
+        request_id: None,
+        client_address: None,
     };
     let requests = [
         request("sw_not_a_key", free),

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::harness::TestApp;
+use crate::harness::{DEADLINE, TestApp, eventually};
 
 #[tokio::test]
 async fn credentials_are_stored_encrypted_and_never_returned() {
@@ -46,7 +46,7 @@ async fn credentials_are_stored_encrypted_and_never_returned() {
 }
 
 #[tokio::test]
-async fn deleting_a_connection_removes_its_jobs_cursor_and_entities() {
+async fn deleting_a_connection_answers_at_once_and_its_rows_go_in_the_background() {
     let app = TestApp::spawn().await;
     let connection = app.stub_connection(json!({"entity_count": 20}), true).await;
     let job = app.run(connection, false).await;
@@ -62,17 +62,51 @@ async fn deleting_a_connection_removes_its_jobs_cursor_and_entities() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let db = app.db().await;
-    for table in ["sync_jobs", "cursors", "entities"] {
-        let left: i64 = db
-            .query_one(
+    let left = |table: &'static str| {
+        let db = &db;
+        async move {
+            db.query_one(
                 &format!("SELECT count(*) FROM {table} WHERE source_connection_id = $1"),
                 &[&connection],
             )
             .await
-            .map(|row| row.get(0))
-            .unwrap_or(-1);
-        assert_eq!(left, 0, "{table}");
-    }
+            .map(|row| row.get::<_, i64>(0))
+            .expect("counting what is left")
+        }
+    };
+    // The cursor goes with the connection; the rest in the background.
+    assert_eq!(left("cursors").await, 0);
+    eventually(
+        "the retention loop to remove the rest",
+        DEADLINE,
+        || async { (left("entities").await == 0 && left("sync_jobs").await == 0).then_some(()) },
+    )
+    .await;
+    let worker = &app.workers[0];
+    worker
+        .wait_for_metric("syncway_retention_removed_total{table=\"entities\"}", 20.0)
+        .await;
+    assert_eq!(
+        worker
+            .metric("syncway_retention_removed_total{table=\"sync_jobs\"}")
+            .await,
+        1.0
+    );
+    // Its job's id stays a while, so that a late message for it is dropped.
+    let tombstone = db
+        .query_opt("SELECT 1 FROM deleted_jobs WHERE job_id = $1", &[&job])
+        .await
+        .expect("reading tombstones");
+    assert!(tombstone.is_some());
+    let timeline: i64 = db
+        .query_one(
+            "SELECT count(*) FROM job_timeline WHERE job_id = $1",
+            &[&job],
+        )
+        .await
+        .map(|row| row.get(0))
+        .expect("counting timeline items");
+    assert_eq!(timeline, 0);
 }
 
 #[tokio::test]

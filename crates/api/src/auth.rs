@@ -30,6 +30,8 @@ pub struct Organization(pub Uuid);
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
     pub organization: Uuid,
+    /// The key's id (what the audit log and a job's timeline name).
+    pub key_id: Uuid,
     /// The role the key acts with (an operator key outside the operator
     /// organization acts as a member key).
     pub role: KeyRole,
@@ -75,7 +77,16 @@ pub async fn authenticate(
     request
         .extensions_mut()
         .insert(Organization(owner.organization_id));
+    if let Some(slot) = request.extensions().get::<crate::audit::AuditSlot>() {
+        slot.fill(crate::audit::Actor {
+            organization: owner.organization_id,
+            key_id: Some(owner.key_id),
+            key_prefix: Some(owner.key_prefix.clone()),
+            role: Some(owner.role),
+        });
+    }
     request.extensions_mut().insert(Caller {
+        key_id: owner.key_id,
         organization: owner.organization_id,
         role: owner.role,
         in_operator_organization: owner.in_operator_organization,

@@ -4,6 +4,7 @@
 //! [`run`] is the whole process minus flag parsing: tests call it with
 //! listeners on port 0 and a shutdown future, exactly as `main` does.
 
+mod audit;
 mod auth;
 pub mod cli;
 mod client_address;

@@ -218,6 +218,48 @@ pub async fn jobs(
     Ok(())
 }
 
+pub async fn job(api: &Api, format: Format, connection: &str, job: &str) -> Result<(), CallError> {
+    let path = format!("/source-connections/{connection}/jobs/{job}");
+    let answer = api.call(Method::GET, &path, None).await?;
+    print(format, &answer, JOB_COLUMNS);
+    Ok(())
+}
+
+const TIMELINE_COLUMNS: &[&str] = &["at", "kind", "attempt", "worker_id", "message"];
+
+/// A job's whole timeline, page after page; as JSON, one body with every
+/// item (and `next` null).
+pub async fn timeline(
+    api: &Api,
+    format: Format,
+    connection: &str,
+    job: &str,
+) -> Result<(), CallError> {
+    let mut items = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut path = format!("/source-connections/{connection}/jobs/{job}/timeline?limit=1000");
+        if let Some(after) = &after {
+            path.push_str(&format!("&after={after}"));
+        }
+        let answer = api.call(Method::GET, &path, None).await?;
+        let page: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+        if let Some(page_items) = page["items"].as_array() {
+            items.extend(page_items.iter().cloned());
+        }
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let body = match format {
+        Format::Human => Value::Array(items),
+        _ => json!({"items": items, "next": null}),
+    };
+    print(format, &body.to_string(), TIMELINE_COLUMNS);
+    Ok(())
+}
+
 pub async fn cancel(
     api: &Api,
     format: Format,

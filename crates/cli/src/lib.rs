@@ -78,11 +78,17 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
-    /// A connection's jobs, newest first.
+    /// A connection's jobs, newest first; or one job; or (`--timeline`)
+    /// what happened to it, oldest first.
     Jobs {
         connection: String,
+        job: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Show the job's timeline: claims, progress, retries, take-overs,
+        /// cancels and its end.
+        #[arg(long, requires = "job")]
+        timeline: bool,
     },
     /// Cancel a job.
     Cancel { connection: String, job: String },
@@ -135,9 +141,16 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Dev { config } => return dev::main(config).await,
         Command::Collections(command) => commands::collections(&api, format, command).await,
         Command::Connections(command) => commands::connections(&api, format, command).await,
-        Command::Jobs { connection, limit } => {
-            commands::jobs(&api, format, &connection, limit).await
-        }
+        Command::Jobs {
+            connection,
+            job,
+            limit,
+            timeline,
+        } => match job {
+            Some(job) if timeline => commands::timeline(&api, format, &connection, &job).await,
+            Some(job) => commands::job(&api, format, &connection, &job).await,
+            None => commands::jobs(&api, format, &connection, limit).await,
+        },
         Command::Cancel { connection, job } => {
             commands::cancel(&api, format, &connection, &job).await
         }

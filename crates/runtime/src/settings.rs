@@ -36,6 +36,8 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     #[serde(default)]
     pub sync: SyncSettings,
+    #[serde(default)]
+    pub retention: crate::retention_settings::RetentionSettings,
 }
 
 /// How syncs treat what they store (CONTRACT.md §2).

@@ -60,9 +60,11 @@ impl ApiKey {
 }
 
 /// Who a live key speaks for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct KeyOwner {
     pub key_id: Uuid,
+    /// The key's shown prefix (not a secret: listings show it).
+    pub key_prefix: String,
     pub organization_id: Uuid,
     /// The role the key acts with: an operator key outside the operator
     /// organization acts as a member key.
@@ -81,7 +83,7 @@ pub async fn find_by_digest(
 ) -> Result<Option<KeyOwner>, StoreError> {
     let statement = client
         .prepare_cached(
-            "SELECT k.id, k.organization_id, k.role, o.name = $2
+            "SELECT k.id, k.organization_id, k.role, o.name = $2, k.prefix
              FROM api_keys k JOIN organizations o ON o.id = k.organization_id
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL
                AND (k.expires_at IS NULL OR k.expires_at > now())",
@@ -98,6 +100,7 @@ pub async fn find_by_digest(
         };
         KeyOwner {
             key_id: row.get(0),
+            key_prefix: row.get(4),
             organization_id: row.get(1),
             role,
             in_operator_organization,

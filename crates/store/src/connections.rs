@@ -97,15 +97,14 @@ fn select_connection(filter: &str) -> String {
                 s.credentials IS NOT NULL AS has_credentials, s.needs_reauth,
                 s.auth_error_category, s.auth_error_message, s.created_at, s.modified_at,
                 COALESCE(cur.entity_count, 0) AS entity_count, cur.value AS cursor_value,
-                st.total, st.ok, st.failed, lj.*
+                COALESCE(runs.completed + runs.failed + runs.cancelled, 0)
+                    + COALESCE(lj.job_status IN ('pending', 'running', 'cancelling'), false)::int AS total,
+                COALESCE(runs.completed, 0) AS ok, COALESCE(runs.failed, 0) AS failed, lj.*
          FROM source_connections s
          JOIN collections col ON col.id = s.collection_id
          LEFT JOIN cursors cur ON cur.source_connection_id = s.id
-         CROSS JOIN LATERAL (
-             SELECT count(*) AS total,
-                    count(*) FILTER (WHERE status = 'completed') AS ok,
-                    count(*) FILTER (WHERE status = 'failed') AS failed
-             FROM sync_jobs WHERE source_connection_id = s.id) st
+         -- Finished runs are counted as they finish (V17), not here.
+         LEFT JOIN connection_runs runs ON runs.source_connection_id = s.id
          LEFT JOIN LATERAL (
              SELECT {JOB_COLUMNS} FROM sync_jobs j WHERE j.source_connection_id = s.id
              ORDER BY j.created_at DESC, j.id DESC LIMIT 1) lj ON true
@@ -360,49 +359,24 @@ pub async fn update(
     Ok(updated == 1)
 }
 
-/// Deletes a connection with its jobs (by cascade), cursor and entities.
-/// Run it in a transaction. A worker running one of its jobs finds its job
-/// row gone at its next write (the fence), writes nothing more, and stops.
-/// Returns false when the connection is not the organization's.
+/// Deletes a connection. Its cursor and its active job go with it in the
+/// same statement (a trigger, V17: a worker running the job finds its row
+/// gone at its next write, the fence, writes nothing more, and stops); its
+/// entities and finished jobs are queued for the retention loop, which
+/// removes them in small batches. Returns false when the connection is not
+/// the organization's.
 pub async fn delete(
     client: &impl GenericClient,
     organization_id: Uuid,
     id: Uuid,
 ) -> Result<bool, StoreError> {
-    // Its jobs go with it (cascade); their ids are kept a while, so that a
-    // message still queued for one is dropped rather than dead-lettered.
-    let deleted: i64 = client
-        .query_one(
-            "WITH c AS (
-                 DELETE FROM source_connections WHERE organization_id = $1 AND id = $2
-                 RETURNING id
-             ), tombstones AS (
-                 INSERT INTO deleted_jobs (job_id)
-                 SELECT j.id FROM sync_jobs j JOIN c ON j.source_connection_id = c.id
-                 ON CONFLICT DO NOTHING
-             )
-             SELECT count(*) FROM c",
+    let deleted = client
+        .execute(
+            "DELETE FROM source_connections WHERE organization_id = $1 AND id = $2",
             &[&organization_id, &id],
         )
-        .await?
-        .get(0);
-    if deleted == 0 {
-        return Ok(false);
-    }
-    // No foreign keys on these hot tables (see the migration): clean up here.
-    client
-        .execute(
-            "DELETE FROM cursors WHERE source_connection_id = $1",
-            &[&id],
-        )
         .await?;
-    client
-        .execute(
-            "DELETE FROM entities WHERE source_connection_id = $1",
-            &[&id],
-        )
-        .await?;
-    Ok(true)
+    Ok(deleted == 1)
 }
 
 /// Replaces sealed credentials with the same credentials sealed again

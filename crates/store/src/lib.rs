@@ -11,12 +11,14 @@ pub mod collections;
 pub mod connections;
 pub mod entities;
 mod error;
+pub mod history;
 mod job_row;
 pub mod jobs;
 pub mod ops;
 pub mod organizations;
 pub mod outbox;
 mod pool;
+pub mod retention;
 pub mod schedules;
 
 pub use batcher::{Batcher, BatcherGone, all_or_each, spawn_on_pool};

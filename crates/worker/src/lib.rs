@@ -18,6 +18,7 @@ mod prefetch;
 mod reaper;
 mod registry;
 mod reseal;
+mod retention;
 mod retry;
 mod run;
 mod running;
@@ -339,6 +340,20 @@ pub async fn run_with(
             bound: settings.worker.session_bound(),
         },
     ));
+    let retention = settings.retention.enabled.then(|| {
+        tokio::spawn(retention::run(
+            context.clone(),
+            retention::Options {
+                rules: syncway_store::retention::Rules {
+                    job_days: settings.retention.job_days,
+                    keep_per_connection: settings.retention.keep_per_connection,
+                    audit_days: settings.retention.audit_days,
+                    batch: syncway_store::retention::BATCH_ROWS,
+                },
+                interval: Duration::from_secs(settings.retention.interval_seconds.max(1)),
+            },
+        ))
+    });
     consume::run(
         context.clone(),
         consume::Options {
@@ -350,8 +365,11 @@ pub async fn run_with(
         ready,
     )
     .await;
-    // It stops at `stopping`, after the pass in flight.
+    // They stop at `stopping`, after the pass in flight.
     let _ = reaper.await;
+    if let Some(retention) = retention {
+        let _ = retention.await;
+    }
     registry_stop.cancel();
     let _ = registry.await;
     registry::deregister(&context).await;

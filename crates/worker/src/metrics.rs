@@ -46,6 +46,8 @@ pub struct WorkerMetrics {
     pub memory_budget: Gauge,
     pub memory_reserved: Gauge,
     pub memory_waits: Counter,
+    /// Rows the retention loop removed, by table.
+    pub retention_removed: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for WorkerMetrics {
@@ -78,6 +80,7 @@ impl WorkerMetrics {
             memory_budget: Gauge::default(),
             memory_reserved: Gauge::default(),
             memory_waits: Counter::default(),
+            retention_removed: Family::default(),
         };
         root.register(
             "jobs_in_flight",
@@ -98,6 +101,11 @@ impl WorkerMetrics {
             "job_retries",
             "Transient failures sent to a delay queue for another attempt",
             metrics.retries_scheduled.clone(),
+        );
+        root.register(
+            "retention_removed",
+            "Rows the retention loop of this process removed, by table",
+            metrics.retention_removed.clone(),
         );
         let worker = root.sub_registry_with_prefix("worker");
         worker.register(

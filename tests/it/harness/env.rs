@@ -163,6 +163,9 @@ impl TestEnv {
         // A transient failure ends the job at once unless a test turns
         // retries on (tests/it/faults.rs): the default backoff is seconds.
         settings.retry.max_attempts = 1;
+        // A deleted connection's leftovers go within a second or two, not a
+        // minute (tests/it/history.rs).
+        settings.retention.interval_seconds = 1;
         settings.connectors.allow_cidrs = self.allow_cidrs.clone();
         settings.connectors.allow_hosts = self.allow_hosts.clone();
         settings.connectors.local_files.roots = self.local_files_roots.clone();

@@ -13,6 +13,7 @@ use syncway_store::api_keys::{self, ApiKey, NewKey, Rotated};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::audit::AuditTarget;
 use crate::auth::Caller;
 use crate::error::{ApiError, Result};
 use crate::extract::{PathParams, integer, json_body, non_null, path_uuid};
@@ -99,7 +100,7 @@ async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<Json<ApiKeyBody>> {
+) -> Result<(Extension<AuditTarget>, Json<ApiKeyBody>)> {
     let request: CreateKey = optional_body(body)?;
     let name = match &request.name {
         Some(name) => valid_name(name)?,
@@ -131,7 +132,10 @@ async fn create(
         expires_at,
     };
     let (key, secret) = api_keys::create(&client, &new).await?;
-    Ok(Json(ApiKeyBody::new(key, Some(secret))))
+    Ok((
+        Extension(AuditTarget(key.id.to_string())),
+        Json(ApiKeyBody::new(key, Some(secret))),
+    ))
 }
 
 /// `GET /api-keys`

@@ -10,6 +10,7 @@ use syncway_model::names::{MAX_NAME_LEN, display_name};
 use syncway_store::collections;
 
 use crate::AppState;
+use crate::audit::AuditTarget;
 use crate::auth::Organization;
 use crate::error::{ApiError, Result};
 use crate::extract::{PathParams, QueryParams, json_body};
@@ -93,7 +94,7 @@ async fn create(
     State(state): State<AppState>,
     Extension(Organization(organization)): Extension<Organization>,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<Json<CollectionBody>> {
+) -> Result<(Extension<AuditTarget>, Json<CollectionBody>)> {
     let request: CreateCollection = json_body(body)?;
     let name = valid_name(&request.name)?;
     let readable_id = match request.readable_id {
@@ -110,7 +111,10 @@ async fn create(
     };
     let client = state.pool().get().await?;
     match collections::insert(&client, organization, &name, &readable_id).await {
-        Ok(collection) => Ok(Json(collection.into())),
+        Ok(collection) => Ok((
+            Extension(AuditTarget(collection.id.to_string())),
+            Json(collection.into()),
+        )),
         Err(error) if error.constraint() == Some(syncway_store::COLLECTION_READABLE_ID_UNIQUE) => {
             Err(ApiError::Conflict(format!(
                 "a collection with readable_id {readable_id:?} already exists"

@@ -13,6 +13,7 @@ use syncway_store::jobs;
 use super::collections::{valid_description, valid_name};
 use super::jobs::triggered;
 use super::table::Routes;
+use crate::audit::AuditTarget;
 use crate::auth::Organization;
 use crate::error::{ApiError, FieldError, Result};
 use crate::extract::{PathParams, QueryParams, json_body, path_uuid};
@@ -153,7 +154,7 @@ async fn create(
     State(state): State<AppState>,
     Extension(Organization(organization)): Extension<Organization>,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<Json<SourceConnectionBody>> {
+) -> Result<(Extension<AuditTarget>, Json<SourceConnectionBody>)> {
     let request: CreateConnection = json_body(body)?;
     let config = parse_config(
         &request.short_name,
@@ -211,7 +212,10 @@ async fn create(
         transaction.commit().await?;
         connection
     };
-    Ok(Json(connection.into()))
+    Ok((
+        Extension(AuditTarget(connection.id.to_string())),
+        Json(connection.into()),
+    ))
 }
 
 async fn list(

@@ -2,11 +2,13 @@
 
 use axum::Json;
 use axum::extract::{Extension, RawQuery, State};
+use axum::response::{IntoResponse, Response};
 use syncway_model::{JobStatus, SourceConnectionJob};
 use syncway_store::jobs::{self, Cancelled, TriggerRequest, Triggered};
 
 use crate::AppState;
-use crate::auth::{self, KeyDigest, Organization};
+use crate::audit::{RecordedInStatement, RequestOrigin};
+use crate::auth::{self, Caller, KeyDigest, Organization};
 use crate::error::{ApiError, Result};
 use crate::extract::{PathParams, QueryParams, path_uuid};
 use crate::routes::table::Routes;
@@ -57,9 +59,10 @@ pub(crate) fn triggered(
 async fn run(
     State(state): State<AppState>,
     Extension(KeyDigest(digest)): Extension<KeyDigest>,
+    origin: RequestOrigin,
     params: std::result::Result<PathParams, ApiError>,
     RawQuery(query): RawQuery,
-) -> Result<Json<SourceConnectionJob>> {
+) -> Result<Response> {
     let request = params.and_then(|params| {
         let query = QueryParams::parse(query.as_deref())?;
         Ok(TriggerRequest {
@@ -67,6 +70,8 @@ async fn run(
             force_full_sync: query.bool("force_full_sync", false)?,
             allow_mass_deletion: query.bool("allow_mass_deletion", false)?,
             key_digest: digest.clone(),
+            request_id: origin.request_id,
+            client_address: origin.client_address,
         })
     });
     let request = match request {
@@ -82,10 +87,19 @@ async fn run(
         .submit(request)
         .await
         .map_err(|gone| ApiError::Internal(gone.into()))?;
-    if !matches!(outcome, Ok(Triggered::KeyInvalid) | Err(_)) {
+    // The statement recorded every outcome but these in the audit log.
+    let recorded = !matches!(outcome, Ok(Triggered::KeyInvalid) | Err(_));
+    if recorded {
         state.key_usage().used(&state, digest);
     }
-    Ok(Json(triggered(&state, outcome)?))
+    let mut response = match triggered(&state, outcome) {
+        Ok(job) => Json(job).into_response(),
+        Err(error) => error.into_response(),
+    };
+    if recorded {
+        response.extensions_mut().insert(RecordedInStatement);
+    }
+    Ok(response)
 }
 
 /// `GET /source-connections/{id}/jobs?limit=`
@@ -122,13 +136,21 @@ async fn find(
 /// `POST /source-connections/{id}/jobs/{job_id}/cancel`
 async fn cancel(
     State(state): State<AppState>,
-    Extension(Organization(organization)): Extension<Organization>,
+    Extension(caller): Extension<Caller>,
     params: PathParams,
 ) -> Result<Json<SourceConnectionJob>> {
     let connection = path_uuid(&params, "source_connection_id")?;
     let job = path_uuid(&params, "job_id")?;
     let client = state.pool().get().await?;
-    match jobs::cancel(&client, organization, connection, job).await? {
+    match jobs::cancel(
+        &client,
+        caller.organization,
+        connection,
+        job,
+        Some(caller.key_id),
+    )
+    .await?
+    {
         Cancelled::Done(job) => {
             if job.status == JobStatus::Cancelling {
                 // The control message that tells its worker is in the outbox.

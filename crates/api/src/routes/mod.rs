@@ -11,6 +11,7 @@ mod connections;
 mod entities;
 mod events;
 mod health;
+mod history;
 mod jobs;
 mod table;
 
@@ -21,7 +22,7 @@ use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
 
 use crate::error::ApiError;
-use crate::{AppState, auth, http_layers, limits};
+use crate::{AppState, audit, auth, http_layers, limits};
 use table::Routes;
 
 /// The groups: authenticated by the middleware, authenticating themselves,
@@ -33,6 +34,7 @@ fn groups() -> (Routes, Routes, Routes, Routes) {
         .merge(connections::routes())
         .merge(entities::routes())
         .merge(api_keys::routes())
+        .merge(history::routes())
         .merge(admin::routes());
     (
         authenticated,
@@ -65,6 +67,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let keyed = Router::new()
         .merge(authenticated)
         .merge(self_authenticating)
+        .route_layer(from_fn_with_state(state.clone(), audit::record))
         .route_layer(from_fn_with_state(state.clone(), limits::guard));
     // Event streams live as long as their job: no request timeout.
     let streams = streams

@@ -23,17 +23,25 @@ pub enum Cancelled {
     Refused(JobStatus),
 }
 
+/// Cancels a job; `key_id`, the key that asked, goes into its timeline.
 pub async fn cancel(
     client: &impl GenericClient,
     organization_id: Uuid,
     source_connection_id: Uuid,
     job_id: Uuid,
+    key_id: Option<Uuid>,
 ) -> Result<Cancelled, StoreError> {
     let control = syncway_model::ControlMessage::cancel(job_id).encode();
     let row = client
         .query_opt(
             CANCEL.as_str(),
-            &[&job_id, &source_connection_id, &organization_id, &control],
+            &[
+                &job_id,
+                &source_connection_id,
+                &organization_id,
+                &control,
+                &key_id,
+            ],
         )
         .await?;
     if let Some(row) = row {

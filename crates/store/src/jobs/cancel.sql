@@ -1,6 +1,7 @@
 -- jobs::cancel: a client cancels a job.
 -- $1 job_id, $2 source_connection_id, $3 organization_id, $4 the control
--- message (outbox payload).
+-- message (outbox payload), $5 the id of the key that asked (its timeline
+-- names it; null when no key did).
 -- `cancelled_job` fences the rest: only a job it changed to `cancelling`
 -- gets a control message.
 -- A job no worker holds (phase pending, retry_wait or handed_back) ends
@@ -17,6 +18,7 @@ WITH cancelled_job AS (
         lease_expires_at = CASE WHEN job_phase(j.status, j.lease_owner, j.lease_expires_at, j.retry_at)
                            IN ('leased', 'expired') THEN j.lease_expires_at END,
         retry_at = NULL,
+        cancel_requested_by = $5,
         modified_at = now()
     FROM source_connections s
     WHERE j.id = $1 AND j.source_connection_id = $2

@@ -17,6 +17,9 @@ new_jobs AS (
     -- A fixed order, so that two statements wanting the same connections
     -- wait for each other instead of deadlocking.
     ORDER BY r.connection_id, r.n
+    -- As the foreign key did before V17: a delete of the connection waits
+    -- for this statement's transaction, and then removes the job with it.
+    FOR KEY SHARE OF c
     ON CONFLICT DO NOTHING
     RETURNING *
 ), queued AS (

@@ -107,7 +107,6 @@ pub async fn reap(
         reaped.requeued = crate::outbox::enqueue(&transaction, &requeue_ids, &payloads).await?;
         reaped.requeued_jobs = requeue_ids;
     }
-    prune_deleted(&transaction).await?;
     transaction
         .execute(include_str!("reap_seen.sql"), &[])
         .await?;
@@ -130,15 +129,4 @@ pub async fn terminate_stuck(
         .filter(|row| row.try_get::<_, bool>("terminated").unwrap_or(false))
         .map(|row| Ok(row.try_get("application_name")?))
         .collect()
-}
-
-/// Forgets deleted jobs' ids after a week (see `deleted_jobs`).
-async fn prune_deleted(client: &impl GenericClient) -> Result<(), StoreError> {
-    client
-        .execute(
-            "DELETE FROM deleted_jobs WHERE deleted_at < now() - interval '7 days'",
-            &[],
-        )
-        .await?;
-    Ok(())
 }

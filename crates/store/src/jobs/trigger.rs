@@ -82,6 +82,9 @@ pub struct TriggerRequest {
     pub force_full_sync: bool,
     /// This run may delete more than the mass-deletion guard allows.
     pub allow_mass_deletion: bool,
+    /// The request's id and client address, for the audit log.
+    pub request_id: Option<String>,
+    pub client_address: Option<String>,
 }
 
 /// Authenticates and runs many triggers in ONE statement: for each request
@@ -107,6 +110,11 @@ pub async fn trigger_many(
         .zip(&job_ids)
         .map(|(r, job_id)| JobMessage::new(*job_id, r.source_connection_id).encode())
         .collect();
+    let request_ids: Vec<Option<&str>> = requests.iter().map(|r| r.request_id.as_deref()).collect();
+    let addresses: Vec<Option<&str>> = requests
+        .iter()
+        .map(|r| r.client_address.as_deref())
+        .collect();
     let statement = client.prepare_cached(&TRIGGER_MANY).await?;
     let rows = client
         .query(
@@ -119,6 +127,8 @@ pub async fn trigger_many(
                 &forces,
                 &messages,
                 &allowances,
+                &request_ids,
+                &addresses,
             ],
         )
         .await?;
