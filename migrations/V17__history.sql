@@ -29,15 +29,18 @@ ALTER TABLE sync_jobs
     ADD COLUMN progress_noted_at   timestamptz,
     ADD COLUMN cancel_requested_by uuid;
 
--- Finished jobs by status, counted when they finish. Sixteen rows per
--- status (the shard is a hash of the job id) so that concurrent commits
--- rarely wait on the same row; a reader sums them.
+-- Finished jobs by status. A job that ends adds a row to job_ends (no
+-- index, no shared row: one commit statement ends many jobs at once, and
+-- concurrent ones must never wait on, or deadlock over, a counter row);
+-- the snapshot refresher, one process at a time, moves them into
+-- job_totals. The two together are every job that ever ended.
 CREATE TABLE job_totals (
-    shard  smallint NOT NULL,
-    status text NOT NULL,
-    n      bigint NOT NULL,
-    PRIMARY KEY (shard, status)
-) WITH (fillfactor = 50);
+    status text PRIMARY KEY,
+    n      bigint NOT NULL
+);
+CREATE TABLE job_ends (
+    status text NOT NULL
+);
 
 -- A connection's finished runs, counted when they finish.
 CREATE TABLE connection_runs (
@@ -47,8 +50,8 @@ CREATE TABLE connection_runs (
     cancelled            bigint NOT NULL DEFAULT 0
 ) WITH (fillfactor = 50);
 
-INSERT INTO job_totals (shard, status, n)
-SELECT 0, status, count(*) FROM sync_jobs
+INSERT INTO job_totals (status, n)
+SELECT status, count(*) FROM sync_jobs
 WHERE status IN ('completed', 'failed', 'cancelled') GROUP BY status;
 
 INSERT INTO connection_runs (source_connection_id, completed, failed, cancelled)
@@ -156,9 +159,7 @@ BEGIN
         END IF;
         IF NEW.status IN ('completed', 'failed', 'cancelled')
            AND OLD.status NOT IN ('completed', 'failed', 'cancelled') THEN
-            INSERT INTO job_totals AS t (shard, status, n)
-            VALUES (abs(hashtext(NEW.id::text)) % 16, NEW.status, 1)
-            ON CONFLICT (shard, status) DO UPDATE SET n = t.n + 1;
+            INSERT INTO job_ends (status) VALUES (NEW.status);
             INSERT INTO connection_runs AS r (source_connection_id, completed, failed, cancelled)
             VALUES (NEW.source_connection_id, (NEW.status = 'completed')::int,
                     (NEW.status = 'failed')::int, (NEW.status = 'cancelled')::int)

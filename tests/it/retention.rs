@@ -198,7 +198,10 @@ async fn run_statistics_and_deployment_figures_count_as_jobs_finish() {
         .db()
         .await
         .query(
-            "SELECT status, sum(n)::bigint FROM job_totals GROUP BY status",
+            "SELECT status, sum(n)::bigint FROM (
+                 SELECT status, n FROM job_totals
+                 UNION ALL SELECT status, 1 FROM job_ends) t
+             GROUP BY status",
             &[],
         )
         .await

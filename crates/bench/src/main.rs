@@ -11,6 +11,8 @@ mod chaos;
 mod cpu;
 mod e2e;
 mod events;
+mod growth;
+mod growth_load;
 mod peer;
 mod processes;
 mod scale;
@@ -43,6 +45,8 @@ enum Command {
     Schedules(schedules::Options),
     /// Fixed-duration jobs on 1, 2 and 4 workers: jobs/s, speed-up, balance.
     Scale(scale::Options),
+    /// Costs as history grows (0, 3M, 30M terminal jobs), and retention.
+    Growth(growth::Options),
 }
 
 #[tokio::main]
@@ -56,5 +60,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Chaos(options) => chaos::run(options).await,
         Command::Schedules(options) => schedules::run(options).await,
         Command::Scale(options) => scale::run(options).await,
+        Command::Growth(options) => growth::run(options).await,
     }
 }

@@ -272,8 +272,15 @@ async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-/// Builds (if needed) and locates the release binary next to this one.
+/// Where the binaries to run are: `SYNCWAY_BENCH_BINARIES` (a folder of
+/// another build, to compare two versions), else next to this one.
+const BINARIES: &str = "SYNCWAY_BENCH_BINARIES";
+
+/// Locates the release binary.
 fn binary_path(binary: &str) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(BINARIES) {
+        return Ok(PathBuf::from(dir).join(binary));
+    }
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
@@ -284,6 +291,10 @@ fn binary_path(binary: &str) -> anyhow::Result<PathBuf> {
 /// `cargo build --release` of the two binaries, so the bench never runs
 /// stale ones.
 pub fn build_binaries() -> anyhow::Result<()> {
+    if std::env::var_os(BINARIES).is_some() {
+        // Another build's binaries: built where they came from.
+        return Ok(());
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
         .args([

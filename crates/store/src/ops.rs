@@ -116,11 +116,23 @@ pub async fn db_figures(client: &impl GenericClient, top: i64) -> Result<DbFigur
     let jobs_by_status = client
         .query(
             // Active jobs through the partial index on `active`; finished
-            // ones from the totals kept as they finish (V17): nothing here
-            // reads the history.
-            "SELECT status, count(*) FROM sync_jobs WHERE active GROUP BY status
+            // ones from the totals kept as they finish (V17), after moving
+            // the ends recorded since the last refresh into them (the
+            // caller holds the refresher's lock): nothing here reads the
+            // history.
+            "WITH moved AS (
+                 DELETE FROM job_ends RETURNING status
+             ), added AS (
+                 INSERT INTO job_totals AS t (status, n)
+                 SELECT status, count(*) FROM moved GROUP BY status
+                 ON CONFLICT (status) DO UPDATE SET n = t.n + EXCLUDED.n
+                 RETURNING status, n
+             )
+             SELECT status, count(*) FROM sync_jobs WHERE active GROUP BY status
              UNION ALL
-             SELECT status, sum(n)::bigint FROM job_totals GROUP BY status",
+             SELECT status, n FROM added
+             UNION ALL
+             SELECT status, n FROM job_totals WHERE status NOT IN (SELECT status FROM added)",
             &[],
         )
         .await?

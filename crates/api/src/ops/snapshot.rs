@@ -58,7 +58,11 @@ impl OpsMetrics {
             "Job messages committed and not yet published",
             m.outbox_pending.clone(),
         );
-        registry.register("jobs", "Jobs by status", m.jobs.clone());
+        registry.register(
+            "jobs",
+            "Active jobs by status now (pending, running, cancelling); jobs that ever ended by status (completed, failed, cancelled: counted as they end, not lowered by retention)",
+            m.jobs.clone(),
+        );
         registry.register(
             "oldest_pending_job_age_seconds",
             "Age of the oldest pending job (0 when none waits)",
