@@ -102,6 +102,20 @@ async fn the_cli_makes_collections_and_connections_and_watches_a_run_to_completi
     );
     let jobs = stdout_json(&run_cli(&app, &["jobs", &id]).await);
     assert_eq!(jobs[0]["id"], last["id"]);
+    let job = last["id"].as_str().expect("the job's id");
+    let one = stdout_json(&run_cli(&app, &["jobs", &id, job]).await);
+    assert_eq!(one["status"], "completed");
+    // The timeline, every page of it, as one body.
+    let timeline = stdout_json(&run_cli(&app, &["jobs", &id, job, "--timeline"]).await);
+    let kinds: Vec<&str> = timeline["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|item| item["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"created"), "{timeline}");
+    assert_eq!(kinds.last(), Some(&"completed"), "{timeline}");
+    assert!(timeline["next"].is_null());
     let deleted = stdout_json(&run_cli(&app, &["connections", "delete", &id]).await);
     assert_eq!(deleted["id"], connection["id"]);
 }

@@ -51,8 +51,9 @@ pub struct EntityFailure {
     pub reason: String,
 }
 
-/// Reasons kept per batch; the count goes on beyond them.
-pub const MAX_FAILURE_REASONS: usize = 20;
+/// Reasons kept per batch and per job (the job's capped sample, shown in
+/// `error_details.failed_entities`); the count goes on beyond them.
+pub const MAX_FAILURE_REASONS: usize = 100;
 
 impl EntityBatch {
     /// Counts one failed entity, keeping its reason while there is room.
