@@ -54,7 +54,8 @@ async fn old_jobs_go_but_the_newest_the_last_full_sync_and_active_ones_stay() {
     let db = app.db().await;
     // `busy`: its oldest job is its last completed full sync (a failed full
     // sync came after it), then eleven more finished jobs, all 40 days old
-    // and older; and an active job, pending for 50 days.
+    // and older; and an active job (the newest, as it always is: it can
+    // only be created once the others ended), pending for 47 days.
     let last_full = finished_job(&db, busy, 60, "completed", true).await;
     let failed_full = finished_job(&db, busy, 59, "failed", true).await;
     let mut old = Vec::new();
@@ -64,7 +65,7 @@ async fn old_jobs_go_but_the_newest_the_last_full_sync_and_active_ones_stay() {
     let active = Uuid::now_v7();
     db.execute(
         "INSERT INTO sync_jobs (id, source_connection_id, created_at)
-         VALUES ($1, $2, now() - interval '50 days')",
+         VALUES ($1, $2, now() - interval '47 days')",
         &[&active, &busy],
     )
     .await
@@ -163,8 +164,8 @@ async fn old_jobs_go_but_the_newest_the_last_full_sync_and_active_ones_stay() {
         .collect();
     assert_eq!(left, ["new.one"]);
     // A connection's run statistics are kept as jobs finish, not counted
-    // from what retention left.
-    assert_eq!(before["sync"]["total_runs"], 13, "{before}");
+    // from what retention left: 13 finished and the active one.
+    assert_eq!(before["sync"]["total_runs"], 14, "{before}");
     let after = app.connection(busy).await;
     for figure in ["total_runs", "successful_runs", "failed_runs"] {
         assert_eq!(before["sync"][figure], after["sync"][figure], "{after}");

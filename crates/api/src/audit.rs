@@ -19,6 +19,7 @@ use axum::http::{Extensions, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use syncway_model::KeyRole;
+use syncway_store::api_keys;
 use syncway_store::history::{self, AuditEntry};
 use uuid::Uuid;
 
@@ -188,12 +189,12 @@ async fn write(
     let client = state.pool().get().await?;
     let actor = match (actor, digest) {
         (Some(actor), _) => actor,
-        (None, Some(digest)) => match history::key_by_digest(&client, &digest).await? {
-            Some((key_id, organization, prefix, role)) => Actor {
-                organization,
-                key_id: Some(key_id),
-                key_prefix: Some(prefix),
-                role: Some(KeyRole::from_db(&role)),
+        (None, Some(digest)) => match api_keys::identify(&client, &digest).await? {
+            Some(key) => Actor {
+                organization: key.organization_id,
+                key_id: Some(key.id),
+                key_prefix: Some(key.prefix),
+                role: Some(KeyRole::from_db(&key.role)),
             },
             // A key nobody has: not a request of any organization's.
             None => return Ok(()),

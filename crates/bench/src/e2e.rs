@@ -1,12 +1,10 @@
 //! The end-to-end job benchmark.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 use crate::cpu::CpuSnapshot;
 use crate::processes::{BenchEnv, Services, build_binaries, measure_limit};
@@ -237,48 +235,17 @@ async fn run_jobs(options: &Options, env: &mut BenchEnv) -> anyhow::Result<Repor
     } else {
         None
     };
-    let queue = Arc::new(Mutex::new(connections));
-    let trigger = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
-    let rejected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let cpu_before = CpuSnapshot::take();
     let started = Instant::now();
-    let clients = (0..options.clients).map(|_| {
-        let (http, api, queue, trigger, rejected) = (
-            http.clone(),
-            api.clone(),
-            queue.clone(),
-            trigger.clone(),
-            rejected.clone(),
-        );
-        tokio::spawn(async move {
-            loop {
-                let Some(connection) = queue.lock().await.pop() else {
-                    return;
-                };
-                let sent = Instant::now();
-                let response = http
-                    .post(format!("{api}/source-connections/{connection}/run"))
-                    .header("x-api-key", KEY)
-                    .send()
-                    .await;
-                let micros = sent.elapsed().as_micros() as u64;
-                let _ = trigger.lock().await.record(micros);
-                if !response.is_ok_and(|r| r.status().is_success()) {
-                    rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        })
-    });
-    futures_util::future::join_all(clients).await;
+    let triggered =
+        crate::triggers::trigger_all(&http, &api, KEY, &connections, options.clients).await?;
 
     let db = env.client().await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     // Cheap enough not to disturb what it measures: the partial unique index
     // holds only active jobs.
     let active = db
-        .prepare(
-            "SELECT count(*) FROM sync_jobs WHERE status IN ('pending', 'running', 'cancelling')",
-        )
+        .prepare("SELECT count(*) FROM sync_jobs WHERE active")
         .await?;
     // Every trigger has been answered: the accepted jobs all exist.
     if options.workers > 0 {
@@ -317,13 +284,12 @@ async fn run_jobs(options: &Options, env: &mut BenchEnv) -> anyhow::Result<Repor
         )
         .await?
         .get(0);
-    let trigger = trigger.lock().await.clone();
     Ok(Report {
         jobs: options.jobs,
         elapsed,
-        rejected: rejected.load(std::sync::atomic::Ordering::Relaxed),
+        rejected: triggered.refused,
         failed,
-        trigger,
+        trigger: triggered.latencies,
         to_completed,
         cpu,
     })

@@ -12,13 +12,14 @@ mod cpu;
 mod e2e;
 mod events;
 mod growth;
-mod growth_load;
+mod lock_waits;
 mod peer;
 mod processes;
 mod scale;
 mod schedules;
 mod sql;
 mod sync;
+mod triggers;
 
 use clap::{Parser, Subcommand};
 

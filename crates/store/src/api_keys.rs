@@ -390,3 +390,35 @@ pub async fn ensure_bootstrap(
         revoked_before,
     })
 }
+
+/// Who a key is, live or not.
+#[derive(Debug, Clone)]
+pub struct KeyIdentity {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub prefix: String,
+    pub role: String,
+}
+
+/// Who a key is, live or not (revoked and expired keys too): the audit
+/// log records refused attempts with the key they were made with.
+pub async fn identify(
+    client: &impl GenericClient,
+    digest: &[u8],
+) -> Result<Option<KeyIdentity>, StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT id, organization_id, prefix, role FROM api_keys WHERE key_hash = $1",
+            &[&digest],
+        )
+        .await?;
+    row.map(|row| {
+        Ok(KeyIdentity {
+            id: row.try_get(0)?,
+            organization_id: row.try_get(1)?,
+            prefix: row.try_get(2)?,
+            role: row.try_get(3)?,
+        })
+    })
+    .transpose()
+}

@@ -162,26 +162,3 @@ pub async fn audit_log(
         })
         .collect()
 }
-
-/// Who a key is, live or not (revoked and expired keys too): the audit
-/// log records refused attempts with the key they were made with.
-pub async fn key_by_digest(
-    client: &impl GenericClient,
-    digest: &[u8],
-) -> Result<Option<(Uuid, Uuid, String, String)>, StoreError> {
-    let row = client
-        .query_opt(
-            "SELECT id, organization_id, prefix, role FROM api_keys WHERE key_hash = $1",
-            &[&digest],
-        )
-        .await?;
-    row.map(|row| {
-        Ok((
-            row.try_get(0)?,
-            row.try_get(1)?,
-            row.try_get(2)?,
-            row.try_get(3)?,
-        ))
-    })
-    .transpose()
-}

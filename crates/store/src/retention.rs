@@ -70,6 +70,13 @@ async fn locked(
     if !locked {
         return Ok(None);
     }
+    // Every step finds its rows through an index. Without statistics (a
+    // table just bulk-loaded or restored) or with an empty batch, the
+    // planner may instead read a whole table, which on 60M timeline rows
+    // takes minutes; and a batch this small never repays compiling it.
+    transaction
+        .batch_execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
+        .await?;
     let row = transaction.query_one(statement, params).await?;
     transaction.commit().await?;
     Ok(Some(row))

@@ -20,7 +20,9 @@ pub(crate) fn with_trigger_rule(sql: &str) -> String {
     sql.replace("{NEW_JOBS}", include_str!("new_jobs.sql"))
 }
 
-/// What a trigger came to.
+/// What a trigger came to. The API answers these 200, 401, 404, 409 and
+/// 409 (routes/jobs.rs); trigger_many.sql records the same statuses in the
+/// audit log, and tests/it/audit_log.rs holds the two to each other.
 #[derive(Debug)]
 pub enum Triggered {
     Created(SourceConnectionJob),

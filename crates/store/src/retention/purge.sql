@@ -20,7 +20,9 @@ WITH target AS (
 ), jobs_gone AS (
     DELETE FROM sync_jobs j USING doomed_jobs d WHERE j.id = d.id RETURNING j.id
 ), timeline_gone AS (
-    DELETE FROM job_timeline t USING jobs_gone g WHERE t.job_id = g.id RETURNING 1
+    -- By the ids as an array: an index probe each, however many rows the
+    -- planner expects (a join here may become a scan of the whole table).
+    DELETE FROM job_timeline t WHERE t.job_id = ANY (ARRAY(SELECT id FROM jobs_gone)) RETURNING 1
 ), tombstones AS (
     INSERT INTO deleted_jobs (job_id) SELECT id FROM jobs_gone ON CONFLICT DO NOTHING
 ), runs_gone AS (
