@@ -24,7 +24,7 @@ fn cli(url: &str, key: &str, args: &[&str]) -> Command {
 
 /// Runs the CLI on a thread of its own (the API runs on the test's
 /// runtime).
-async fn run_cli(app: &TestApp, args: &[&str]) -> Output {
+pub(crate) async fn run_cli(app: &TestApp, args: &[&str]) -> Output {
     let mut command = cli(&app.url, &app.key, args);
     tokio::task::spawn_blocking(move || command.output())
         .await
@@ -32,7 +32,7 @@ async fn run_cli(app: &TestApp, args: &[&str]) -> Output {
         .expect("running the CLI")
 }
 
-fn stdout_json(output: &Output) -> Value {
+pub(crate) fn stdout_json(output: &Output) -> Value {
     assert!(
         output.status.success(),
         "the CLI failed: {}",

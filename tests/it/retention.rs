@@ -87,6 +87,17 @@ async fn old_jobs_go_but_the_newest_the_last_full_sync_and_active_ones_stay() {
     )
     .await
     .expect("audit entries");
+    // An old webhook message and a recent one.
+    db.batch_execute(
+        "INSERT INTO webhook_messages (id, organization_id, event_type, payload, created_at)
+         SELECT gen_random_uuid(), id, 'sync.completed', '{}'::jsonb, now() - interval '40 days'
+         FROM organizations
+         UNION ALL
+         SELECT gen_random_uuid(), id, 'sync.failed', '{}'::jsonb, now()
+         FROM organizations",
+    )
+    .await
+    .expect("webhook messages");
     let before = app.connection(busy).await;
 
     // Keep 5 per connection, 30 days; batches of 4 candidates: the sweep
@@ -95,6 +106,7 @@ async fn old_jobs_go_but_the_newest_the_last_full_sync_and_active_ones_stay() {
         job_days: 30,
         keep_per_connection: 5,
         audit_days: 365,
+        webhook_days: 30,
         batch: 4,
     };
     let mut client = app.env.db().await;
@@ -151,7 +163,15 @@ async fn old_jobs_go_but_the_newest_the_last_full_sync_and_active_ones_stay() {
         .map(|row| row.get(0))
         .expect("counting orphaned timeline items");
     assert_eq!(orphans, 0);
-    assert_eq!(entries.rows, [("audit_log", 1)]);
+    assert_eq!(entries.rows, [("audit_log", 1), ("webhook_messages", 1)]);
+    let kept: Vec<String> = db
+        .query("SELECT event_type FROM webhook_messages", &[])
+        .await
+        .expect("the webhook messages")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(kept, ["sync.failed"]);
     let left: Vec<String> = db
         .query(
             "SELECT action FROM audit_log WHERE target_type = 'test'",

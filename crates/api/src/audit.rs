@@ -121,6 +121,24 @@ fn action(
             ("api_key.rotate", "api_key", Some("api_key_id"))
         }
         ("POST", "/admin/dead-letters/redrive") => ("dead_letters.redrive", "dead_letters", None),
+        ("POST", "/webhooks/subscriptions") => {
+            ("webhook_subscription.create", "webhook_subscription", None)
+        }
+        ("PATCH", "/webhooks/subscriptions/{subscription_id}") => (
+            "webhook_subscription.update",
+            "webhook_subscription",
+            Some("subscription_id"),
+        ),
+        ("DELETE", "/webhooks/subscriptions/{subscription_id}") => (
+            "webhook_subscription.delete",
+            "webhook_subscription",
+            Some("subscription_id"),
+        ),
+        ("POST", "/webhooks/subscriptions/{subscription_id}/recover") => (
+            "webhook_subscription.recover",
+            "webhook_subscription",
+            Some("subscription_id"),
+        ),
         _ => return None,
     };
     Some(found)

@@ -93,6 +93,14 @@ impl QueryParams {
             .map(|(_, value)| value.as_str())
     }
 
+    /// Every value given for `name`, in order (`a=1&a=2`).
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
     /// true/false/1/0/yes/no/on/off, in any case.
     pub fn bool(&self, name: &str, default: bool) -> Result<bool> {
         let Some(raw) = self.get(name) else {

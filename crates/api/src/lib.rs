@@ -23,6 +23,7 @@ mod schedule_input;
 mod server;
 mod state;
 mod triggers;
+mod webhook_wire;
 mod wire;
 
 use std::future::Future;

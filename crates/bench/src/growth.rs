@@ -80,6 +80,7 @@ async fn measure(options: &Options, env: &mut BenchEnv) -> anyhow::Result<()> {
             options.concurrency.to_string(),
         ),
         ("SYNCWAY_RETENTION__ENABLED", "false".to_owned()),
+        ("SYNCWAY_WEBHOOKS__ENABLED", "false".to_owned()),
     ];
     env.start_worker(&http, &worker_vars).await?;
     let body = json!({"short_name": "stub", "config": {"entity_count": 1}});
@@ -185,15 +186,6 @@ async fn load_history(
     }
     db.batch_execute("SET session_replication_role = DEFAULT")
         .await?;
-    // Statistics, as autoanalyze keeps them while such a history grows.
-    let tables = if has_timeline {
-        "sync_jobs, job_timeline"
-    } else {
-        "sync_jobs"
-    };
-    db.batch_execute(&format!("ANALYZE {tables}"))
-        .await
-        .context("analyzing the history")?;
     Ok(())
 }
 
@@ -312,12 +304,19 @@ async fn retention_under_load(
     connections: &[Uuid],
     options: &Options,
 ) -> anyhow::Result<Option<Retention>> {
+    // The same stack as the measured rounds, its one worker now with
+    // retention on: started again in its place (its jobs have all ended).
+    env.signal("syncway-worker", 0, "-KILL")?;
     let metrics = env
         .start_worker(
             http,
             &[
-                ("SYNCWAY_WORKER__CONCURRENCY", "1".to_owned()),
+                (
+                    "SYNCWAY_WORKER__CONCURRENCY",
+                    options.concurrency.to_string(),
+                ),
                 ("SYNCWAY_RETENTION__JOB_DAYS", "30".to_owned()),
+                ("SYNCWAY_WEBHOOKS__ENABLED", "false".to_owned()),
             ],
         )
         .await?;

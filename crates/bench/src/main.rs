@@ -15,11 +15,13 @@ mod growth;
 mod lock_waits;
 mod peer;
 mod processes;
+mod receiver;
 mod scale;
 mod schedules;
 mod sql;
 mod sync;
 mod triggers;
+mod webhooks;
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +50,9 @@ enum Command {
     Scale(scale::Options),
     /// Costs as history grows (0, 3M, 30M terminal jobs), and retention.
     Growth(growth::Options),
+    /// Job status changes delivered as signed webhooks: rate, latency, a
+    /// failing and a hanging endpoint beside a healthy one, a killed worker.
+    Webhooks(webhooks::Options),
 }
 
 #[tokio::main]
@@ -62,5 +67,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Schedules(options) => schedules::run(options).await,
         Command::Scale(options) => scale::run(options).await,
         Command::Growth(options) => growth::run(options).await,
+        Command::Webhooks(options) => webhooks::run(options).await,
     }
 }

@@ -14,6 +14,7 @@ pub mod dev;
 mod output;
 pub mod sse;
 mod watch;
+mod webhooks;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -92,6 +93,10 @@ enum Command {
     },
     /// Cancel a job.
     Cancel { connection: String, job: String },
+    /// Webhook subscriptions and messages: create, list, get, delete,
+    /// messages, recover.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhookCommand),
 }
 
 /// Exit codes beyond clap's 2 for usage errors.
@@ -151,6 +156,7 @@ async fn run(cli: Cli) -> ExitCode {
             Some(job) => commands::job(&api, format, &connection, &job).await,
             None => commands::jobs(&api, format, &connection, limit).await,
         },
+        Command::Webhooks(command) => webhooks::webhooks(&api, format, command).await,
         Command::Cancel { connection, job } => {
             commands::cancel(&api, format, &connection, &job).await
         }

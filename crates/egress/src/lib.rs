@@ -15,6 +15,8 @@
 
 pub mod address;
 pub mod files;
+#[cfg(feature = "reqwest")]
+pub mod http;
 pub mod redact;
 mod resolve;
 

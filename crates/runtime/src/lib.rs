@@ -6,6 +6,7 @@ pub mod egress;
 pub mod retention_settings;
 pub mod settings;
 pub mod telemetry;
+pub mod webhook_settings;
 
 pub use credentials::{CredentialCipher, CredentialError};
 pub use settings::{Role, Settings};

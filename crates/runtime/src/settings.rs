@@ -38,6 +38,8 @@ pub struct Settings {
     pub sync: SyncSettings,
     #[serde(default)]
     pub retention: crate::retention_settings::RetentionSettings,
+    #[serde(default)]
+    pub webhooks: crate::webhook_settings::WebhookSettings,
 }
 
 /// How syncs treat what they store (CONTRACT.md §2).

@@ -29,6 +29,14 @@ impl Settings {
              must be at least 1"
         );
         anyhow::ensure!(
+            self.webhooks.timeout_seconds >= 1
+                && self.webhooks.disable_after_hours >= 1
+                && self.webhooks.concurrency >= 1
+                && self.webhooks.per_endpoint >= 1,
+            "webhooks.timeout_seconds, webhooks.disable_after_hours, webhooks.concurrency and \
+             webhooks.per_endpoint must be at least 1"
+        );
+        anyhow::ensure!(
             self.worker.concurrency >= 1,
             "worker.concurrency must be at least 1"
         );

@@ -20,6 +20,7 @@ pub mod outbox;
 mod pool;
 pub mod retention;
 pub mod schedules;
+pub mod webhooks;
 
 pub use batcher::{Batcher, BatcherGone, all_or_each, spawn_on_pool};
 pub use deadpool_postgres::{GenericClient, Pool};

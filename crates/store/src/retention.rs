@@ -26,6 +26,8 @@ pub struct Rules {
     pub job_days: u32,
     pub keep_per_connection: u32,
     pub audit_days: u32,
+    /// Webhook messages (with their deliveries and attempts).
+    pub webhook_days: u32,
     /// Rows per transaction (at most [`BATCH_ROWS`]).
     pub batch: i64,
 }
@@ -146,13 +148,15 @@ pub async fn remove_old_jobs(
     Ok(Some((removed, next)))
 }
 
-/// One batch of audit entries older than the rule, and of tombstones of
-/// deleted jobs older than a week.
+/// One batch of audit entries and webhook messages older than their
+/// rules (a message's deliveries and attempts go with it), and of
+/// tombstones of deleted jobs older than a week.
 pub async fn remove_old_entries(
     client: &mut Client,
     rules: Rules,
 ) -> Result<Option<Removed>, StoreError> {
     let days = i32::try_from(rules.audit_days).unwrap_or(i32::MAX);
+    let webhook_days = i32::try_from(rules.webhook_days).unwrap_or(i32::MAX);
     let Some(row) = locked(
         client,
         "WITH old_audit AS (
@@ -161,6 +165,12 @@ pub async fn remove_old_entries(
                  WHERE $1::int > 0 AND at < now() - make_interval(days => $1)
                  ORDER BY id LIMIT $2)
              RETURNING 1
+         ), old_messages AS (
+             DELETE FROM webhook_messages WHERE id IN (
+                 SELECT id FROM webhook_messages
+                 WHERE $3::int > 0 AND created_at < now() - make_interval(days => $3)
+                 ORDER BY created_at LIMIT $2)
+             RETURNING 1
          ), old_tombstones AS (
              DELETE FROM deleted_jobs WHERE job_id IN (
                  SELECT job_id FROM deleted_jobs WHERE deleted_at < now() - interval '7 days'
@@ -168,8 +178,9 @@ pub async fn remove_old_entries(
              RETURNING 1
          )
          SELECT (SELECT count(*) FROM old_audit) AS audit,
-                (SELECT count(*) FROM old_tombstones) AS tombstones",
-        &[&days, &rules.batch.clamp(1, BATCH_ROWS)],
+                (SELECT count(*) FROM old_tombstones) AS tombstones,
+                (SELECT count(*) FROM old_messages) AS messages",
+        &[&days, &rules.batch.clamp(1, BATCH_ROWS), &webhook_days],
     )
     .await?
     else {
@@ -178,8 +189,10 @@ pub async fn remove_old_entries(
     let mut removed = Removed::default();
     let audit: i64 = row.try_get("audit")?;
     let tombstones: i64 = row.try_get("tombstones")?;
+    let messages: i64 = row.try_get("messages")?;
     removed.add("audit_log", audit);
     removed.add("deleted_jobs", tombstones);
-    removed.more = audit == rules.batch || tombstones == rules.batch;
+    removed.add("webhook_messages", messages);
+    removed.more = [audit, tombstones, messages].contains(&rules.batch);
     Ok(Some(removed))
 }

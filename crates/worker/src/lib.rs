@@ -25,6 +25,7 @@ mod running;
 pub mod scheduler;
 mod seen;
 mod slots;
+mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -340,6 +341,17 @@ pub async fn run_with(
             bound: settings.worker.session_bound(),
         },
     ));
+    let webhooks = settings.webhooks.enabled.then(|| {
+        tokio::spawn(webhooks::run(
+            context.clone(),
+            webhooks::Options {
+                timeout: Duration::from_secs(settings.webhooks.timeout_seconds),
+                disable_after_hours: settings.webhooks.disable_after_hours,
+                concurrency: settings.webhooks.concurrency,
+                per_endpoint: settings.webhooks.per_endpoint,
+            },
+        ))
+    });
     let retention = settings.retention.enabled.then(|| {
         tokio::spawn(retention::run(
             context.clone(),
@@ -348,7 +360,8 @@ pub async fn run_with(
                     job_days: settings.retention.job_days,
                     keep_per_connection: settings.retention.keep_per_connection,
                     audit_days: settings.retention.audit_days,
-                    batch: syncway_store::retention::BATCH_ROWS,
+                    webhook_days: settings.retention.webhook_days,
+                    batch: retention::BATCH,
                 },
                 interval: Duration::from_secs(settings.retention.interval_seconds.max(1)),
             },
@@ -369,6 +382,9 @@ pub async fn run_with(
     let _ = reaper.await;
     if let Some(retention) = retention {
         let _ = retention.await;
+    }
+    if let Some(webhooks) = webhooks {
+        let _ = webhooks.await;
     }
     registry_stop.cancel();
     let _ = registry.await;

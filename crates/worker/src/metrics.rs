@@ -48,6 +48,11 @@ pub struct WorkerMetrics {
     pub memory_waits: Counter,
     /// Rows the retention loop removed, by table.
     pub retention_removed: Family<Labels, Counter>,
+    /// Webhook attempts, by outcome (delivered, retrying, failed).
+    pub webhook_deliveries: Family<Labels, Counter>,
+    pub webhook_seconds: Histogram,
+    /// Deliveries due and not held, deployment-wide.
+    pub webhook_backlog: Gauge,
 }
 
 impl std::fmt::Debug for WorkerMetrics {
@@ -81,6 +86,9 @@ impl WorkerMetrics {
             memory_reserved: Gauge::default(),
             memory_waits: Counter::default(),
             retention_removed: Family::default(),
+            webhook_deliveries: Family::default(),
+            webhook_seconds: duration_histogram(),
+            webhook_backlog: Gauge::default(),
         };
         root.register(
             "jobs_in_flight",
@@ -106,6 +114,21 @@ impl WorkerMetrics {
             "retention_removed",
             "Rows the retention loop of this process removed, by table",
             metrics.retention_removed.clone(),
+        );
+        root.register(
+            "webhook_deliveries",
+            "Webhook attempts this process made, by outcome (delivered, retrying, failed)",
+            metrics.webhook_deliveries.clone(),
+        );
+        root.register(
+            "webhook_delivery_seconds",
+            "How long this process's webhook attempts took",
+            metrics.webhook_seconds.clone(),
+        );
+        root.register(
+            "webhook_backlog",
+            "Webhook deliveries due and not being sent, deployment-wide (every worker reports it: use max)",
+            metrics.webhook_backlog.clone(),
         );
         let worker = root.sub_registry_with_prefix("worker");
         worker.register(

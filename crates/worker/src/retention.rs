@@ -6,9 +6,9 @@
 //! a step finds more, the next batches follow after a pause of
 //! [`BUSY_PAUSE_FACTOR`] times the last pass's length (the loop takes at
 //! most a fifth of the time, whatever the database's speed, so that the
-//! load it adds does not show in trigger latency; one batch of 1,000 rows
-//! per pass still removes far more than a busy deployment adds); when none
-//! does, the loop sleeps for the interval.
+//! load it adds stays small beside the requests it overlaps; a batch of
+//! [`BATCH`] rows per pass still removes far more than a busy deployment
+//! adds); when none does, the loop sleeps for the interval.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +27,11 @@ pub struct Options {
 }
 
 /// While there is more to remove, the pause after a pass is this many
-/// times the pass's length.
+/// times the pass's length: the loop works a fifth of the time.
 const BUSY_PAUSE_FACTOR: u32 = 4;
+
+/// Rows per transaction.
+pub const BATCH: i64 = syncway_store::retention::BATCH_ROWS;
 
 pub async fn run(context: Arc<Context>, options: Options) {
     let mut sweep: SweepPosition = None;

@@ -14,6 +14,7 @@ mod health;
 mod history;
 mod jobs;
 mod table;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ fn groups() -> (Routes, Routes, Routes, Routes) {
         .merge(entities::routes())
         .merge(api_keys::routes())
         .merge(history::routes())
+        .merge(webhooks::routes())
         .merge(admin::routes());
     (
         authenticated,

@@ -8,34 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url, header};
+use syncway_egress::http::PolicyResolver;
 use syncway_egress::{Allowance, Denied, Policy, redact};
 
 use crate::{Limits, SourceError};
 
 /// Redirects followed per request.
 const MAX_REDIRECTS: usize = 10;
-
-/// Resolves names under the policy, for reqwest.
-struct PolicyResolver(Arc<Policy>);
-
-impl reqwest::dns::Resolve for PolicyResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = self.0.clone();
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let resolved = policy.resolve(&host, 0).await.map_err(
-                |error| -> Box<dyn std::error::Error + Send + Sync> {
-                    match error {
-                        syncway_egress::ResolveError::Denied(denied) => Box::new(denied),
-                        other => Box::new(other),
-                    }
-                },
-            )?;
-            let addresses: reqwest::dns::Addrs = Box::new(resolved.addresses.into_iter());
-            Ok(addresses)
-        })
-    }
-}
 
 /// What a request may carry to its origin.
 #[derive(Clone)]

@@ -1,0 +1,129 @@
+//! The deliverers' side: claiming due deliveries under a lease, recording
+//! each attempt, and the backlog figure.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// A delivery a deliverer holds.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub message_id: Uuid,
+    pub subscription_id: Uuid,
+    /// Attempts made before this one.
+    pub attempts: i32,
+    pub url: String,
+    pub event_type: String,
+    /// The payload, as it is sent.
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How a deliverer claims.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimLimits {
+    /// Deliveries at most.
+    pub count: i64,
+    /// In flight per subscription at most (1 while it is failing).
+    pub per_subscription: i32,
+    /// How long the deliverer holds them.
+    pub lease_seconds: f64,
+}
+
+pub async fn claim(
+    client: &impl GenericClient,
+    owner: &str,
+    limits: ClaimLimits,
+) -> Result<Vec<Due>, StoreError> {
+    let rows = client
+        .query(
+            include_str!("claim.sql"),
+            &[
+                &owner,
+                &limits.lease_seconds,
+                &limits.count,
+                &limits.per_subscription,
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Due {
+                message_id: row.try_get("message_id")?,
+                subscription_id: row.try_get("subscription_id")?,
+                attempts: row.try_get("attempts")?,
+                url: row.try_get("url")?,
+                event_type: row.try_get("event_type")?,
+                body: row.try_get("body")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// One attempt's outcome.
+#[derive(Debug, Clone)]
+pub struct Outcome<'a> {
+    pub status_code: Option<i32>,
+    pub response: &'a str,
+    pub delivered: bool,
+    /// When to try again; `None`: no attempt is left.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The endpoint answered 410 Gone.
+    pub gone: bool,
+}
+
+/// What recording did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// The deliverer still held the delivery (its outcome counts).
+    pub held: bool,
+    /// The subscription was disabled by this attempt.
+    pub disabled: bool,
+}
+
+pub async fn record(
+    client: &impl GenericClient,
+    owner: &str,
+    due: &Due,
+    outcome: &Outcome<'_>,
+    disable_after_hours: i32,
+) -> Result<Recorded, StoreError> {
+    let row = client
+        .query_one(
+            include_str!("record.sql"),
+            &[
+                &Uuid::now_v7(),
+                &due.message_id,
+                &due.subscription_id,
+                &due.url,
+                &outcome.status_code,
+                &outcome.response,
+                &outcome.delivered,
+                &outcome.next_attempt_at,
+                &owner,
+                &outcome.gone,
+                &disable_after_hours,
+            ],
+        )
+        .await?;
+    Ok(Recorded {
+        held: row.try_get("held")?,
+        disabled: row.try_get("disabled")?,
+    })
+}
+
+/// Deliveries due now and not held: what the deliverers are behind by.
+pub async fn backlog(client: &impl GenericClient) -> Result<i64, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM webhook_deliveries
+             WHERE state = 'pending' AND next_attempt_at <= now()
+               AND (lease_until IS NULL OR lease_until <= now())",
+            &[],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
