@@ -61,8 +61,9 @@ headers = {{ "x-api-key" = "{member}" }}
 # short_name names, and the operator's egress policy refuses addresses no
 # schema can describe: both are 422 for schema-valid input. Likewise an
 # entity page's `after` is opaque: only a `next` value the API gave is one.
+# A webhook subscription's URL passes the same policy.
 [[operations]]
-include-operation-id = ["createSourceConnection", "updateSourceConnection", "listEntities"]
+include-operation-id = ["createSourceConnection", "updateSourceConnection", "listEntities", "createWebhookSubscription", "patchWebhookSubscription"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
 
 [dictionaries.connections]

@@ -270,8 +270,9 @@ async fn remove(
     Ok(Json(deleted.into()))
 }
 
-/// Failed deliveries of the window are sent again; done in one statement,
-/// so the task is `completed` when this answers.
+/// Failed deliveries of the window are sent again (an `until` before
+/// `since` is an empty window); done in one statement, so the task is
+/// `completed` when this answers.
 async fn recover(
     State(state): State<AppState>,
     Extension(Organization(organization)): Extension<Organization>,
@@ -280,13 +281,6 @@ async fn recover(
 ) -> Result<Json<RecoveryBody>> {
     let id = path_uuid(&params?, "subscription_id")?;
     let request: Recover = json_body(body)?;
-    if request.until.is_some_and(|until| until < request.since) {
-        return Err(ApiError::invalid(
-            &["body", "until"],
-            "until must not be before since",
-            "value_error",
-        ));
-    }
     let client = state.pool().get().await?;
     let recovered = subscriptions::recover(&client, organization, id, request.since, request.until)
         .await?
