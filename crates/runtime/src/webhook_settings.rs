@@ -26,7 +26,7 @@ impl Default for WebhookSettings {
             timeout_seconds: 15,
             disable_after_hours: 120,
             concurrency: 64,
-            per_endpoint: 8,
+            per_endpoint: 16,
             enabled: true,
         }
     }

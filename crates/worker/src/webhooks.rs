@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use syncway_store::StoreError;
 use syncway_store::webhooks::deliveries::{self, ClaimLimits, Due, Outcome};
-use syncway_store::webhooks::subscriptions;
 use syncway_webhooks::schedule;
 use syncway_webhooks::send::{Sender, Signed};
 use syncway_webhooks::signature::{self, Secret};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::Context;
 
@@ -45,6 +44,9 @@ pub async fn run(context: Arc<Context>, options: Options) {
         }
     };
     let slots = Arc::new(Semaphore::new(options.concurrency));
+    // An attempt that ends frees a slot, and may free its subscription's
+    // cap: the loop looks again at once rather than after the poll.
+    let ended = Arc::new(Notify::new());
     let mut backlog_at = Instant::now();
     loop {
         if backlog_at.elapsed() >= BACKLOG_EVERY {
@@ -68,15 +70,17 @@ pub async fn run(context: Arc<Context>, options: Options) {
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let (context, sender) = (context.clone(), sender.clone());
+            let (context, sender, ended) = (context.clone(), sender.clone(), ended.clone());
             tokio::spawn(async move {
                 deliver(&context, &sender, options, due).await;
                 drop(slot);
+                ended.notify_one();
             });
         }
         if idle {
             tokio::select! {
                 () = tokio::time::sleep(POLL) => {}
+                () = ended.notified() => {}
                 () = context.stopping.cancelled() => break,
             }
         } else if context.stopping.is_cancelled() {
@@ -119,38 +123,29 @@ async fn refresh_backlog(context: &Context) {
 }
 
 /// The secrets that sign for the subscription now, opened.
-async fn secrets(context: &Context, due: &Due) -> Result<Vec<Secret>, String> {
-    let client = context
-        .pool
-        .get()
-        .await
-        .map_err(|_| "no database connection".to_owned())?;
-    let sealed = subscriptions::secrets(&client, due.subscription_id)
-        .await
-        .map_err(|_| "reading the subscription failed".to_owned())?;
-    sealed
+fn secrets(context: &Context, due: &Due) -> Result<Vec<Secret>, &'static str> {
+    due.secrets
         .iter()
         .map(|sealed| {
             let opened = context
                 .cipher
                 .open(due.subscription_id, sealed)
-                .map_err(|_| "the signing secret cannot be opened".to_owned())?;
+                .map_err(|_| "the signing secret cannot be opened")?;
             opened
                 .credentials
                 .get("secret")
                 .and_then(serde_json::Value::as_str)
                 .and_then(|text| Secret::parse(text).ok())
-                .ok_or_else(|| "the signing secret is unreadable".to_owned())
+                .ok_or("the signing secret is unreadable")
         })
         .collect()
 }
 
 async fn deliver(context: &Context, sender: &Sender, options: Options, due: Due) {
-    let secrets = match secrets(context, &due).await {
-        Ok(secrets) if !secrets.is_empty() => secrets,
-        // The subscription went meanwhile (its deliveries with it), or its
-        // secret cannot be read: nothing can be sent; the lease runs out.
-        Ok(_) => return,
+    let secrets = match secrets(context, &due) {
+        Ok(secrets) => secrets,
+        // Nothing can be sent; the lease runs out and it is tried again
+        // (a key missing from SYNCWAY_SECURITY__PREVIOUS_KEYS, say).
         Err(reason) => {
             tracing::warn!(subscription = %due.subscription_id, %reason, "a webhook cannot be signed");
             return;

@@ -4,8 +4,13 @@
 -- or dead endpoint holds a few of the deliverers' slots, never all.
 -- The subscriptions with pending deliveries are found by a loose scan of
 -- webhook_deliveries_pending (one probe per such subscription, however
--- long its backlog); each then gives its oldest due deliveries.
-WITH RECURSIVE backlog AS (
+-- long its backlog); each then gives its oldest due deliveries, with the
+-- sealed secrets that sign for it now. A lease lost with a crash of
+-- Postgres itself only lets a delivery be sent again: the commit does not
+-- wait for the disk (synchronous_commit off for this transaction).
+WITH RECURSIVE quick AS (
+    SELECT set_config('synchronous_commit', 'off', true)
+), backlog AS (
     (SELECT d.subscription_id FROM webhook_deliveries d
      WHERE d.state = 'pending' ORDER BY d.subscription_id LIMIT 1)
     UNION ALL
@@ -37,6 +42,10 @@ WITH RECURSIVE backlog AS (
 UPDATE webhook_deliveries d
 SET lease_owner = $1, lease_until = now() + make_interval(secs => $2)
 FROM chosen c JOIN webhook_messages m ON m.id = c.message_id
+     JOIN webhook_subscriptions s ON s.id = c.subscription_id
 WHERE d.message_id = c.message_id AND d.subscription_id = c.subscription_id
+  AND EXISTS (SELECT 1 FROM quick)
 RETURNING d.message_id, d.subscription_id, d.attempts, c.url, m.event_type,
-          m.payload::text AS body, m.created_at
+          m.payload::text AS body, m.created_at, s.secret,
+          CASE WHEN s.previous_secret_until > now() THEN s.previous_secret END
+              AS previous_secret

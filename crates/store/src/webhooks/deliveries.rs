@@ -19,6 +19,9 @@ pub struct Due {
     /// The payload, as it is sent.
     pub body: String,
     pub created_at: DateTime<Utc>,
+    /// The sealed secrets that sign now: the current one, then the
+    /// rotated-out one while its day lasts.
+    pub secrets: Vec<Vec<u8>>,
 }
 
 /// How a deliverer claims.
@@ -58,6 +61,9 @@ pub async fn claim(
                 event_type: row.try_get("event_type")?,
                 body: row.try_get("body")?,
                 created_at: row.try_get("created_at")?,
+                secrets: std::iter::once(row.try_get::<_, Vec<u8>>("secret")?)
+                    .chain(row.try_get::<_, Option<Vec<u8>>>("previous_secret")?)
+                    .collect(),
             })
         })
         .collect()

@@ -6,11 +6,15 @@
 -- The delivery changes only while this deliverer still holds it (another
 -- took it over after its lease ran out: that one records its own); the
 -- attempt is kept either way. The subscription row is written only when
--- its failure streak starts or ends, or it is disabled.
-WITH attempt AS (
+-- its failure streak starts or ends, or it is disabled. The commit does
+-- not wait for the disk: an outcome lost with a crash of Postgres itself
+-- only means the attempt is made again (at least once either way).
+WITH quick AS (
+    SELECT set_config('synchronous_commit', 'off', true)
+), attempt AS (
     INSERT INTO webhook_attempts (id, message_id, subscription_id, url,
                                   response_status_code, response, succeeded)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    SELECT $1::uuid, $2::uuid, $3::uuid, $4::text, $5::int, $6::text, $7::bool FROM quick
 ), delivery AS (
     UPDATE webhook_deliveries SET
         attempts = attempts + 1,

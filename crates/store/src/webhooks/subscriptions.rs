@@ -248,21 +248,3 @@ pub async fn recover(
     let n: i64 = row.try_get("n")?;
     Ok(Some(n.unsigned_abs()))
 }
-
-/// The sealed secrets of a subscription that sign now: the current one,
-/// then the rotated-out one while its day lasts.
-pub async fn secrets(client: &impl GenericClient, id: Uuid) -> Result<Vec<Vec<u8>>, StoreError> {
-    let row = client
-        .query_opt(
-            "SELECT secret, CASE WHEN previous_secret_until > now() THEN previous_secret END
-             FROM webhook_subscriptions WHERE id = $1",
-            &[&id],
-        )
-        .await?;
-    let Some(row) = row else {
-        return Ok(Vec::new());
-    };
-    let current: Vec<u8> = row.try_get(0)?;
-    let previous: Option<Vec<u8>> = row.try_get(1)?;
-    Ok(std::iter::once(current).chain(previous).collect())
-}
