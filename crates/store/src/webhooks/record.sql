@@ -9,8 +9,13 @@
 -- its failure streak starts or ends, or it is disabled. The commit does
 -- not wait for the disk: an outcome lost with a crash of Postgres itself
 -- only means the attempt is made again (at least once either way).
+-- The subscription is locked first (key share): a delete of it waits for
+-- this statement, or this one finds it gone and writes nothing. Taken
+-- after the delivery's row instead (by the attempt's foreign key), the two
+-- could deadlock.
 WITH quick AS (
     SELECT set_config('synchronous_commit', 'off', true)
+    FROM webhook_subscriptions WHERE id = $3::uuid FOR KEY SHARE
 ), attempt AS (
     INSERT INTO webhook_attempts (id, message_id, subscription_id, url,
                                   response_status_code, response, succeeded)
@@ -23,6 +28,7 @@ WITH quick AS (
         next_attempt_at = COALESCE($8, next_attempt_at),
         lease_owner = NULL, lease_until = NULL
     WHERE message_id = $2 AND subscription_id = $3 AND lease_owner = $9 AND state = 'pending'
+      AND EXISTS (SELECT 1 FROM quick)
     RETURNING 1
 ), streak AS (
     SELECT s.id, s.failing_since,
