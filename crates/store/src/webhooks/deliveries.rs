@@ -40,9 +40,10 @@ pub async fn claim(
     owner: &str,
     limits: ClaimLimits,
 ) -> Result<Vec<Due>, StoreError> {
+    let statement = client.prepare_cached(include_str!("claim.sql")).await?;
     let rows = client
         .query(
-            include_str!("claim.sql"),
+            &statement,
             &[
                 &owner,
                 &limits.lease_seconds,
@@ -97,9 +98,10 @@ pub async fn record(
     outcome: &Outcome<'_>,
     disable_after_hours: i32,
 ) -> Result<Recorded, StoreError> {
+    let statement = client.prepare_cached(include_str!("record.sql")).await?;
     let row = client
         .query_one(
-            include_str!("record.sql"),
+            &statement,
             &[
                 &Uuid::now_v7(),
                 &due.message_id,
