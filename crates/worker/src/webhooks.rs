@@ -3,7 +3,7 @@
 //! other deliverer sends the same attempt while this one lives; after a
 //! crash the lease runs out and another sends it: at least once), signs
 //! and sends each as its own task, and records the outcome with the next
-//! attempt's time. A subscription has at most `per_endpoint` attempts in
+//! attempt's time (the outcomes that end together in one statement). A subscription has at most `per_endpoint` attempts in
 //! flight across all deliverers (one while it fails), so a slow or dead
 //! endpoint occupies a few of the slots, never all of them.
 
@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use syncway_store::StoreError;
-use syncway_store::webhooks::deliveries::{self, ClaimLimits, Due, Outcome};
+use syncway_store::webhooks::deliveries::{self, ClaimLimits, Due, Outcome, Recorded};
+use syncway_store::{Batcher, StoreError, spawn_on_pool};
 use syncway_webhooks::schedule;
 use syncway_webhooks::send::{Sender, Signed};
 use syncway_webhooks::signature::{self, Secret};
@@ -44,6 +44,7 @@ pub async fn run(context: Arc<Context>, options: Options) {
         }
     };
     let slots = Arc::new(Semaphore::new(options.concurrency));
+    let recorder = recorder(&context, options);
     // An attempt that ends frees a slot, and may free its subscription's
     // cap: the loop looks again at once rather than after the poll.
     let ended = Arc::new(Notify::new());
@@ -71,8 +72,9 @@ pub async fn run(context: Arc<Context>, options: Options) {
                 return;
             };
             let (context, sender, ended) = (context.clone(), sender.clone(), ended.clone());
+            let recorder = recorder.clone();
             tokio::spawn(async move {
-                deliver(&context, &sender, options, due).await;
+                deliver(&context, &sender, &recorder, due).await;
                 drop(slot);
                 ended.notify_one();
             });
@@ -141,7 +143,29 @@ fn secrets(context: &Context, due: &Due) -> Result<Vec<Secret>, &'static str> {
         .collect()
 }
 
-async fn deliver(context: &Context, sender: &Sender, options: Options, due: Due) {
+/// Records outcomes: every outcome waiting when a lane is free goes in one
+/// statement (one commit for many attempts).
+type Recorder = Batcher<(Due, Outcome), Result<Recorded, StoreError>>;
+
+fn recorder(context: &Context, options: Options) -> Recorder {
+    let owner: Arc<str> = context.worker_id.clone().into();
+    let disable_after = i32::try_from(options.disable_after_hours).unwrap_or(i32::MAX);
+    spawn_on_pool(
+        "webhook records",
+        2,
+        256,
+        context.pool.clone(),
+        move |client, items: Vec<(Due, Outcome)>| {
+            let owner = owner.clone();
+            async move {
+                let pairs: Vec<(&Due, &Outcome)> = items.iter().map(|(d, o)| (d, o)).collect();
+                deliveries::record_many(&client, &owner, &pairs, disable_after).await
+            }
+        },
+    )
+}
+
+async fn deliver(context: &Context, sender: &Sender, recorder: &Recorder, due: Due) {
     let secrets = match secrets(context, &due) {
         Ok(secrets) => secrets,
         // Nothing can be sent; the lease runs out and it is tried again
@@ -184,19 +208,16 @@ async fn deliver(context: &Context, sender: &Sender, options: Options, due: Due)
     };
     let outcome = Outcome {
         status_code: attempt.status.map(i32::from),
-        response: &attempt.response,
+        response: attempt.response.clone(),
         delivered: attempt.delivered,
         next_attempt_at: next,
         gone: attempt.gone,
     };
-    let disable_after = i32::try_from(options.disable_after_hours).unwrap_or(i32::MAX);
-    let recorded = match context.pool.get().await {
-        Ok(client) => {
-            deliveries::record(&client, &context.worker_id, &due, &outcome, disable_after)
-                .await
-                .map_err(anyhow::Error::from)
-        }
-        Err(error) => Err(anyhow::Error::from(error)),
+    let message = due.message_id;
+    let subscription = due.subscription_id;
+    let recorded = match recorder.submit((due, outcome)).await {
+        Ok(recorded) => recorded.map_err(anyhow::Error::from),
+        Err(gone) => Err(anyhow::Error::from(gone)),
     };
     match recorded {
         Ok(recorded) => {
@@ -206,12 +227,12 @@ async fn deliver(context: &Context, sender: &Sender, options: Options, due: Due)
                 &[(outcome_label, 1)],
             );
             if recorded.disabled {
-                tracing::warn!(subscription = %due.subscription_id, gone = attempt.gone, "a webhook subscription was disabled");
+                tracing::warn!(%subscription, gone = attempt.gone, "a webhook subscription was disabled");
             }
         }
         // The lease runs out and the attempt is made again: at least once.
         Err(error) => {
-            tracing::warn!(error = %format!("{error:#}"), message = %due.message_id, "recording a webhook attempt failed");
+            tracing::warn!(error = %format!("{error:#}"), %message, "recording a webhook attempt failed");
         }
     }
 }

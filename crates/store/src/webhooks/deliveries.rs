@@ -72,9 +72,9 @@ pub async fn claim(
 
 /// One attempt's outcome.
 #[derive(Debug, Clone)]
-pub struct Outcome<'a> {
+pub struct Outcome {
     pub status_code: Option<i32>,
-    pub response: &'a str,
+    pub response: String,
     pub delivered: bool,
     /// When to try again; `None`: no attempt is left.
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -87,40 +87,63 @@ pub struct Outcome<'a> {
 pub struct Recorded {
     /// The deliverer still held the delivery (its outcome counts).
     pub held: bool,
-    /// The subscription was disabled by this attempt.
+    /// The subscription was disabled by these outcomes.
     pub disabled: bool,
 }
 
-pub async fn record(
+/// Records the outcomes of many attempts in one statement; the answers
+/// are in the order given.
+pub async fn record_many(
     client: &impl GenericClient,
     owner: &str,
-    due: &Due,
-    outcome: &Outcome<'_>,
+    outcomes: &[(&Due, &Outcome)],
     disable_after_hours: i32,
-) -> Result<Recorded, StoreError> {
-    let statement = client.prepare_cached(include_str!("record.sql")).await?;
-    let row = client
-        .query_one(
+) -> Result<Vec<Recorded>, StoreError> {
+    let column = |f: &dyn Fn(&Due, &Outcome) -> Uuid| -> Vec<Uuid> {
+        outcomes
+            .iter()
+            .map(|(due, outcome)| f(due, outcome))
+            .collect()
+    };
+    let attempt_ids: Vec<Uuid> = outcomes.iter().map(|_| Uuid::now_v7()).collect();
+    let messages = column(&|due, _| due.message_id);
+    let subscriptions = column(&|due, _| due.subscription_id);
+    let urls: Vec<&str> = outcomes.iter().map(|(due, _)| due.url.as_str()).collect();
+    let codes: Vec<Option<i32>> = outcomes.iter().map(|(_, o)| o.status_code).collect();
+    let responses: Vec<&str> = outcomes.iter().map(|(_, o)| o.response.as_str()).collect();
+    let delivered: Vec<bool> = outcomes.iter().map(|(_, o)| o.delivered).collect();
+    let next: Vec<Option<DateTime<Utc>>> =
+        outcomes.iter().map(|(_, o)| o.next_attempt_at).collect();
+    let gone: Vec<bool> = outcomes.iter().map(|(_, o)| o.gone).collect();
+    let statement = client
+        .prepare_cached(include_str!("record_many.sql"))
+        .await?;
+    let rows = client
+        .query(
             &statement,
             &[
-                &Uuid::now_v7(),
-                &due.message_id,
-                &due.subscription_id,
-                &due.url,
-                &outcome.status_code,
-                &outcome.response,
-                &outcome.delivered,
-                &outcome.next_attempt_at,
+                &attempt_ids,
+                &messages,
+                &subscriptions,
+                &urls,
+                &codes,
+                &responses,
+                &delivered,
+                &next,
+                &gone,
                 &owner,
-                &outcome.gone,
                 &disable_after_hours,
             ],
         )
         .await?;
-    Ok(Recorded {
-        held: row.try_get("held")?,
-        disabled: row.try_get("disabled")?,
-    })
+    rows.iter()
+        .map(|row| {
+            Ok(Recorded {
+                held: row.try_get("held")?,
+                disabled: row.try_get("disabled")?,
+            })
+        })
+        .collect()
 }
 
 /// Deliveries due now and not held: what the deliverers are behind by.
