@@ -25,8 +25,8 @@ impl Default for WebhookSettings {
         WebhookSettings {
             timeout_seconds: 15,
             disable_after_hours: 120,
-            concurrency: 64,
-            per_endpoint: 16,
+            concurrency: 256,
+            per_endpoint: 64,
             enabled: true,
         }
     }
