@@ -90,6 +90,15 @@ impl WorkerMetrics {
             webhook_seconds: duration_histogram(),
             webhook_backlog: Gauge::default(),
         };
+        // Every outcome from zero, so that a rate over them exists before
+        // the first delivery (and the dashboard has its series).
+        for outcome in ["delivered", "retrying", "failed"] {
+            drop(
+                metrics
+                    .webhook_deliveries
+                    .get_or_create(&vec![("outcome", outcome.to_owned())]),
+            );
+        }
         root.register(
             "jobs_in_flight",
             "Jobs running in this worker process now",
