@@ -60,6 +60,20 @@ impl Secret {
         format!("{PREFIX}{}", STANDARD.encode(&self.0))
     }
 
+    /// The JSON that is sealed at rest (the API seals it, the deliverer
+    /// opens it with [`Secret::from_sealed`]).
+    pub fn to_sealed(&self) -> serde_json::Value {
+        serde_json::json!({ "secret": self.to_text() })
+    }
+
+    /// The secret in JSON that [`Secret::to_sealed`] made.
+    pub fn from_sealed(value: &serde_json::Value) -> Option<Secret> {
+        value
+            .get("secret")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|text| Secret::parse(text).ok())
+    }
+
     /// `v1,<base64 signature>` of one message.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
         // HMAC takes a key of any length.
@@ -98,6 +112,8 @@ mod tests {
         assert!(Secret::parse(&"x".repeat(24)).is_ok());
         assert_eq!(Secret::parse(&"x".repeat(65)), Err(BadSecret));
         assert_eq!(format!("{:?}", Secret::generate()), "Secret(..)");
+        let sealed = Secret::generate();
+        assert_eq!(Secret::from_sealed(&sealed.to_sealed()), Some(sealed));
     }
 
     #[test]

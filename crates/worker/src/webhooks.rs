@@ -133,12 +133,7 @@ fn secrets(context: &Context, due: &Due) -> Result<Vec<Secret>, &'static str> {
                 .cipher
                 .open(due.subscription_id, sealed)
                 .map_err(|_| "the signing secret cannot be opened")?;
-            opened
-                .credentials
-                .get("secret")
-                .and_then(serde_json::Value::as_str)
-                .and_then(|text| Secret::parse(text).ok())
-                .ok_or("the signing secret is unreadable")
+            Secret::from_sealed(&opened.credentials).ok_or("the signing secret is unreadable")
         })
         .collect()
 }

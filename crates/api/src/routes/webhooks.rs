@@ -96,6 +96,22 @@ struct Recover {
     until: Option<DateTime<Utc>>,
 }
 
+/// A 422 naming `event_types[index]` (in the body or the query) unless
+/// `name` is an event type.
+fn known_event_type(place: &str, index: usize, name: &str) -> Result<()> {
+    if syncway_webhooks::is_event_type(name) {
+        return Ok(());
+    }
+    Err(ApiError::Validation(vec![crate::error::FieldError {
+        loc: vec![place.into(), "event_types".into(), index.into()],
+        msg: format!(
+            "unknown event type {name:?}; known: {}",
+            syncway_webhooks::EVENT_TYPES.join(", ")
+        ),
+        kind: "enum".into(),
+    }]))
+}
+
 /// The event types, each known, at least one, without repeats.
 fn valid_event_types(types: Vec<String>) -> Result<Vec<String>> {
     if types.is_empty() {
@@ -107,16 +123,7 @@ fn valid_event_types(types: Vec<String>) -> Result<Vec<String>> {
     }
     let mut valid: Vec<String> = Vec::with_capacity(types.len());
     for (index, name) in types.into_iter().enumerate() {
-        if !syncway_webhooks::is_event_type(&name) {
-            return Err(ApiError::Validation(vec![crate::error::FieldError {
-                loc: vec!["body".into(), "event_types".into(), index.into()],
-                msg: format!(
-                    "unknown event type {name:?}; known: {}",
-                    syncway_webhooks::EVENT_TYPES.join(", ")
-                ),
-                kind: "enum".into(),
-            }]));
-        }
+        known_event_type("body", index, &name)?;
         if !valid.contains(&name) {
             valid.push(name);
         }
@@ -139,7 +146,7 @@ fn valid_secret(text: &str) -> Result<Secret> {
 fn seal(state: &AppState, id: Uuid, secret: &Secret) -> Result<Vec<u8>> {
     state
         .cipher()
-        .seal(id, &serde_json::json!({ "secret": secret.to_text() }))
+        .seal(id, &secret.to_sealed())
         .map_err(|error| ApiError::Internal(error.into()))
 }
 
@@ -148,11 +155,8 @@ fn unseal(state: &AppState, id: Uuid, sealed: &[u8]) -> Result<String> {
         .cipher()
         .open(id, sealed)
         .map_err(|error| ApiError::Internal(error.into()))?;
-    opened
-        .credentials
-        .get("secret")
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned)
+    Secret::from_sealed(&opened.credentials)
+        .map(|secret| secret.to_text())
         .ok_or_else(|| {
             ApiError::Internal(anyhow::anyhow!("a sealed webhook secret holds no secret"))
         })
@@ -301,13 +305,7 @@ async fn list_messages(
     let limit = query.int("limit", 100, 1, 1000)?;
     let event_types: Vec<String> = query.all("event_types").map(str::to_owned).collect();
     for (index, name) in event_types.iter().enumerate() {
-        if !syncway_webhooks::is_event_type(name) {
-            return Err(ApiError::Validation(vec![crate::error::FieldError {
-                loc: vec!["query".into(), "event_types".into(), index.into()],
-                msg: format!("unknown event type {name:?}"),
-                kind: "enum".into(),
-            }]));
-        }
+        known_event_type("query", index, name)?;
     }
     let client = state.pool().get().await?;
     let found = messages::list(&client, organization, &event_types, limit).await?;

@@ -99,15 +99,12 @@ pub async fn record_many(
     outcomes: &[(&Due, &Outcome)],
     disable_after_hours: i32,
 ) -> Result<Vec<Recorded>, StoreError> {
-    let column = |f: &dyn Fn(&Due, &Outcome) -> Uuid| -> Vec<Uuid> {
-        outcomes
-            .iter()
-            .map(|(due, outcome)| f(due, outcome))
-            .collect()
-    };
     let attempt_ids: Vec<Uuid> = outcomes.iter().map(|_| Uuid::now_v7()).collect();
-    let messages = column(&|due, _| due.message_id);
-    let subscriptions = column(&|due, _| due.subscription_id);
+    let messages: Vec<Uuid> = outcomes.iter().map(|(due, _)| due.message_id).collect();
+    let subscriptions: Vec<Uuid> = outcomes
+        .iter()
+        .map(|(due, _)| due.subscription_id)
+        .collect();
     let urls: Vec<&str> = outcomes.iter().map(|(due, _)| due.url.as_str()).collect();
     let codes: Vec<Option<i32>> = outcomes.iter().map(|(_, o)| o.status_code).collect();
     let responses: Vec<&str> = outcomes.iter().map(|(_, o)| o.response.as_str()).collect();

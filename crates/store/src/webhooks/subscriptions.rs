@@ -24,8 +24,6 @@ pub struct Subscription {
     /// `healthy`, `degraded`, `failing` or `unknown`, from its last ten
     /// attempts.
     pub health_status: String,
-    /// Attempts made to it so far.
-    pub delivery_attempts: i64,
 }
 
 /// Its health from the last ten attempts: all delivered, healthy; none,
@@ -37,8 +35,7 @@ const COLUMNS: &str = "s.id, s.organization_id, s.url, s.filter_types, s.descrip
                  WHEN NOT bool_or(a.succeeded) THEN 'failing'
                  ELSE 'degraded' END
      FROM (SELECT a.succeeded FROM webhook_attempts a WHERE a.subscription_id = s.id
-           ORDER BY a.at DESC LIMIT 10) a) AS health_status,
-    (SELECT count(*) FROM webhook_attempts a WHERE a.subscription_id = s.id) AS delivery_attempts";
+           ORDER BY a.at DESC LIMIT 10) a) AS health_status";
 
 fn from_row(row: &Row) -> Result<Subscription, StoreError> {
     Ok(Subscription {
@@ -53,7 +50,6 @@ fn from_row(row: &Row) -> Result<Subscription, StoreError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         health_status: row.try_get("health_status")?,
-        delivery_attempts: row.try_get("delivery_attempts")?,
     })
 }
 
@@ -204,7 +200,7 @@ pub async fn delete(
                      WHERE s.organization_id = $1 AND s.id = $2 RETURNING *)
                  SELECT s.id, s.organization_id, s.url, s.filter_types, s.description,
                         s.disabled, s.disabled_reason, s.secret, s.created_at, s.updated_at,
-                        'unknown' AS health_status, 0::bigint AS delivery_attempts
+                        'unknown' AS health_status
                  FROM s",
             &[&organization_id, &id],
         )
