@@ -47,6 +47,7 @@ mod schedules;
 mod sdk;
 mod secrets;
 mod seen_sets;
+mod steering;
 mod sync_semantics;
 mod tenancy;
 mod trigger_path;

@@ -121,6 +121,23 @@ fn action(
             ("api_key.rotate", "api_key", Some("api_key_id"))
         }
         ("POST", "/admin/dead-letters/redrive") => ("dead_letters.redrive", "dead_letters", None),
+        ("PUT", "/admin/pauses/all") => ("deployment.pause", "deployment", None),
+        ("DELETE", "/admin/pauses/all") => ("deployment.resume", "deployment", None),
+        ("PUT", "/admin/pauses/organizations/{organization_id}") => (
+            "organization.pause",
+            "organization",
+            Some("organization_id"),
+        ),
+        ("DELETE", "/admin/pauses/organizations/{organization_id}") => (
+            "organization.resume",
+            "organization",
+            Some("organization_id"),
+        ),
+        ("PUT", "/pauses/organization") => ("organization.pause", "organization", None),
+        ("DELETE", "/pauses/organization") => ("organization.resume", "organization", None),
+        ("POST", "/jobs/bulk") | ("POST", "/admin/jobs/bulk") => {
+            ("sync_job.bulk", "bulk_task", None)
+        }
         ("POST", "/webhooks/subscriptions") => {
             ("webhook_subscription.create", "webhook_subscription", None)
         }

@@ -93,6 +93,13 @@ impl QueryParams {
             .map(|(_, value)| value.as_str())
     }
 
+    /// Every parameter given, in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+    }
+
     /// Every value given for `name`, in order (`a=1&a=2`).
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0

@@ -135,6 +135,16 @@ pub trait Source: Send {
     fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<EntityBatch>, SourceError>>;
 }
 
+/// The deployment-wide budgets of requests to source hosts
+/// (`limits.source_requests_per_second`): every request an `http_json`
+/// connector makes draws from the budget of its host, if it has one.
+pub trait RequestBudget: Send + Sync {
+    /// Returns once a request to `host` may be made: at once for a host
+    /// without a budget, after a wait for one whose budget is spent. It
+    /// fails only when the budget cannot be read (the database is gone).
+    fn acquire<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<(), SourceError>>;
+}
+
 /// Where a sync starts, and what it may reach and consume.
 #[derive(Clone, Default)]
 pub struct SyncStart {
@@ -148,6 +158,8 @@ pub struct SyncStart {
     /// What the connector may connect to or read.
     pub policy: Arc<Policy>,
     pub limits: Limits,
+    /// The request budgets; `None`: none.
+    pub budget: Option<Arc<dyn RequestBudget>>,
 }
 
 // Never the credentials.

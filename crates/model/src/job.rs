@@ -124,6 +124,50 @@ pub struct SourceConnectionJob {
     pub trigger: JobTrigger,
     /// The schedule tick a scheduled job ran for; null for API triggers.
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// Why the job waits, if it does (an addition, CONTRACT.md §11).
+    pub waiting_reason: Option<Box<WaitingReason>>,
+}
+
+/// Why a job waits: a code, and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingReason {
+    pub code: String,
+    pub message: String,
+}
+
+impl WaitingReason {
+    /// Every code, in the order of precedence.
+    pub const CODES: [&'static str; 6] = [
+        "paused_all",
+        "paused_organization",
+        "organization_cap",
+        "source_type_cap",
+        "source_budget",
+        "retry_backoff",
+    ];
+
+    /// The reason a code stands for; `None` for an unknown code.
+    pub fn from_code(code: &str) -> Option<Self> {
+        let message = match code {
+            "paused_all" => "the deployment is paused; the job starts when it is resumed",
+            "paused_organization" => {
+                "the organization is paused; the job starts when it is resumed"
+            }
+            "organization_cap" => {
+                "the organization runs as many jobs as it may at once; the job starts when one ends"
+            }
+            "source_type_cap" => {
+                "its source type runs as many jobs as the deployment allows; the job starts when one ends"
+            }
+            "source_budget" => "the job waits for its source's shared request budget",
+            "retry_backoff" => "the job waits out the backoff before its next attempt",
+            _ => return None,
+        };
+        Some(WaitingReason {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        })
+    }
 }
 
 /// Who asked for a job.

@@ -24,5 +24,5 @@ pub use config::{
 pub use connection::ConnectionStatus;
 pub use entity::{ContentHash, canonical_json, content_hash};
 pub use error_category::ErrorCategory;
-pub use job::{JobStatus, JobTrigger, SourceConnectionJob, UnknownStatus};
+pub use job::{JobStatus, JobTrigger, SourceConnectionJob, UnknownStatus, WaitingReason};
 pub use message::{ControlMessage, JobMessage, MessageError, Route};

@@ -89,6 +89,8 @@ impl ControlMessage {
 pub enum Route {
     /// The jobs queue; with a delay, through a delay queue first (a retry).
     Jobs { delay_ms: u64 },
+    /// The manual-runs queue (a job triggered through the API).
+    Manual,
     /// Every worker, through the control exchange.
     Control,
 }

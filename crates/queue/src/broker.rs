@@ -76,6 +76,13 @@ impl Topology {
         format!("{}.sync_jobs", self.namespace)
     }
 
+    /// Jobs triggered through the API (manual runs): workers take from it
+    /// before the jobs queue, so that a manual run does not wait behind a
+    /// scheduled backlog.
+    pub fn manual_queue(&self) -> String {
+        format!("{}.sync_jobs.manual", self.namespace)
+    }
+
     pub fn dead_exchange(&self) -> String {
         format!("{}.dead", self.namespace)
     }
@@ -236,6 +243,9 @@ impl Broker {
             AMQPValue::LongLongInt(DELIVERY_LIMIT),
         );
         channel
+            .queue_declare(self.topology.manual_queue().into(), durable, jobs.clone())
+            .await?;
+        channel
             .queue_declare(self.topology.jobs_queue().into(), durable, jobs)
             .await?;
         // Delay queues: quorum queues like the jobs queue, so that the
@@ -334,10 +344,14 @@ pub async fn delete_namespace(url: &str, namespace: &str) -> Result<(), Vec<Queu
         return Err(failures);
     };
     let mut failures = Vec::new();
-    let queues = [topology.jobs_queue(), topology.dead_queue()]
-        .into_iter()
-        .chain(topology.retry_queues())
-        .chain(topology.legacy_retry_queues());
+    let queues = [
+        topology.jobs_queue(),
+        topology.manual_queue(),
+        topology.dead_queue(),
+    ]
+    .into_iter()
+    .chain(topology.retry_queues())
+    .chain(topology.legacy_retry_queues());
     for queue in queues {
         let deleted = async {
             let channel = connection.create_channel().await?;

@@ -11,10 +11,13 @@ use lapin::{Channel, Connection, Consumer};
 
 use crate::{QueueError, Topology};
 
-/// A consumer of the jobs queue.
+/// A consumer of the jobs queue and of the manual-runs queue, on one
+/// channel: each with at most the prefetch unacknowledged deliveries, the
+/// manual runs taken first whenever both have one ready.
 pub struct JobConsumer {
     channel: Channel,
     consumer: Consumer,
+    manual: Consumer,
     tag: String,
 }
 
@@ -37,6 +40,14 @@ impl JobConsumer {
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
+        let manual = channel
+            .basic_consume(
+                topology.manual_queue().into(),
+                manual_tag(tag).as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         let consumer = channel
             .basic_consume(
                 topology.jobs_queue().into(),
@@ -48,14 +59,20 @@ impl JobConsumer {
         Ok(JobConsumer {
             channel,
             consumer,
+            manual,
             tag: tag.to_owned(),
         })
     }
 
-    /// The next delivery; `None` when the consumer was cancelled or the
-    /// channel closed (reconnect), an error when the connection failed.
+    /// The next delivery, a manual run's first; `None` when the consumer
+    /// was cancelled or the channel closed (reconnect), an error when the
+    /// connection failed.
     pub async fn next(&mut self) -> Option<Result<JobDelivery, QueueError>> {
-        let delivery = self.consumer.next().await?;
+        let delivery = tokio::select! {
+            biased;
+            delivery = self.manual.next() => delivery?,
+            delivery = self.consumer.next() => delivery?,
+        };
         Some(delivery.map(JobDelivery).map_err(QueueError::from))
     }
 
@@ -77,10 +94,20 @@ impl JobConsumer {
     /// until acked or until the channel closes (then they are redelivered).
     pub async fn cancel(&self) -> Result<(), QueueError> {
         self.channel
+            .basic_cancel(
+                manual_tag(&self.tag).as_str().into(),
+                BasicCancelOptions::default(),
+            )
+            .await?;
+        self.channel
             .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
             .await?;
         Ok(())
     }
+}
+
+fn manual_tag(tag: &str) -> String {
+    format!("{tag}.manual")
 }
 
 /// One delivered message; settle it with exactly one of its methods.

@@ -80,6 +80,11 @@ impl Publisher {
                         .clone()
                         .with_expiration((*delay_ms).min(MAX_EXPIRATION_MS).to_string().into()),
                 ),
+                Route::Manual => (
+                    String::new(),
+                    self.topology.manual_queue(),
+                    persistent.clone(),
+                ),
                 Route::Control => (
                     self.topology.control_exchange(),
                     String::new(),

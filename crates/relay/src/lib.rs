@@ -289,7 +289,7 @@ impl Relay {
                     let reason = format!("the broker refused the job's message: {error}");
                     tracing::error!(job_id = %message.job_id, route = ?message.route, %error, "setting aside a message the broker refused");
                     self.metrics.outbox_refused.inc();
-                    if matches!(message.route, Route::Jobs { .. }) {
+                    if matches!(message.route, Route::Jobs { .. } | Route::Manual) {
                         jobs::fail_unpublishable(&transaction, message.job_id, &reason).await?;
                     }
                 }

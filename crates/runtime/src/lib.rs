@@ -3,6 +3,7 @@
 
 pub mod credentials;
 pub mod egress;
+pub mod key_values;
 pub mod retention_settings;
 pub mod settings;
 pub mod telemetry;

@@ -169,6 +169,14 @@ pub struct LimitsSettings {
     /// Event streams one API key may hold open (for the deployment: each
     /// API process allows its share).
     pub streams_per_key: u32,
+    /// Running jobs each listed source type may hold at once, deployment-wide
+    /// (`http_json=20,postgres=8`); its other jobs wait held.
+    #[serde(deserialize_with = "crate::key_values::key_values")]
+    pub max_running_jobs_per_source_type: std::collections::BTreeMap<String, u32>,
+    /// Requests per second an `http_json` connector may make to a host,
+    /// deployment-wide, by host or `*.domain` (`api.example.com=10`).
+    #[serde(deserialize_with = "crate::key_values::key_values")]
+    pub source_requests_per_second: std::collections::BTreeMap<String, f64>,
 }
 
 impl Default for LimitsSettings {
@@ -179,6 +187,8 @@ impl Default for LimitsSettings {
             burst: 20_000,
             failed_auth_per_minute: 60,
             streams_per_key: 100,
+            max_running_jobs_per_source_type: std::collections::BTreeMap::new(),
+            source_requests_per_second: std::collections::BTreeMap::new(),
         }
     }
 }

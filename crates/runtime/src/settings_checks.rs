@@ -5,6 +5,20 @@ use super::Settings;
 
 impl Settings {
     pub(super) fn validate(&self) -> anyhow::Result<()> {
+        for (name, cap) in &self.limits.max_running_jobs_per_source_type {
+            anyhow::ensure!(
+                *cap >= 1 && crate::key_values::is_short_name(name),
+                "limits.max_running_jobs_per_source_type: {name}={cap} needs a connector's \
+                 short name and a cap of at least 1"
+            );
+        }
+        for (pattern, rate) in &self.limits.source_requests_per_second {
+            anyhow::ensure!(
+                rate.is_finite() && *rate > 0.0 && crate::key_values::is_host_pattern(pattern),
+                "limits.source_requests_per_second: {pattern}={rate} needs a host or \
+                 *.domain and a rate above 0"
+            );
+        }
         anyhow::ensure!(
             self.worker.heartbeat_seconds >= 0.1,
             "worker.heartbeat_seconds must be at least 0.1"

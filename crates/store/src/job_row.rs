@@ -15,7 +15,10 @@ pub(crate) const JOB_COLUMNS: &str = "j.id AS job_id,
     j.entities_deleted AS job_entities_deleted, j.entities_failed AS job_entities_failed,
     j.error AS job_error, j.error_category AS job_error_category,
     j.error_details AS job_error_details, j.trigger AS job_trigger,
-    j.scheduled_for AS job_scheduled_for";
+    j.scheduled_for AS job_scheduled_for,
+    CASE WHEN NOT j.active THEN NULL
+         WHEN j.waiting_reason IS NOT NULL THEN j.waiting_reason
+         WHEN j.retry_at > now() THEN 'retry_backoff' END AS job_waiting_reason";
 
 /// `sql` with `{JOB_COLUMNS}` filled in (statements kept in `.sql` files).
 pub(crate) fn with_job_columns(sql: &str) -> String {
@@ -51,6 +54,10 @@ pub(crate) fn job_from_row(row: &Row) -> Result<SourceConnectionJob, StoreError>
             .parse()
             .map_err(|error| StoreError::Corrupt(format!("job trigger: {error}")))?,
         scheduled_for: row.try_get("job_scheduled_for")?,
+        waiting_reason: row
+            .try_get::<_, Option<&str>>("job_waiting_reason")?
+            .and_then(syncway_model::WaitingReason::from_code)
+            .map(Box::new),
     })
 }
 

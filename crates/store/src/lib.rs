@@ -7,6 +7,7 @@
 pub mod api_keys;
 pub mod api_processes;
 pub mod batcher;
+pub mod budgets;
 pub mod collections;
 pub mod connections;
 pub mod entities;
@@ -17,9 +18,11 @@ pub mod jobs;
 pub mod ops;
 pub mod organizations;
 pub mod outbox;
+pub mod pauses;
 mod pool;
 pub mod retention;
 pub mod schedules;
+pub mod tasks;
 pub mod webhooks;
 
 pub use batcher::{Batcher, BatcherGone, all_or_each, spawn_on_pool};

@@ -48,6 +48,7 @@ fn message_from_row(row: &tokio_postgres::Row) -> OutboxMessage {
         payload: row.get(2),
         route: match row.get::<_, &str>(3) {
             "control" => Route::Control,
+            "manual" => Route::Manual,
             _ => Route::Jobs {
                 delay_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
             },
@@ -80,8 +81,10 @@ pub async fn depth(client: &impl GenericClient) -> Result<i64, StoreError> {
     Ok(row.get(0))
 }
 
-/// Queues job messages for existing jobs (the reaper's re-enqueue): one
-/// message per job id, `payloads` in the same order. Returns how many.
+/// Queues job messages for existing jobs (the reaper's re-enqueue, a held
+/// job let go): one message per job id, `payloads` in the same order; a job
+/// triggered through the API goes to the manual-runs queue again. Returns
+/// how many.
 pub async fn enqueue(
     client: &impl GenericClient,
     job_ids: &[Uuid],
@@ -89,8 +92,10 @@ pub async fn enqueue(
 ) -> Result<u64, StoreError> {
     Ok(client
         .execute(
-            "INSERT INTO outbox (job_id, payload)
-             SELECT * FROM unnest($1::uuid[], $2::bytea[])",
+            "INSERT INTO outbox (job_id, payload, kind)
+             SELECT m.id, m.payload, CASE WHEN j.trigger = 'api' THEN 'manual' ELSE 'job' END
+             FROM unnest($1::uuid[], $2::bytea[]) AS m(id, payload)
+             LEFT JOIN sync_jobs j ON j.id = m.id",
             &[&job_ids, &payloads],
         )
         .await?)

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use syncway_store::jobs::{self, Claim};
+use syncway_store::jobs::{self, Claim, ClaimLimits};
 use syncway_store::{Batcher, spawn_on_pool};
 use syncway_store::{Pool, StoreError};
 use uuid::Uuid;
@@ -14,15 +14,16 @@ pub type ClaimBatcher = Batcher<Uuid, Result<Claim, StoreError>>;
 /// Claim statements in flight at once; each holds one pool connection.
 const LANES: usize = 2;
 
-/// `max_per_org`: the fair share (`limits.max_running_jobs_per_org`).
+/// `limits`: the fair share and the caps per source type (`limits.*`).
 pub fn spawn(
     pool: Pool,
     owner: String,
     lease_seconds: f64,
     max_batch: usize,
-    max_per_org: Option<i32>,
+    limits: ClaimLimits,
 ) -> ClaimBatcher {
     let owner: Arc<str> = owner.into();
+    let limits = Arc::new(limits);
     spawn_on_pool(
         "claims",
         LANES,
@@ -30,13 +31,13 @@ pub fn spawn(
         pool,
         move |mut client, job_ids| {
             let owner = owner.clone();
+            let limits = limits.clone();
             async move {
-                match max_per_org {
-                    None => jobs::claim_many(&client, &job_ids, &owner, lease_seconds).await,
-                    Some(limit) => {
-                        jobs::claim_many_fairly(&mut client, &job_ids, &owner, lease_seconds, limit)
-                            .await
-                    }
+                if limits.is_unlimited() {
+                    jobs::claim_many(&client, &job_ids, &owner, lease_seconds).await
+                } else {
+                    jobs::claim_many_limited(&mut client, &job_ids, &owner, lease_seconds, &limits)
+                        .await
                 }
             }
         },

@@ -163,11 +163,13 @@ async fn handle_job(
             context.metrics.jobs_running.inc();
             let started = Instant::now();
             let organization = job.organization_id;
+            let short_name = job.source.short_name.clone();
             let ended = JobRun::new(context.clone(), *job, handback).run().await;
             context.metrics.jobs_running.dec();
             if matches!(ended, Ended::Finished(_) | Ended::Retrying) {
-                // Its slot in the organization's share is free.
-                release_held(&context, organization).await;
+                // Its slot in the organization's share and its source
+                // type's cap is free.
+                release_held(&context, organization, &short_name).await;
             }
             let outcome = match &ended {
                 Ended::Finished(status) => Some(status.to_string()),
@@ -220,16 +222,29 @@ async fn handle_job(
     }
 }
 
-/// Under a fair share, lets one of `organization`'s held jobs go: a job of
-/// it stopped running. A failure is only logged: the reaper finds the room
-/// and lets it go later.
-async fn release_held(context: &Context, organization: uuid::Uuid) {
-    if context.max_per_org.is_none() {
+/// Under a fair share, lets one of `organization`'s held jobs go, and
+/// under a cap on `short_name`, one of the source type's: a job of them
+/// stopped running. A failure is only logged: the reaper finds the room and
+/// lets it go later.
+async fn release_held(context: &Context, organization: uuid::Uuid, short_name: &str) {
+    let limits = &context.claim_limits;
+    let capped = limits
+        .source_type_caps
+        .iter()
+        .any(|(name, _)| name == short_name);
+    if limits.max_per_org.is_none() && !capped {
         return;
     }
     let released = async {
         let mut client = context.pool.get().await?;
-        jobs::release_held(&mut client, organization, 1).await
+        let mut ids = Vec::new();
+        if limits.max_per_org.is_some() {
+            ids.extend(jobs::release_held(&mut client, organization, 1).await?);
+        }
+        if capped {
+            ids.extend(jobs::release_source_type(&mut client, short_name, 1).await?);
+        }
+        Ok::<_, syncway_store::StoreError>(ids)
     }
     .await;
     match released {
@@ -238,7 +253,7 @@ async fn release_held(context: &Context, organization: uuid::Uuid) {
                 context.relay_wake.notify_one();
             }
             for job_id in ids {
-                tracing::info!(%job_id, "let a held job of the organization go");
+                tracing::info!(%job_id, "let a held job go");
             }
         }
         Err(error) => {

@@ -5,6 +5,7 @@
 //! [`run`] is the whole process minus flag parsing: tests call it with a
 //! listener on port 0 and a shutdown future, exactly as `main` does.
 
+mod budget;
 mod claims;
 mod commits;
 mod consume;
@@ -64,11 +65,12 @@ pub(crate) struct Context {
     pub limits: syncway_connectors::Limits,
     /// A job running longer than this since it first started fails.
     pub max_job: Duration,
-    /// How long a job held back by the fair share waits.
-    /// The fair share (`limits.max_running_jobs_per_org`), if any: a job
-    /// of a capped organization that stops running lets one of its held
-    /// jobs go.
-    pub max_per_org: Option<i32>,
+    /// The fair share and the caps per source type (`limits.*`): a job of
+    /// a capped organization or source type that stops running lets one of
+    /// its held jobs go.
+    pub claim_limits: syncway_store::jobs::ClaimLimits,
+    /// The shared source budgets (`limits.source_requests_per_second`).
+    pub budgets: Arc<budget::SourceBudgets>,
     /// Tells this process's relay that a message was committed to the
     /// outbox (a retry, a held job let go, a re-enqueue).
     pub relay_wake: Arc<tokio::sync::Notify>,
@@ -227,7 +229,7 @@ pub async fn run_with(
         worker_id.clone(),
         lease_seconds,
         usize::from(settings.worker.concurrency),
-        max_per_org(&settings),
+        claim_limits(&settings),
     );
     let commits = commits::spawn(
         pool.clone(),
@@ -252,7 +254,10 @@ pub async fn run_with(
         policy,
         limits,
         max_job: Duration::from_secs(settings.worker.max_job_seconds),
-        max_per_org: max_per_org(&settings),
+        claim_limits: claim_limits(&settings),
+        budgets: Arc::new(budget::SourceBudgets::new(
+            &settings.limits.source_requests_per_second,
+        )),
         relay_wake: Arc::new(tokio::sync::Notify::new()),
         mass_delete_min_entities: settings.sync.mass_delete_min_entities,
         memory,
@@ -337,7 +342,7 @@ pub async fn run_with(
             requeue_after: Duration::from_secs(settings.worker.requeue_after_seconds),
             amqp_url: amqp_url.clone(),
             namespace: settings.amqp.namespace.clone(),
-            max_per_org: max_per_org(&settings),
+            limits: claim_limits(&settings),
             bound: settings.worker.session_bound(),
         },
     ));
@@ -404,12 +409,19 @@ pub async fn run_with(
     Ok(())
 }
 
-/// The fair share: running jobs one organization may hold, if capped.
-fn max_per_org(settings: &Settings) -> Option<i32> {
-    settings
-        .limits
-        .max_running_jobs_per_org
-        .map(|limit| i32::try_from(limit).unwrap_or(i32::MAX))
+/// The fair share (running jobs one organization may hold, if capped) and
+/// the caps per source type.
+fn claim_limits(settings: &Settings) -> syncway_store::jobs::ClaimLimits {
+    let cap = |limit: u32| i32::try_from(limit).unwrap_or(i32::MAX);
+    syncway_store::jobs::ClaimLimits {
+        max_per_org: settings.limits.max_running_jobs_per_org.map(cap),
+        source_type_caps: settings
+            .limits
+            .max_running_jobs_per_source_type
+            .iter()
+            .map(|(name, limit)| (name.clone(), cap(*limit)))
+            .collect(),
+    }
 }
 
 /// 200 when Postgres answers and the consumer is attached to the broker.

@@ -1,8 +1,10 @@
 //! The reaper: every worker runs one. See [`syncway_store::jobs::reap`] for
 //! what it moves on; rows another worker's reaper holds are skipped, so any
 //! number can run at once. It also lets held jobs go for organizations
-//! whose share has room no running job's end has released
-//! ([`syncway_store::jobs::release_room`]).
+//! and source types whose share has room no running job's end has
+//! released ([`syncway_store::jobs::release_room`]), and jobs a pause held
+//! once no pause holds them (a resume releases them itself; this is the
+//! backstop should its process die).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,9 @@ use syncway_store::StoreError;
 
 use crate::Context;
 
+/// Jobs a release lets go per transaction.
+const RELEASE_BATCH: i64 = 1000;
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub interval: Duration,
@@ -19,8 +24,8 @@ pub struct Options {
     /// Where to ask how many job messages wait in the queue.
     pub amqp_url: String,
     pub namespace: String,
-    /// The fair share (`limits.max_running_jobs_per_org`), if any.
-    pub max_per_org: Option<i32>,
+    /// The fair share and the caps per source type (`limits.*`).
+    pub limits: syncway_store::jobs::ClaimLimits,
     /// The session bound (`worker.session_bound()`).
     pub bound: Duration,
 }
@@ -86,11 +91,67 @@ async fn pass(
     if reaped.requeued > 0 {
         context.relay_wake.notify_one();
     }
-    if let Some(cap) = options.max_per_org {
-        for (organization, room) in syncway_store::jobs::release_room(&client, cap).await? {
+    release_waiting(context, options, &mut client).await?;
+    adopt_tasks(context, &mut client).await?;
+    Ok(reaped)
+}
+
+/// Bulk tasks nobody has worked on for this long are taken over: the API
+/// process that ran them died or hung.
+const QUIET_TASK: Duration = Duration::from_secs(30);
+/// Items a bulk task acts on per transaction.
+const TASK_BATCH: i64 = 200;
+
+/// Works through the bulk tasks whose process went quiet.
+async fn adopt_tasks(
+    context: &Context,
+    client: &mut deadpool_postgres::Object,
+) -> Result<(), StoreError> {
+    for task_id in syncway_store::tasks::adopt_quiet(&*client, QUIET_TASK).await? {
+        tracing::warn!(%task_id, "took over a bulk task nobody was working on");
+        while syncway_store::tasks::work(client, task_id, TASK_BATCH, None).await? {
+            context.relay_wake.notify_one();
+        }
+        context.relay_wake.notify_one();
+    }
+    Ok(())
+}
+
+/// Lets held jobs go whose hold is over.
+async fn release_waiting(
+    context: &Context,
+    options: &Options,
+    client: &mut deadpool_postgres::Object,
+) -> Result<(), StoreError> {
+    loop {
+        let released = syncway_store::jobs::release_unpaused(client, RELEASE_BATCH).await?;
+        if released.is_empty() {
+            break;
+        }
+        context.relay_wake.notify_one();
+        tracing::info!(
+            released = released.len(),
+            "reaper let go jobs a pause held: no pause holds them now"
+        );
+    }
+    let caps = &options.limits.source_type_caps;
+    if !caps.is_empty() {
+        for (short_name, room) in syncway_store::jobs::source_type_room(&*client, caps).await? {
             if room > 0 {
                 let released =
-                    syncway_store::jobs::release_held(&mut client, organization, room).await?;
+                    syncway_store::jobs::release_source_type(client, &short_name, room).await?;
+                if !released.is_empty() {
+                    context.relay_wake.notify_one();
+                    tracing::info!(%short_name, released = released.len(), "reaper let held jobs go: their source type's cap had room");
+                }
+            }
+        }
+    }
+    if let Some(cap) = options.limits.max_per_org {
+        for (organization, room) in syncway_store::jobs::release_room(&*client, cap).await? {
+            if room > 0 {
+                let released =
+                    syncway_store::jobs::release_held(client, organization, room).await?;
                 if !released.is_empty() {
                     context.relay_wake.notify_one();
                     tracing::info!(%organization, released = released.len(), "reaper let held jobs go: their organization's share had room");
@@ -98,7 +159,7 @@ async fn pass(
             }
         }
     }
-    Ok(reaped)
+    Ok(())
 }
 
 fn report(context: &Context, reaped: &syncway_store::jobs::Reaped) {
@@ -132,7 +193,8 @@ struct QueueView {
 }
 
 impl QueueView {
-    /// Messages ready in the jobs queue; `None` when the broker cannot say.
+    /// Messages ready in the jobs and manual-runs queues; `None` when the
+    /// broker cannot say.
     async fn ready(&mut self, options: &Options) -> Option<u32> {
         if self
             .broker
@@ -150,15 +212,26 @@ impl QueueView {
             }
         }
         let broker = self.broker.as_ref()?;
-        let queue = broker.topology().jobs_queue();
-        match broker.queue_depth(&queue).await {
-            Ok(depth) => depth,
-            Err(error) => {
-                tracing::warn!(%error, "reaper cannot read the queue's depth");
-                self.close().await;
-                None
+        let mut ready = 0;
+        let mut failed = None;
+        for queue in [
+            broker.topology().jobs_queue(),
+            broker.topology().manual_queue(),
+        ] {
+            match broker.queue_depth(&queue).await {
+                Ok(depth) => ready += depth.unwrap_or(0),
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
             }
         }
+        if let Some(error) = failed {
+            tracing::warn!(%error, "reaper cannot read the queue's depth");
+            self.close().await;
+            return None;
+        }
+        Some(ready)
     }
 
     async fn close(&mut self) {

@@ -142,6 +142,14 @@ impl JobRun {
             cursor_field: source.cursor_field.clone(),
             policy: self.context.policy.clone(),
             limits: self.context.limits,
+            budget: (!self.context.budgets.is_empty()).then(|| {
+                Arc::new(crate::budget::JobBudget {
+                    pool: self.context.pool.clone(),
+                    budgets: self.context.budgets.clone(),
+                    job_id: self.job.id,
+                    lease: self.job.lease,
+                }) as Arc<dyn syncway_connectors::RequestBudget>
+            }),
         };
         tracing::info!(
             connector = %source.short_name,

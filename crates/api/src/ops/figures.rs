@@ -42,9 +42,14 @@ impl OpsFigures {
         self.queues.get(1)
     }
 
-    /// Messages waiting in the delay queues (retries and fair-share waits).
+    /// The manual-runs queue (jobs triggered through the API).
+    pub fn manual_queue(&self) -> Option<&QueueFigures> {
+        self.queues.get(2)
+    }
+
+    /// Messages waiting in the delay queues (retries).
     pub fn retry_ready(&self) -> u64 {
-        self.queues.iter().skip(2).filter_map(|q| q.ready).sum()
+        self.queues.iter().skip(3).filter_map(|q| q.ready).sum()
     }
 }
 
@@ -63,7 +68,11 @@ pub async fn collect(
     sources: &BrokerSources<'_>,
 ) -> Result<OpsFigures, syncway_store::StoreError> {
     let db = ops::db_figures(client, TOP_ORGANIZATIONS).await?;
-    let mut names = vec![sources.topology.jobs_queue(), sources.topology.dead_queue()];
+    let mut names = vec![
+        sources.topology.jobs_queue(),
+        sources.topology.dead_queue(),
+        sources.topology.manual_queue(),
+    ];
     names.extend(sources.topology.delay_queues());
     let mut queues = Vec::with_capacity(names.len());
     for (n, name) in names.into_iter().enumerate() {
@@ -72,9 +81,10 @@ pub async fn collect(
             None => None,
         };
         // Delay queues have no consumers, so nothing unacked: the
-        // management API is asked about the jobs and dead-letter queues.
+        // management API is asked about the jobs, dead-letter and manual
+        // queues.
         let unacked = match sources.management_url {
-            Some(base) if n < 2 => {
+            Some(base) if n < 3 => {
                 super::management::unacked(sources.http, base, sources.vhost, &name).await
             }
             _ => None,

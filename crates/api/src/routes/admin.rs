@@ -27,7 +27,7 @@ pub fn routes() -> Routes {
 
 /// 403 for any key but an operator's (the bootstrap key, or a key made
 /// with the operator role).
-async fn operator_only(
+pub(crate) async fn operator_only(
     Extension(caller): Extension<Caller>,
     request: Request,
     next: Next,
@@ -58,6 +58,10 @@ async fn queue(State(state): State<AppState>) -> Result<Json<Value>> {
             "ready": jobs_queue.ready,
             "unacked": jobs_queue.unacked,
             "consumers": jobs_queue.consumers,
+        },
+        "manual": {
+            "ready": figures.manual_queue().and_then(|q| q.ready),
+            "unacked": figures.manual_queue().and_then(|q| q.unacked),
         },
         "retry": {"ready": figures.retry_ready()},
         "dead_letter": figures.dead_letters().and_then(|q| q.ready).unwrap_or(0),

@@ -43,7 +43,7 @@ pub(crate) fn triggered(
         Ok(Triggered::Created(job)) => {
             state.wake_relay();
             state.metrics().jobs_triggered.inc();
-            Ok(job)
+            Ok(*job)
         }
         Ok(Triggered::KeyInvalid) => Err(ApiError::InvalidKey),
         Ok(Triggered::ConnectionMissing) => Err(ApiError::not_found("source connection")),
@@ -156,7 +156,7 @@ async fn cancel(
                 // The control message that tells its worker is in the outbox.
                 state.wake_relay();
             }
-            Ok(Json(job))
+            Ok(Json(*job))
         }
         Cancelled::NotFound => Err(ApiError::not_found("sync job")),
         Cancelled::Refused(status) => Err(ApiError::Conflict(format!(

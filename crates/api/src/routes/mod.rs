@@ -13,6 +13,8 @@ mod events;
 mod health;
 mod history;
 mod jobs;
+mod pauses;
+mod search;
 mod table;
 mod webhooks;
 
@@ -37,6 +39,8 @@ fn groups() -> (Routes, Routes, Routes, Routes) {
         .merge(api_keys::routes())
         .merge(history::routes())
         .merge(webhooks::routes())
+        .merge(pauses::routes())
+        .merge(search::routes())
         .merge(admin::routes());
     (
         authenticated,

@@ -45,6 +45,10 @@ impl Routes {
         )
     }
 
+    pub fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
+        self.add(Method::PUT, path, on(axum::routing::MethodFilter::PUT, h))
+    }
+
     pub fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, h: H) -> Self {
         self.add(
             Method::DELETE,

@@ -27,6 +27,7 @@ pub struct GuardedClient {
     client: reqwest::Client,
     policy: Arc<Policy>,
     limits: Limits,
+    budget: Option<Arc<dyn crate::RequestBudget>>,
 }
 
 fn transient(message: String, retry_after: Option<Duration>) -> SourceError {
@@ -73,6 +74,7 @@ impl GuardedClient {
         policy: Arc<Policy>,
         limits: Limits,
         timeout: Duration,
+        budget: Option<Arc<dyn crate::RequestBudget>>,
     ) -> Result<Self, SourceError> {
         crate::install_tls_provider();
         let client = reqwest::Client::builder()
@@ -88,7 +90,16 @@ impl GuardedClient {
             client,
             policy,
             limits,
+            budget,
         })
+    }
+
+    /// Waits for the budget of `url`'s host, if it has one.
+    async fn draw(&self, url: &Url) -> Result<(), SourceError> {
+        match (&self.budget, url.host_str()) {
+            (Some(budget), Some(host)) => budget.acquire(host).await,
+            _ => Ok(()),
+        }
     }
 
     /// Refuses a URL the policy cannot allow, before anything is sent:
@@ -142,6 +153,7 @@ impl GuardedClient {
         for _ in 0..=MAX_REDIRECTS {
             let credentials = credentials.filter(|_| same_origin(&url, origin));
             self.check(&url, credentials.is_some()).await?;
+            self.draw(&url).await?;
             let mut request = self.client.request(Method::GET, url.clone());
             for (name, value) in credentials
                 .map(|c| c.headers.as_slice())
@@ -184,6 +196,7 @@ impl GuardedClient {
         form: &[(&str, String)],
     ) -> Result<Answer, SourceError> {
         self.check(url, true).await?;
+        self.draw(url).await?;
         let response = self
             .client
             .post(url.clone())

@@ -186,6 +186,7 @@ impl HttpJsonSource {
             start.policy.clone(),
             start.limits,
             Duration::from_secs(u64::from(config.timeout_seconds)),
+            start.budget.clone(),
         )?;
         Ok(HttpJsonSource {
             config: config.clone(),

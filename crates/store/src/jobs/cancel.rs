@@ -17,7 +17,7 @@ static CANCEL: LazyLock<String> = LazyLock::new(|| with_job_columns(include_str!
 pub enum Cancelled {
     /// `cancelled` when no worker held it (pending, waiting to retry or
     /// handed back), `cancelling` when one runs it.
-    Done(SourceConnectionJob),
+    Done(Box<SourceConnectionJob>),
     NotFound,
     /// The job was already terminal or cancelling; nothing changed.
     Refused(JobStatus),
@@ -45,7 +45,7 @@ pub async fn cancel(
         )
         .await?;
     if let Some(row) = row {
-        return Ok(Cancelled::Done(job_from_row(&row)?));
+        return Ok(Cancelled::Done(Box::new(job_from_row(&row)?)));
     }
     Ok(
         match find(client, organization_id, source_connection_id, job_id).await? {
@@ -53,4 +53,29 @@ pub async fn cancel(
             None => Cancelled::NotFound,
         },
     )
+}
+
+/// Cancels many jobs in one statement, as [`cancel`] cancels one; with
+/// `organization_id`, only that organization's. Returns the ids it
+/// cancelled (or began to: a running job becomes `cancelling`).
+pub async fn cancel_many(
+    client: &impl GenericClient,
+    job_ids: &[Uuid],
+    organization_id: Option<Uuid>,
+    key_id: Option<Uuid>,
+) -> Result<Vec<Uuid>, StoreError> {
+    let controls: Vec<Vec<u8>> = job_ids
+        .iter()
+        .map(|id| syncway_model::ControlMessage::cancel(*id).encode())
+        .collect();
+    let statement = client
+        .prepare_cached(include_str!("cancel_many.sql"))
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[&job_ids, &organization_id, &controls, &key_id],
+        )
+        .await?;
+    rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
 }

@@ -61,9 +61,10 @@ pub enum Claim {
     /// Claimable, but another transaction holds its row (a frozen or
     /// cut-off worker's, until its session ends): the claim did not wait.
     Locked,
-    /// Its organization already runs as many jobs as the fair share allows
-    /// ([`claim_many_fairly`]): the job is held (V14) until
-    /// [`release_held`] lets it go; its message is done with.
+    /// Its deployment or organization is paused, or its organization or
+    /// source type already runs as many jobs as allowed
+    /// ([`claim_many_limited`]): the job is held (V14, V20) until a release
+    /// lets it go; its message is done with.
     Throttled,
 }
 
@@ -91,33 +92,76 @@ pub async fn claim_many(
 ) -> Result<Vec<Claim>, StoreError> {
     let statement = client.prepare_cached(CLAIM).await?;
     let unlimited: Option<i32> = None;
+    let (names, caps): (Vec<&str>, Vec<i32>) = (Vec::new(), Vec::new());
     let rows = client
-        .query(&statement, &[&job_ids, &owner, &lease_seconds, &unlimited])
+        .query(
+            &statement,
+            &[&job_ids, &owner, &lease_seconds, &unlimited, &names, &caps],
+        )
         .await?;
     claims_from_rows(&rows, job_ids)
 }
 
-/// [`claim_many`] under a fair share: no organization holds more than
-/// `max_per_org` leased jobs at once. A job that would exceed it is held in
-/// Postgres (`held_since`), answered [`Claim::Throttled`], and waits there
-/// without costing a claim or a message until [`release_held`] lets it go.
-/// Claims for one organization are serialized by an advisory lock per
-/// organization, taken in a statement of its own so that the count, in the
-/// next statement's snapshot, sees every claim that committed before.
-pub async fn claim_many_fairly(
+/// What limits a claim: the fair share between organizations and the caps
+/// per source type (`limits.*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimLimits {
+    pub max_per_org: Option<i32>,
+    /// `(short_name, cap)`.
+    pub source_type_caps: Vec<(String, i32)>,
+}
+
+impl ClaimLimits {
+    pub fn is_unlimited(&self) -> bool {
+        self.max_per_org.is_none() && self.source_type_caps.is_empty()
+    }
+}
+
+/// [`claim_many`] under limits: no organization holds more than
+/// `max_per_org` leased jobs at once, no source type more than its cap. A
+/// job that would exceed one is held in Postgres (`held_since`, with the
+/// reason), answered [`Claim::Throttled`], and waits there without costing
+/// a claim or a message until a release lets it go ([`release_held`],
+/// [`super::release_source_type`]). Claims for one organization, and for
+/// one capped source type, are serialized by advisory locks, taken in a
+/// statement of their own so that the counts, in the next statement's
+/// snapshot, see every claim that committed before.
+pub async fn claim_many_limited(
     client: &mut deadpool_postgres::Object,
     job_ids: &[Uuid],
     owner: &str,
     lease_seconds: f64,
-    max_per_org: i32,
+    limits: &ClaimLimits,
 ) -> Result<Vec<Claim>, StoreError> {
     let transaction = client.transaction().await?;
+    let names: Vec<&str> = limits
+        .source_type_caps
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let caps: Vec<i32> = limits
+        .source_type_caps
+        .iter()
+        .map(|(_, cap)| *cap)
+        .collect();
     let locks = transaction.prepare_cached(ORG_LOCKS).await?;
-    transaction.query(&locks, &[&job_ids]).await?;
+    let fair = limits.max_per_org.is_some();
+    transaction
+        .query(&locks, &[&job_ids, &fair, &names])
+        .await?;
     let statement = transaction.prepare_cached(CLAIM).await?;
-    let limit = Some(max_per_org);
     let rows = transaction
-        .query(&statement, &[&job_ids, &owner, &lease_seconds, &limit])
+        .query(
+            &statement,
+            &[
+                &job_ids,
+                &owner,
+                &lease_seconds,
+                &limits.max_per_org,
+                &names,
+                &caps,
+            ],
+        )
         .await?;
     let claims = claims_from_rows(&rows, job_ids)?;
     transaction.commit().await?;

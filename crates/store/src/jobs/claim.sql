@@ -1,7 +1,11 @@
 -- jobs::claim_many and jobs::claim_many_fairly: a worker takes the jobs its
 -- deliveries name.
 -- $1 job_ids (uuid[], in delivery order), $2 owner (this worker's lease
--- owner name), $3 lease_seconds, $4 max_per_org (int; NULL: no fair share).
+-- owner name), $3 lease_seconds, $4 max_per_org (int; NULL: no fair share),
+-- $5 the source types with a cap (text[]), $6 their caps (int[]).
+-- A job that may not start now is held (V14) with the reason (V20): its
+-- deployment or organization is paused, or its organization or source
+-- type runs as many jobs as allowed.
 -- Each claim draws a lease token (V13): the fence of every write its run
 -- makes.
 -- `claimed` fences the rest: a job it did not take is answered from its row
@@ -11,7 +15,7 @@ WITH input AS (
 ), fresh AS (
     -- The named jobs a claim may take: phase pending (nobody holds their
     -- rows but for a moment)...
-    SELECT j.id, s.organization_id AS org, i.n FROM input i
+    SELECT j.id, s.organization_id AS org, s.short_name, i.n FROM input i
     JOIN sync_jobs j ON j.id = i.id
     JOIN source_connections s ON s.id = j.source_connection_id
     WHERE job_phase(j.status, j.lease_owner, j.lease_expires_at, j.retry_at) = 'pending'
@@ -21,7 +25,7 @@ WITH input AS (
     -- ends, and a claim never waits for that. (Only these are locked
     -- first: a lock is a write of its own, and most claims are of pending
     -- jobs.)
-    SELECT j.id, s.organization_id AS org, i.n FROM input i
+    SELECT j.id, s.organization_id AS org, s.short_name, i.n FROM input i
     JOIN sync_jobs j ON j.id = i.id
     JOIN source_connections s ON s.id = j.source_connection_id
     WHERE job_phase(j.status, j.lease_owner, j.lease_expires_at, j.retry_at)
@@ -29,28 +33,66 @@ WITH input AS (
     FOR UPDATE OF j SKIP LOCKED
 ), candidates AS (
     SELECT * FROM fresh UNION ALL SELECT * FROM taken_over
+), paused AS (
+    -- The pauses (a small table) that stop a candidate.
+    SELECT c.id,
+           CASE WHEN bool_or(p.scope = 'all') THEN 'paused_all'
+                ELSE 'paused_organization' END AS reason
+    FROM candidates c
+    JOIN pauses p ON p.scope = 'all' OR p.organization_id = c.org
+    GROUP BY c.id
+), runnable AS (
+    SELECT * FROM candidates WHERE id NOT IN (SELECT id FROM paused)
 ), leased_per_org AS (
     -- Under a fair share only: each candidate organization's leased jobs.
     SELECT s.organization_id AS org, count(*) AS leased FROM sync_jobs j
     JOIN source_connections s ON s.id = j.source_connection_id
     WHERE $4::int IS NOT NULL AND j.active
       AND job_phase(j.status, j.lease_owner, j.lease_expires_at, j.retry_at) = 'leased'
-      AND s.organization_id IN (SELECT org FROM candidates)
+      AND s.organization_id IN (SELECT org FROM runnable)
     GROUP BY 1
+), caps AS (
+    SELECT * FROM unnest($5::text[], $6::int[]) AS cap(short_name, cap)
+), leased_per_type AS (
+    -- Each capped source type's leased jobs (every organization's).
+    SELECT j.short_name, count(*) AS leased FROM sync_jobs j
+    WHERE j.active AND j.held_since IS NULL
+      AND j.short_name IN (SELECT short_name FROM caps
+                           WHERE short_name IN (SELECT short_name FROM runnable))
+      AND job_phase(j.status, j.lease_owner, j.lease_expires_at, j.retry_at) = 'leased'
+    GROUP BY 1
+), ranked AS (
+    SELECT r.id,
+           row_number() OVER (PARTITION BY r.org ORDER BY r.n) + COALESCE(lo.leased, 0)
+               AS org_running,
+           row_number() OVER (PARTITION BY r.short_name ORDER BY r.n) + COALESCE(lt.leased, 0)
+               AS type_running,
+           cap.cap AS type_cap
+    FROM runnable r
+    LEFT JOIN leased_per_org lo ON lo.org = r.org
+    LEFT JOIN leased_per_type lt ON lt.short_name = r.short_name
+    LEFT JOIN caps cap ON cap.short_name = r.short_name
 ), admitted AS (
-    -- As many of each organization's candidates as its share has room for.
-    SELECT ranked.id FROM (
-        SELECT c.id, c.org, row_number() OVER (PARTITION BY c.org ORDER BY c.n) AS rank
-        FROM candidates c
-    ) ranked
-    LEFT JOIN leased_per_org l ON l.org = ranked.org
-    WHERE $4::int IS NULL OR ranked.rank + COALESCE(l.leased, 0) <= $4::int
+    -- As many of each organization's and source type's candidates as
+    -- their share and cap have room for.
+    SELECT id FROM ranked
+    WHERE ($4::int IS NULL OR org_running <= $4::int)
+      AND (type_cap IS NULL OR type_running <= type_cap)
+), holds AS (
+    SELECT p.id, p.reason FROM paused p
+    UNION ALL
+    SELECT r.id, CASE WHEN $4::int IS NOT NULL AND r.org_running > $4::int
+                      THEN 'organization_cap' ELSE 'source_type_cap' END
+    FROM ranked r WHERE r.id NOT IN (SELECT id FROM admitted)
 ), held_back AS (
-    -- Over its organization's share: it waits here (V14) until a job of the
-    -- organization stops running and releases it; its message is dropped.
-    UPDATE sync_jobs j SET held_since = now(), held_org = c.org
-    FROM candidates c
-    WHERE j.id = c.id AND c.id NOT IN (SELECT id FROM admitted)
+    -- It waits here (V14) until what holds it lets go (a job of its
+    -- organization or source type stops running, its pause ends) and
+    -- releases it; its message is dropped. Only a job held for its
+    -- organization's share names the organization (held_org).
+    UPDATE sync_jobs j SET held_since = now(), waiting_reason = h.reason,
+        held_org = CASE WHEN h.reason = 'organization_cap' THEN c.org END
+    FROM holds h JOIN candidates c ON c.id = h.id
+    WHERE j.id = h.id
     RETURNING j.id
 ), claimed AS (
     UPDATE sync_jobs SET
@@ -64,6 +106,7 @@ WITH input AS (
         retry_at = NULL,
         held_since = NULL,
         held_org = NULL,
+        waiting_reason = NULL,
         modified_at = now()
     WHERE id IN (SELECT id FROM admitted)
       -- Checked again on the row as it is now (another claim may have won).

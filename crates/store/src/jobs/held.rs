@@ -1,6 +1,6 @@
-//! Jobs held back by their organization's share (V14): they wait in
-//! Postgres, costing no claim and no message, until a job of their
-//! organization stops running and lets one go.
+//! Held jobs (V14, V20): held back by their organization's share, their
+//! source type's cap or a pause, they wait in Postgres, costing no claim
+//! and no message, until what holds them lets go.
 
 use deadpool_postgres::GenericClient;
 use syncway_model::JobMessage;
@@ -20,17 +20,77 @@ pub async fn release_held(
     let rows = transaction
         .query(include_str!("release_held.sql"), &[&organization, &count])
         .await?;
+    let ids = requeue(&transaction, &rows).await?;
+    transaction.commit().await?;
+    Ok(ids)
+}
+
+/// Lets up to `count` jobs go that a pause held and no pause holds any
+/// more, fairly across organizations (see [`release_held`]).
+pub async fn release_unpaused(
+    client: &mut deadpool_postgres::Object,
+    count: i64,
+) -> Result<Vec<Uuid>, StoreError> {
+    let transaction = client.transaction().await?;
+    let rows = transaction
+        .query(include_str!("release_unpaused.sql"), &[&count])
+        .await?;
+    let ids = requeue(&transaction, &rows).await?;
+    transaction.commit().await?;
+    Ok(ids)
+}
+
+/// Lets up to `count` of the jobs held by `short_name`'s cap go, fairly
+/// across organizations (see [`release_held`]).
+pub async fn release_source_type(
+    client: &mut deadpool_postgres::Object,
+    short_name: &str,
+    count: i64,
+) -> Result<Vec<Uuid>, StoreError> {
+    let transaction = client.transaction().await?;
+    let rows = transaction
+        .query(
+            include_str!("release_source_type.sql"),
+            &[&short_name, &count],
+        )
+        .await?;
+    let ids = requeue(&transaction, &rows).await?;
+    transaction.commit().await?;
+    Ok(ids)
+}
+
+/// The capped source types that have held jobs, each with the room its
+/// cap has left: `(short_name, room)`.
+pub async fn source_type_room(
+    client: &impl GenericClient,
+    caps: &[(String, i32)],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let names: Vec<&str> = caps.iter().map(|(name, _)| name.as_str()).collect();
+    let limits: Vec<i32> = caps.iter().map(|(_, cap)| *cap).collect();
+    let rows = client
+        .query(include_str!("source_type_room.sql"), &[&names, &limits])
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("short_name")?, row.try_get("room")?)))
+        .collect()
+}
+
+/// Queues a message for each released job (rows of `id`,
+/// `source_connection_id`), in the caller's transaction.
+async fn requeue(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    rows: &[tokio_postgres::Row],
+) -> Result<Vec<Uuid>, StoreError> {
     let mut ids = Vec::with_capacity(rows.len());
     let mut payloads = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         let id: Uuid = row.try_get("id")?;
         ids.push(id);
         payloads.push(JobMessage::new(id, row.try_get("source_connection_id")?).encode());
     }
     if !ids.is_empty() {
-        crate::outbox::enqueue(&transaction, &ids, &payloads).await?;
+        crate::outbox::enqueue(transaction, &ids, &payloads).await?;
     }
-    transaction.commit().await?;
     Ok(ids)
 }
 

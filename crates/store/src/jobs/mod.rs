@@ -20,17 +20,23 @@ pub mod phase;
 mod read;
 mod reap;
 mod retry;
+pub mod search;
 mod trigger;
 pub mod watch;
 
 pub use bulk::{BULK_ENTITIES, Bulk, Probe, commit_bulk};
-pub use cancel::{Cancelled, cancel};
-pub use claim::{Claim, ClaimedJob, SyncSource, claim, claim_many, claim_many_fairly};
+pub use cancel::{Cancelled, cancel, cancel_many};
+pub use claim::{
+    Claim, ClaimLimits, ClaimedJob, SyncSource, claim, claim_many, claim_many_limited,
+};
 pub use commit::{Batch, Commit, Counts, EntityWrite, Outcome, commit_batch, commit_many};
-pub use held::{release_held, release_room};
+pub use held::{
+    release_held, release_room, release_source_type, release_unpaused, source_type_room,
+};
 pub use lease::{heartbeat, release};
 pub use read::{find, list, was_deleted};
 pub use reap::{Reaped, pending_published, reap, terminate_stuck};
 pub use retry::{fail_unpublishable, schedule_retry};
+pub use search::{JobFilter, Keyset, search};
 pub(crate) use trigger::with_trigger_rule;
 pub use trigger::{TriggerRequest, Triggered, trigger, trigger_many};

@@ -6,7 +6,8 @@
 -- message in the outbox, in the same statement. It reads `runs` (n,
 -- job_id, connection_id, force_full_sync, trigger, scheduled_for,
 -- payload, allow_mass_deletion), which the statement defines, and makes `new_jobs` (the rows
--- inserted).
+-- inserted). A job triggered through the API is published to the
+-- manual-runs queue (V20).
 new_jobs AS (
     INSERT INTO sync_jobs (id, source_connection_id, force_full_sync, trigger, scheduled_for,
                            allow_mass_deletion)
@@ -23,6 +24,7 @@ new_jobs AS (
     ON CONFLICT DO NOTHING
     RETURNING *
 ), queued AS (
-    INSERT INTO outbox (job_id, payload)
-    SELECT j.id, r.payload FROM new_jobs j JOIN runs r ON r.job_id = j.id ORDER BY r.n
+    INSERT INTO outbox (job_id, payload, kind)
+    SELECT j.id, r.payload, CASE WHEN j.trigger = 'api' THEN 'manual' ELSE 'job' END
+    FROM new_jobs j JOIN runs r ON r.job_id = j.id ORDER BY r.n
 )

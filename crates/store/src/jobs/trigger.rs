@@ -25,7 +25,7 @@ pub(crate) fn with_trigger_rule(sql: &str) -> String {
 /// audit log, and tests/it/audit_log.rs holds the two to each other.
 #[derive(Debug)]
 pub enum Triggered {
-    Created(SourceConnectionJob),
+    Created(Box<SourceConnectionJob>),
     /// The API key is unknown, revoked or expired ([`trigger_many`] only).
     KeyInvalid,
     ConnectionMissing,
@@ -42,7 +42,7 @@ fn triggered(row: &tokio_postgres::Row) -> Result<Triggered, StoreError> {
     if row.try_get::<_, Option<Uuid>>("job_id")?.is_none() {
         return Ok(Triggered::AlreadyActive);
     }
-    Ok(Triggered::Created(job_from_row(row)?))
+    Ok(Triggered::Created(Box::new(job_from_row(row)?)))
 }
 
 /// Creates a pending job and its outbox message in one statement (hence one
