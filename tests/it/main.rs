@@ -10,6 +10,7 @@ mod api_errors;
 mod api_keys;
 mod audit_log;
 mod broker_behaviour;
+mod bulk_search;
 mod chaos;
 mod cli;
 mod cli_webhooks;

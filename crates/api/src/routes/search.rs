@@ -13,6 +13,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, RawQuery, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -21,7 +22,7 @@ use syncway_store::tasks::{self, Action, Task};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::audit::AuditTarget;
+use crate::audit::{AuditTarget, RecordedInStatement};
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError, Result};
 use crate::extract::{PathParams, QueryParams, json_body, path_uuid};
@@ -195,7 +196,7 @@ async fn bulk(
     caller: &Caller,
     organization: Option<Uuid>,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Extension<AuditTarget>, Json<Value>)> {
+) -> Result<Response> {
     let body: BulkBody = json_body(body)?;
     let action = Action::parse(&body.action).ok_or_else(|| {
         ApiError::invalid(
@@ -229,12 +230,11 @@ async fn bulk(
     }
     let client = state.pool().get().await?;
     if body.dry_run {
+        // Changes nothing: no audit entry.
         let matched = tasks::count(&client, action, &filter).await?;
-        return Ok((
-            StatusCode::OK,
-            Extension(AuditTarget(String::new())),
-            Json(json!({ "matched": matched })),
-        ));
+        let mut response = Json(json!({ "matched": matched })).into_response();
+        response.extensions_mut().insert(RecordedInStatement);
+        return Ok(response);
     }
     let (task_id, matched) = tasks::submit(&client, organization, action, &filter).await?;
     tracing::info!(%task_id, action = action.as_str(), matched, "bulk task submitted");
@@ -243,7 +243,8 @@ async fn bulk(
         StatusCode::ACCEPTED,
         Extension(AuditTarget(task_id.to_string())),
         Json(json!({ "task_id": task_id, "matched": matched })),
-    ))
+    )
+        .into_response())
 }
 
 /// Works a task through, a batch at a time, until it is done.
@@ -276,7 +277,7 @@ async fn bulk_own(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Extension<AuditTarget>, Json<Value>)> {
+) -> Result<Response> {
     bulk(&state, &caller, Some(caller.organization), body).await
 }
 
@@ -284,7 +285,7 @@ async fn bulk_all(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Extension<AuditTarget>, Json<Value>)> {
+) -> Result<Response> {
     bulk(&state, &caller, None, body).await
 }
 
