@@ -49,6 +49,7 @@ mod sdk;
 mod secrets;
 mod seen_sets;
 mod steering;
+mod steering_limits;
 mod sync_semantics;
 mod tenancy;
 mod trigger_path;
