@@ -13,6 +13,7 @@ mod broker_behaviour;
 mod bulk_search;
 mod chaos;
 mod cli;
+mod cli_steering;
 mod cli_webhooks;
 mod commit_statement;
 mod concurrency;

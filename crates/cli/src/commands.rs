@@ -93,6 +93,7 @@ pub const JOB_COLUMNS: &[&str] = &[
     "started_at",
     "duration_seconds",
     "error",
+    "waiting_reason.code",
 ];
 
 /// A JSON object given on the command line (or read from a file).

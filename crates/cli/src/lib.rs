@@ -13,6 +13,7 @@ mod commands;
 pub mod dev;
 mod output;
 pub mod sse;
+mod steering;
 mod watch;
 mod webhooks;
 
@@ -79,10 +80,13 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
-    /// A connection's jobs, newest first; or one job; or (`--timeline`)
-    /// what happened to it, oldest first.
+    /// Jobs: a connection's, newest first; or one job; or (`--timeline`)
+    /// what happened to it, oldest first. Without a connection, a search of
+    /// the organization's jobs by the filter flags (`--status failed
+    /// --since 1h`); `jobs bulk` acts on what a filter matches.
+    #[command(args_conflicts_with_subcommands = true)]
     Jobs {
-        connection: String,
+        connection: Option<String>,
         job: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
@@ -90,6 +94,32 @@ enum Command {
         /// cancels and its end.
         #[arg(long, requires = "job")]
         timeline: bool,
+        #[command(flatten)]
+        filter: steering::Filter,
+        #[command(subcommand)]
+        command: Option<steering::JobsCommand>,
+    },
+    /// Pause the key's organization (or, with an operator key, the whole
+    /// deployment or another organization): nothing of it is claimed until
+    /// it is resumed; triggers are still accepted.
+    Pause {
+        #[command(flatten)]
+        scope: steering::Scope,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Cancel its running jobs too (otherwise they finish).
+        #[arg(long)]
+        cancel_running: bool,
+    },
+    /// Resume what `pause` paused; its held jobs start, oldest first.
+    Resume {
+        #[command(flatten)]
+        scope: steering::Scope,
+    },
+    /// The pauses that hold the key's organization (`--all`: every pause).
+    Pauses {
+        #[arg(long)]
+        all: bool,
     },
     /// Cancel a job.
     Cancel { connection: String, job: String },
@@ -151,11 +181,28 @@ async fn run(cli: Cli) -> ExitCode {
             job,
             limit,
             timeline,
-        } => match job {
-            Some(job) if timeline => commands::timeline(&api, format, &connection, &job).await,
-            Some(job) => commands::job(&api, format, &connection, &job).await,
-            None => commands::jobs(&api, format, &connection, limit).await,
+            filter,
+            command,
+        } => match (command, connection, job) {
+            (Some(command), _, _) => steering::jobs(&api, format, command).await,
+            (None, None, _) => steering::search(&api, format, &filter, limit).await,
+            (None, Some(connection), Some(job)) if timeline => {
+                commands::timeline(&api, format, &connection, &job).await
+            }
+            (None, Some(connection), Some(job)) => {
+                commands::job(&api, format, &connection, &job).await
+            }
+            (None, Some(connection), None) => {
+                commands::jobs(&api, format, &connection, limit).await
+            }
         },
+        Command::Pause {
+            scope,
+            reason,
+            cancel_running,
+        } => steering::pause(&api, format, &scope, reason, cancel_running).await,
+        Command::Resume { scope } => steering::resume(&api, format, &scope).await,
+        Command::Pauses { all } => steering::pauses(&api, format, all).await,
         Command::Webhooks(command) => webhooks::webhooks(&api, format, command).await,
         Command::Cancel { connection, job } => {
             commands::cancel(&api, format, &connection, &job).await

@@ -16,7 +16,15 @@ use crate::output::{Format, print};
 use crate::{EXIT_JOB_FAILED, report};
 
 fn counts(job: &Value) -> String {
-    format!("{} · {}", job["status"].as_str().unwrap_or("?"), tally(job))
+    let waiting = job["waiting_reason"]["message"]
+        .as_str()
+        .map(|why| format!(" · waiting: {why}"))
+        .unwrap_or_default();
+    format!(
+        "{} · {}{waiting}",
+        job["status"].as_str().unwrap_or("?"),
+        tally(job)
+    )
 }
 
 fn tally(job: &Value) -> String {
