@@ -213,20 +213,24 @@ def check(objects, label):
     if scaled:
         target = scaled["spec"]["scaleTargetRef"]["name"]
         find(objects, "Deployment", target)
-        trigger = scaled["spec"]["triggers"][0]
-        metadata = trigger["metadata"]
-        unknown = set(metadata) - KEDA_RABBITMQ_KEYS
-        if unknown:
-            fail(f"{label}: unknown rabbitmq scaler fields {sorted(unknown)}")
-        if trigger["type"] != "rabbitmq" or metadata.get("protocol") != "http":
-            fail(f"{label}: the scaler must be rabbitmq over http (unacked messages count)")
         namespace = config["data"].get("SYNCWAY_AMQP__NAMESPACE", "syncway")
-        if metadata.get("queueName") != f"{namespace}.sync_jobs":
-            fail(f"{label}: queueName {metadata.get('queueName')} is not {namespace}.sync_jobs")
-        if metadata.get("mode") != "QueueLength":
-            fail(f"{label}: mode must be QueueLength")
-        if metadata.get("value") != config["data"].get("SYNCWAY_WORKER__CONCURRENCY"):
-            fail(f"{label}: value {metadata.get('value')} is not the worker concurrency")
+        wanted = {f"{namespace}.sync_jobs", f"{namespace}.sync_jobs.manual"}
+        triggers = scaled["spec"]["triggers"]
+        queues = {t.get("metadata", {}).get("queueName") for t in triggers}
+        if queues != wanted or len(triggers) != len(wanted):
+            fail(f"{label}: the scaler's queues {sorted(map(str, queues))} are not {sorted(wanted)}")
+        for trigger in triggers:
+            metadata = trigger["metadata"]
+            unknown = set(metadata) - KEDA_RABBITMQ_KEYS
+            if unknown:
+                fail(f"{label}: unknown rabbitmq scaler fields {sorted(unknown)}")
+            if trigger["type"] != "rabbitmq" or metadata.get("protocol") != "http":
+                fail(f"{label}: the scaler must be rabbitmq over http (unacked messages count)")
+            if metadata.get("mode") != "QueueLength":
+                fail(f"{label}: mode must be QueueLength")
+            if metadata.get("value") != config["data"].get("SYNCWAY_WORKER__CONCURRENCY"):
+                fail(f"{label}: value {metadata.get('value')} is not the worker concurrency")
+        trigger = triggers[0]
         for key in ("minReplicaCount", "maxReplicaCount", "cooldownPeriod"):
             if not isinstance(scaled["spec"].get(key), int):
                 fail(f"{label}: ScaledObject {key} missing")

@@ -3,7 +3,9 @@
 -- and job search.
 
 -- 1. Pauses. One row per pause: the whole deployment (scope 'all') or one
--- organization. A claim reads this (tiny) table: a job of a paused scope
+-- organization, set by the operator or by the organization's own key (an
+-- organization may hold both; its key can lift only its own). A claim
+-- reads this (tiny) table: a job of a paused scope
 -- is held (as V14 holds jobs over their organization's share) until the
 -- pause ends and the jobs are released, oldest first, fairly across
 -- organizations.
@@ -13,11 +15,13 @@ CREATE TABLE pauses (
     reason                text NOT NULL DEFAULT '',
     created_at            timestamptz NOT NULL DEFAULT now(),
     created_by_key_prefix text,
+    by_operator           boolean NOT NULL,
     CONSTRAINT pauses_scope_names_its_organization
         CHECK ((scope = 'organization') = (organization_id IS NOT NULL))
 );
 CREATE UNIQUE INDEX pauses_one_per_scope
-    ON pauses (scope, COALESCE(organization_id, '00000000-0000-0000-0000-000000000000'));
+    ON pauses (scope, COALESCE(organization_id, '00000000-0000-0000-0000-000000000000'),
+               by_operator);
 
 -- 2. Why a job waits: the code of what holds it (a held job: paused_all,
 -- paused_organization, organization_cap, source_type_cap; a running job

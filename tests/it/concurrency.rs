@@ -113,9 +113,9 @@ async fn one_trigger_batch_answers_every_request_on_its_own() {
     );
     // The new job got its message through the outbox (the API's relay
     // publishes it, at once or at its next poll): once the outbox is empty,
-    // the jobs queue holds the busy job's message and this one.
+    // the manual-runs queue holds the busy job's message and this one.
     let broker = app.env.broker().await;
-    let queue = broker.topology().jobs_queue().to_owned();
+    let queue = broker.topology().manual_queue().to_owned();
     eventually("the new job's message is published", DEADLINE, || async {
         let outbox: i64 = db
             .query_one("SELECT count(*) FROM outbox", &[])

@@ -61,7 +61,7 @@ async fn the_same_message_delivered_to_two_workers_at_once_runs_once() {
         )
         .await;
     let job = app.run(connection, false).await;
-    let queue = format!("{}.sync_jobs", app.env.namespace);
+    let queue = format!("{}.sync_jobs.manual", app.env.namespace);
     eventually("the message to be queued", DEADLINE, || async {
         (queue_depth(&app, &queue).await == Some(1)).then_some(())
     })
@@ -111,7 +111,7 @@ async fn a_message_for_a_deleted_connection_is_dropped_cleanly() {
     let job = app.run(doomed, false).await;
     // The message is published; then its connection (and job) disappear.
     eventually("the message to be queued", DEADLINE, || async {
-        (queue_depth(&app, &format!("{}.sync_jobs", app.env.namespace)).await == Some(1))
+        (queue_depth(&app, &format!("{}.sync_jobs.manual", app.env.namespace)).await == Some(1))
             .then_some(())
     })
     .await;

@@ -107,9 +107,10 @@ async fn a_pending_job_whose_message_was_lost_is_requeued_by_the_reaper() {
         .stub_connection(json!({"entity_count": 10}), false)
         .await;
     let job = app.run(connection, false).await;
-    // The relay publishes it; then the queue loses it.
+    // The relay publishes it (to the manual-runs queue: it was triggered
+    // through the API); then the queue loses it.
     let broker = app.env.broker().await;
-    let queue = broker.topology().jobs_queue();
+    let queue = broker.topology().manual_queue();
     eventually(
         "the message to be queued",
         Duration::from_secs(10),

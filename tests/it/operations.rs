@@ -101,9 +101,10 @@ async fn workers_register_deregister_on_shutdown_and_show_as_gone_when_killed() 
 
 #[tokio::test]
 async fn the_snapshot_gives_queue_job_and_age_figures_and_in_flight_work_as_unacked() {
-    // No worker yet: triggered jobs wait in the queue.
+    // No worker yet: triggered jobs wait in the queue (the manual-runs
+    // queue: they are triggered through the API).
     let mut app = app(0).await;
-    let queue = syncway_queue::Topology::new(&app.env.namespace).jobs_queue();
+    let queue = syncway_queue::Topology::new(&app.env.namespace).manual_queue();
     let mut connections = Vec::new();
     for _ in 0..3 {
         let connection = app
@@ -128,8 +129,8 @@ async fn the_snapshot_gives_queue_job_and_age_figures_and_in_flight_work_as_unac
             > 0.0
     );
     let body = admin_queue(&app).await;
-    assert_eq!(body["queue"]["name"], queue.as_str());
-    assert_eq!(body["queue"]["ready"], 3, "{body}");
+    assert_eq!(body["manual"]["ready"], 3, "{body}");
+    assert_eq!(body["queue"]["ready"], 0, "{body}");
     assert_eq!(body["jobs"]["pending"], 3, "{body}");
     assert!(
         body["oldest_pending_age_seconds"]
@@ -150,7 +151,7 @@ async fn the_snapshot_gives_queue_job_and_age_figures_and_in_flight_work_as_unac
     let consumers = format!("syncway_queue_consumers{{queue=\"{queue}\"}}");
     assert_eq!(app.api.metric(&consumers).await, 1.0);
     let body = admin_queue(&app).await;
-    assert_eq!(body["queue"]["unacked"], 3, "{body}");
+    assert_eq!(body["manual"]["unacked"], 3, "{body}");
     assert_eq!(body["workers"][0]["jobs_in_flight"], 3, "{body}");
     let organization = body_organization(&app, connections[0]).await;
     let running = format!("syncway_running_jobs{{organization=\"{organization}\"}}");

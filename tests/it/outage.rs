@@ -366,7 +366,8 @@ async fn a_message_the_broker_nacks_for_a_while_is_held_and_published_later_not_
     // its limit of none.
     let mut app = TestApp::with_api(TestEnv::new().await, |_| {}).await;
     wait_ready(&app, true).await;
-    let queue = syncway_queue::Topology::new(&app.env.namespace).jobs_queue();
+    // A job triggered through the API goes to the manual-runs queue.
+    let queue = syncway_queue::Topology::new(&app.env.namespace).manual_queue();
     let nacking = NackEveryPublish::on(&queue).await;
     // The policy is in force once a probe publish is nacked (the first
     // probe may still be taken: the limit is checked before it).

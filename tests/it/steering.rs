@@ -277,6 +277,12 @@ async fn the_operator_pauses_one_organization_and_may_cancel_what_runs() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // Its own resume lifts only its own pause, which it has none of.
+    let (status, _) = app
+        .call_with_key("DELETE", "/pauses/organization", None, Some(&key_b))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(pauses[0]["by_operator"], true, "{pauses}");
     let (status, _) = app
         .call(
             "PUT",

@@ -17,9 +17,13 @@ pub struct Pause {
     pub reason: String,
     pub created_at: DateTime<Utc>,
     pub created_by_key_prefix: Option<String>,
+    /// Set through the operator's routes (an organization's own key cannot
+    /// lift it), rather than by the organization's own key.
+    pub by_operator: bool,
 }
 
-const COLUMNS: &str = "scope, organization_id, reason, created_at, created_by_key_prefix";
+const COLUMNS: &str =
+    "scope, organization_id, reason, created_at, created_by_key_prefix, by_operator";
 
 fn from_row(row: &tokio_postgres::Row) -> Result<Pause, StoreError> {
     Ok(Pause {
@@ -28,6 +32,7 @@ fn from_row(row: &tokio_postgres::Row) -> Result<Pause, StoreError> {
         reason: row.try_get("reason")?,
         created_at: row.try_get("created_at")?,
         created_by_key_prefix: row.try_get("created_by_key_prefix")?,
+        by_operator: row.try_get("by_operator")?,
     })
 }
 
@@ -39,43 +44,55 @@ fn scope(organization_id: Option<Uuid>) -> &'static str {
     }
 }
 
-/// Pauses the deployment (`None`) or an organization. Pausing what is
-/// paused already changes only the reason. `key_id`: the key that asked.
+/// Pauses the deployment (`None`) or an organization, as the operator
+/// (`by_operator`) or as the organization itself. Pausing what is paused
+/// already changes only the reason. `key_id`: the key that asked.
 pub async fn pause(
     client: &impl GenericClient,
     organization_id: Option<Uuid>,
+    by_operator: bool,
     reason: &str,
     key_id: Option<Uuid>,
 ) -> Result<Pause, StoreError> {
     let row = client
         .query_one(
             &format!(
-                "INSERT INTO pauses (scope, organization_id, reason, created_by_key_prefix)
-                 VALUES ($1, $2, $3, (SELECT prefix FROM api_keys WHERE id = $4))
+                "INSERT INTO pauses (scope, organization_id, by_operator, reason,
+                                     created_by_key_prefix)
+                 VALUES ($1, $2, $3, $4, (SELECT prefix FROM api_keys WHERE id = $5))
                  ON CONFLICT (scope, COALESCE(organization_id,
-                                              '00000000-0000-0000-0000-000000000000'))
+                                              '00000000-0000-0000-0000-000000000000'),
+                              by_operator)
                  DO UPDATE SET reason = EXCLUDED.reason
                  RETURNING {COLUMNS}"
             ),
-            &[&scope(organization_id), &organization_id, &reason, &key_id],
+            &[
+                &scope(organization_id),
+                &organization_id,
+                &by_operator,
+                &reason,
+                &key_id,
+            ],
         )
         .await?;
     from_row(&row)
 }
 
-/// Ends a pause; `None` when there was none.
+/// Ends the operator's (`by_operator`) or the organization's own pause;
+/// `None` when there was none.
 pub async fn resume(
     client: &impl GenericClient,
     organization_id: Option<Uuid>,
+    by_operator: bool,
 ) -> Result<Option<Pause>, StoreError> {
     let row = client
         .query_opt(
             &format!(
                 "DELETE FROM pauses WHERE scope = $1
-                   AND organization_id IS NOT DISTINCT FROM $2
+                   AND organization_id IS NOT DISTINCT FROM $2 AND by_operator = $3
                  RETURNING {COLUMNS}"
             ),
-            &[&scope(organization_id), &organization_id],
+            &[&scope(organization_id), &organization_id, &by_operator],
         )
         .await?;
     row.as_ref().map(from_row).transpose()

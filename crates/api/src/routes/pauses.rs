@@ -1,6 +1,6 @@
 //! Pauses (CONTRACT.md §11): the operator pauses the deployment or any
 //! organization (`/admin/pauses/...`), an organization's own key its own
-//! organization (`/pauses/organization`). While a pause holds, triggers
+//! organization (`/pauses/organization`); each lifts only its own pause. While a pause holds, triggers
 //! and ticks are still accepted and their jobs stay pending (held, with a
 //! waiting reason); nothing of its scope is claimed; running jobs finish,
 //! or with `?cancel_running=true` are cancelled. A resume lets the held
@@ -47,6 +47,7 @@ pub fn routes() -> Routes {
 pub(crate) fn pause_json(pause: &Pause) -> Value {
     json!({
         "scope": pause.scope,
+        "by_operator": pause.by_operator,
         "organization_id": pause.organization_id,
         "reason": pause.reason,
         "created_at": pause.created_at,
@@ -83,6 +84,7 @@ async fn pause(
     state: &AppState,
     caller: &Caller,
     organization: Option<Uuid>,
+    by_operator: bool,
     query: Option<&str>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>> {
@@ -96,7 +98,14 @@ async fn pause(
             return Err(ApiError::not_found("organization"));
         }
     }
-    let paused = pauses::pause(&client, organization, &reason, Some(caller.key_id)).await?;
+    let paused = pauses::pause(
+        &client,
+        organization,
+        by_operator,
+        &reason,
+        Some(caller.key_id),
+    )
+    .await?;
     tracing::info!(scope = %paused.scope, organization = ?organization, cancel_running, "paused");
     if cancel_running {
         let mut cancelled = 0;
@@ -122,9 +131,13 @@ async fn pause(
     Ok(Json(pause_json(&paused)))
 }
 
-async fn resume(state: &AppState, organization: Option<Uuid>) -> Result<Json<Value>> {
+async fn resume(
+    state: &AppState,
+    organization: Option<Uuid>,
+    by_operator: bool,
+) -> Result<Json<Value>> {
     let mut client = state.pool().get().await?;
-    let Some(resumed) = pauses::resume(&client, organization).await? else {
+    let Some(resumed) = pauses::resume(&client, organization, by_operator).await? else {
         return Err(ApiError::not_found("pause"));
     };
     // Let the held jobs go now (the reapers would, within their interval).
@@ -164,11 +177,11 @@ async fn pause_all(
     RawQuery(query): RawQuery,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>> {
-    pause(&state, &caller, None, query.as_deref(), body).await
+    pause(&state, &caller, None, true, query.as_deref(), body).await
 }
 
 async fn resume_all(State(state): State<AppState>) -> Result<Json<Value>> {
-    resume(&state, None).await
+    resume(&state, None, true).await
 }
 
 async fn pause_one(
@@ -179,11 +192,19 @@ async fn pause_one(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>> {
     let organization = path_uuid(&params, "organization_id")?;
-    pause(&state, &caller, Some(organization), query.as_deref(), body).await
+    pause(
+        &state,
+        &caller,
+        Some(organization),
+        true,
+        query.as_deref(),
+        body,
+    )
+    .await
 }
 
 async fn resume_one(State(state): State<AppState>, params: PathParams) -> Result<Json<Value>> {
-    resume(&state, Some(path_uuid(&params, "organization_id")?)).await
+    resume(&state, Some(path_uuid(&params, "organization_id")?), true).await
 }
 
 async fn pause_own(
@@ -196,6 +217,7 @@ async fn pause_own(
         &state,
         &caller,
         Some(caller.organization),
+        false,
         query.as_deref(),
         body,
     )
@@ -210,7 +232,7 @@ async fn resume_own(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<(Extension<AuditTarget>, Json<Value>)> {
-    let resumed = resume(&state, Some(caller.organization)).await?;
+    let resumed = resume(&state, Some(caller.organization), false).await?;
     Ok((
         Extension(AuditTarget(caller.organization.to_string())),
         resumed,

@@ -90,8 +90,8 @@ fn filter(
                 Err(_) => error(name, "Input should be a valid UUID", "uuid_parsing"),
             },
             "short_name" | "error_category" => {
-                let value = value.trim();
-                if value.is_empty() || value.len() > 100 {
+                let length = value.chars().count();
+                if length == 0 || length > 100 {
                     error(
                         name,
                         "String should have 1 to 100 characters",
