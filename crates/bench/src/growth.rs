@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde_json::json;
 use uuid::Uuid;
@@ -96,7 +95,12 @@ async fn measure(options: &Options, env: &mut BenchEnv) -> anyhow::Result<()> {
     for &history in &options.histories {
         if history > added {
             let started = Instant::now();
-            load_history(&db, &connections, added, history, options, has_timeline).await?;
+            let shape = crate::history::Shape {
+                span_days: options.history_days,
+                total: options.histories.iter().copied().max().unwrap_or(history),
+                mixed: false,
+            };
+            crate::history::load(&db, &connections, added, history, &shape, has_timeline).await?;
             eprintln!(
                 "history: {} terminal jobs added in {:.0} s",
                 history - added,
@@ -128,64 +132,6 @@ async fn measure(options: &Options, env: &mut BenchEnv) -> anyhow::Result<()> {
     }
     let retention = retention_under_load(env, &http, &api, &db, &connections, options).await?;
     print(options, &rows, &retention);
-    Ok(())
-}
-
-/// Adds terminal jobs `from..to` of the history, oldest first, spread over
-/// `history_days` ending now, round-robin across the connections; with
-/// their timelines (created and completed) where the schema has them.
-/// Triggers are off for the load (`session_replication_role`): the rows
-/// are written as the triggers would have written them, set-based.
-async fn load_history(
-    db: &tokio_postgres::Client,
-    connections: &[Uuid],
-    from: u64,
-    to: u64,
-    options: &Options,
-    has_timeline: bool,
-) -> anyhow::Result<()> {
-    const CHUNK: u64 = 500_000;
-    let total = options.histories.iter().copied().max().unwrap_or(to).max(1);
-    let span_ms = f64::from(options.history_days) * 86_400_000.0;
-    db.batch_execute("SET session_replication_role = replica")
-        .await?;
-    let timeline = if has_timeline {
-        "INSERT INTO job_timeline (job_id, at, kind, attempt, worker_id, message, details)
-         SELECT j.id, CASE k.kind WHEN 'created' THEN j.created_at ELSE j.completed_at END,
-                k.kind, 1, 'bench', k.kind, '{}' FROM jobs j
-         CROSS JOIN (VALUES ('created'), ('completed')) AS k(kind)"
-    } else {
-        "SELECT 1"
-    };
-    let statement = format!(
-        "WITH numbered AS (
-             SELECT i, now() - make_interval(secs => ($3::float8 - i::float8 * $3::float8 / $4::float8) / 1000.0) AS t
-             FROM generate_series($1::bigint, $2::bigint - 1) AS i
-         ), jobs AS (
-             INSERT INTO sync_jobs (id, source_connection_id, status, created_at, modified_at,
-                                    started_at, completed_at, entities_inserted, attempt)
-             SELECT (lpad(to_hex((extract(epoch FROM t) * 1000)::bigint), 12, '0') || '7'
-                     || substr(md5(i::text), 1, 3) || '8' || substr(md5(i::text), 4, 15))::uuid,
-                    ($5::uuid[])[1 + (i % array_length($5::uuid[], 1))],
-                    'completed', t, t, t, t + interval '1 second', 1, 1
-             FROM numbered
-             RETURNING id, created_at, completed_at
-         )
-         {timeline}"
-    );
-    let statement = db.prepare(&statement).await?;
-    let mut start = from;
-    while start < to {
-        let end = (start + CHUNK).min(to);
-        let (a, b) = (i64::try_from(start)?, i64::try_from(end)?);
-        let total = total as f64;
-        db.execute(&statement, &[&a, &b, &span_ms, &total, &connections])
-            .await
-            .context("loading history")?;
-        start = end;
-    }
-    db.batch_execute("SET session_replication_role = DEFAULT")
-        .await?;
     Ok(())
 }
 

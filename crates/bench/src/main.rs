@@ -12,6 +12,7 @@ mod cpu;
 mod e2e;
 mod events;
 mod growth;
+mod history;
 mod lock_waits;
 mod peer;
 mod processes;
@@ -19,6 +20,7 @@ mod receiver;
 mod scale;
 mod schedules;
 mod sql;
+mod steering;
 mod sync;
 mod triggers;
 mod webhooks;
@@ -50,6 +52,9 @@ enum Command {
     Scale(scale::Options),
     /// Costs as history grows (0, 3M, 30M terminal jobs), and retention.
     Growth(growth::Options),
+    /// Manual runs ahead of a scheduled backlog, a bulk cancel, and job
+    /// search over a long history.
+    Steering(steering::Options),
     /// Job status changes delivered as signed webhooks: rate, latency, a
     /// failing and a hanging endpoint beside a healthy one, a killed worker.
     Webhooks(webhooks::Options),
@@ -68,5 +73,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Scale(options) => scale::run(options).await,
         Command::Growth(options) => growth::run(options).await,
         Command::Webhooks(options) => webhooks::run(options).await,
+        Command::Steering(options) => steering::run(options).await,
     }
 }
