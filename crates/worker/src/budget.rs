@@ -65,6 +65,24 @@ impl SourceBudgets {
     }
 }
 
+/// The budgets as one job's connector draws from them; `None` when the
+/// deployment has none.
+pub fn for_job(
+    context: &crate::Context,
+    job_id: Uuid,
+    lease: Uuid,
+) -> Option<Arc<dyn RequestBudget>> {
+    if context.budgets.is_empty() {
+        return None;
+    }
+    Some(Arc::new(JobBudget {
+        pool: context.pool.clone(),
+        budgets: context.budgets.clone(),
+        job_id,
+        lease,
+    }))
+}
+
 /// One job's draw on the budgets.
 pub struct JobBudget {
     pub pool: Pool,

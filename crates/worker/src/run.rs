@@ -142,14 +142,7 @@ impl JobRun {
             cursor_field: source.cursor_field.clone(),
             policy: self.context.policy.clone(),
             limits: self.context.limits,
-            budget: (!self.context.budgets.is_empty()).then(|| {
-                Arc::new(crate::budget::JobBudget {
-                    pool: self.context.pool.clone(),
-                    budgets: self.context.budgets.clone(),
-                    job_id: self.job.id,
-                    lease: self.job.lease,
-                }) as Arc<dyn syncway_connectors::RequestBudget>
-            }),
+            budget: crate::budget::for_job(&self.context, self.job.id, self.job.lease),
         };
         tracing::info!(
             connector = %source.short_name,
