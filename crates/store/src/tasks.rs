@@ -62,30 +62,41 @@ pub struct Task {
 }
 
 /// The items `action` would act on under `filter`: `SELECT target` (in a
-/// fixed order), with its parameters.
+/// fixed order), with its parameters. Retry and run go through the
+/// connections (one probe of a connection's jobs each), never through
+/// every matching job of a long history.
 fn matching(action: Action, filter: &JobFilter) -> (String, Params) {
     let mut params = Params::default();
     let condition = conditions(filter, &mut params);
+    let mut owner = || match filter.organization_id {
+        Some(organization) => format!("c.organization_id = {}", params.add(organization)),
+        None => "true".to_owned(),
+    };
     let sql = match action {
         Action::Cancel => format!(
             "SELECT j.id AS target FROM sync_jobs j
              WHERE {condition} AND j.active AND j.status IN ('pending', 'running')
              ORDER BY j.created_at, j.id"
         ),
+        // The connection's newest job is a matching failed one.
         Action::Retry => format!(
-            "SELECT DISTINCT j.source_connection_id AS target FROM sync_jobs j
-             WHERE {condition} AND j.outcome = 'failed'
-               AND NOT EXISTS (SELECT 1 FROM sync_jobs later
-                               WHERE later.source_connection_id = j.source_connection_id
-                                 AND (later.created_at, later.id) > (j.created_at, j.id))
-             ORDER BY 1"
+            "SELECT c.id AS target FROM source_connections c
+             CROSS JOIN LATERAL (
+                 SELECT * FROM sync_jobs newest WHERE newest.source_connection_id = c.id
+                 ORDER BY newest.created_at DESC, newest.id DESC LIMIT 1) j
+             WHERE {} AND j.outcome = 'failed' AND {condition}
+             ORDER BY 1",
+            owner()
         ),
         Action::Run => format!(
-            "SELECT DISTINCT j.source_connection_id AS target FROM sync_jobs j
-             WHERE {condition}
+            "SELECT c.id AS target FROM source_connections c
+             WHERE {}
+               AND EXISTS (SELECT 1 FROM sync_jobs j
+                           WHERE j.source_connection_id = c.id AND {condition})
                AND NOT EXISTS (SELECT 1 FROM sync_jobs a
-                               WHERE a.source_connection_id = j.source_connection_id AND a.active)
-             ORDER BY 1"
+                               WHERE a.source_connection_id = c.id AND a.active)
+             ORDER BY 1",
+            owner()
         ),
     };
     (sql, params)
