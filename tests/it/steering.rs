@@ -336,3 +336,50 @@ async fn the_operator_pauses_one_organization_and_may_cancel_what_runs() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_resume_lets_held_jobs_go_in_turns_across_organizations() {
+    let mut app = TestApp::spawn().await;
+    let (_, key_b) = other_organization(&app, "b").await;
+    let (status, _) = app.call("PUT", "/admin/pauses/all", None).await;
+    assert_eq!(status, StatusCode::OK);
+    // A's six jobs are older than B's two.
+    let a_jobs = app.stub_jobs(6, json!({"entity_count": 1})).await;
+    let mut b_jobs = Vec::new();
+    for _ in 0..2 {
+        b_jobs.push(job_with_key(&app, &key_b, json!({"entity_count": 1})).await);
+    }
+    for (connection, job) in &a_jobs {
+        waits_for(&app, &app.key, *connection, *job, "paused_all").await;
+    }
+    for (connection, job) in &b_jobs {
+        waits_for(&app, &key_b, *connection, *job, "paused_all").await;
+    }
+    // No worker (and no reaper) from here: the release below is the only one.
+    if let Some(worker) = app.workers.pop() {
+        worker.shutdown().await.expect("the worker stops");
+    }
+    let mut db = app.db().await;
+    syncway_store::pauses::resume(&db, None, true)
+        .await
+        .expect("lifting the pause");
+    let released = syncway_store::jobs::release_unpaused(&mut db, 4)
+        .await
+        .expect("releasing four");
+    let a_oldest: Vec<Uuid> = a_jobs.iter().take(2).map(|(_, job)| *job).collect();
+    let b_all: Vec<Uuid> = b_jobs.iter().map(|(_, job)| *job).collect();
+    let mut expected: Vec<Uuid> = a_oldest.iter().chain(&b_all).copied().collect();
+    let mut got = released.clone();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected, "each organization's oldest first, in turns");
+    let messages: i64 = db
+        .query_one(
+            "SELECT count(*) FROM outbox WHERE job_id = ANY($1)",
+            &[&released],
+        )
+        .await
+        .expect("counting messages")
+        .get(0);
+    assert_eq!(messages, 4, "each released job has its message");
+}

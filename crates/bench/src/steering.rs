@@ -265,7 +265,7 @@ async fn search(
             "admin organization + error_category",
         ),
     ];
-    let mut figures = Vec::new();
+    let mut figures = bulk_dry_runs(options, http, api).await?;
     for (path, what) in searches {
         let mut histogram = Histogram::<u64>::new(3)?;
         let mut after: Option<String> = None;
@@ -287,6 +287,53 @@ async fn search(
             if histogram.len() % 2 == 1 {
                 after = page["next"].as_str().map(str::to_owned);
             }
+        }
+        let quantile = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        figures.push((what.to_owned(), quantile(0.5), quantile(0.99)));
+    }
+    Ok(figures)
+}
+
+/// (what, p50 ms, p99 ms) of bulk dry runs over the whole history: what a
+/// bulk action's count costs before anything is acted on.
+async fn bulk_dry_runs(
+    options: &Options,
+    http: &reqwest::Client,
+    api: &str,
+) -> anyhow::Result<Vec<(String, f64, f64)>> {
+    let actions = [
+        (
+            json!({"action": "retry", "filter": {}}),
+            "bulk dry run: retry (every failed)",
+        ),
+        (
+            json!({"action": "run", "filter": {"short_name": "stub"}}),
+            "bulk dry run: run (short_name)",
+        ),
+        (
+            json!({"action": "cancel", "filter": {"status": "running"}}),
+            "bulk dry run: cancel (running)",
+        ),
+    ];
+    let mut figures = Vec::new();
+    for (mut body, what) in actions {
+        body["dry_run"] = json!(true);
+        let mut histogram = Histogram::<u64>::new(3)?;
+        for _ in 0..options.samples.min(20) {
+            let sent = Instant::now();
+            let response = http
+                .post(format!("{api}/jobs/bulk"))
+                .header("x-api-key", KEY)
+                .json(&body)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "{body}: {}",
+                response.status()
+            );
+            let _ = response.bytes().await?;
+            histogram.record(u64::try_from(sent.elapsed().as_micros())?)?;
         }
         let quantile = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
         figures.push((what.to_owned(), quantile(0.5), quantile(0.99)));
