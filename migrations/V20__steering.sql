@@ -66,7 +66,9 @@ ALTER TABLE sync_jobs
 UPDATE sync_jobs j SET organization_id = s.organization_id, short_name = s.short_name
 FROM source_connections s WHERE s.id = j.source_connection_id;
 
--- Filled from the connection on insert, however the job is made.
+-- Filled from the connection on insert, however the job is made: the
+-- trigger rule (new_jobs.sql) writes them itself from the connection row
+-- it joins, and the trigger fills them for any other insert.
 CREATE FUNCTION syncway_job_owner() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     SELECT organization_id, short_name INTO NEW.organization_id, NEW.short_name
@@ -74,6 +76,7 @@ BEGIN
     RETURN NEW;
 END $$;
 CREATE TRIGGER sync_jobs_owner BEFORE INSERT ON sync_jobs FOR EACH ROW
+WHEN (NEW.organization_id IS NULL OR NEW.short_name IS NULL)
 EXECUTE FUNCTION syncway_job_owner();
 
 -- Newest first, by keyset (created_at, id): one index per filter.

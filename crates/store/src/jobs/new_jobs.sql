@@ -10,9 +10,9 @@
 -- manual-runs queue (V20).
 new_jobs AS (
     INSERT INTO sync_jobs (id, source_connection_id, force_full_sync, trigger, scheduled_for,
-                           allow_mass_deletion)
+                           allow_mass_deletion, organization_id, short_name)
     SELECT r.job_id, r.connection_id, r.force_full_sync, r.trigger, r.scheduled_for,
-           r.allow_mass_deletion
+           r.allow_mass_deletion, c.organization_id, c.short_name
     FROM runs r JOIN source_connections c ON c.id = r.connection_id
     WHERE NOT c.needs_reauth
     -- A fixed order, so that two statements wanting the same connections
