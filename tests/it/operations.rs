@@ -148,10 +148,7 @@ async fn the_snapshot_gives_queue_job_and_age_figures_and_in_flight_work_as_unac
     app.api
         .wait_for_metric("syncway_jobs{status=\"running\"}", 3.0)
         .await;
-    // Manual runs are pulled (basic.get) when a slot is free: the worker
-    // consumes the jobs queue only.
-    let jobs_queue = syncway_queue::Topology::new(&app.env.namespace).jobs_queue();
-    let consumers = format!("syncway_queue_consumers{{queue=\"{jobs_queue}\"}}");
+    let consumers = format!("syncway_queue_consumers{{queue=\"{queue}\"}}");
     assert_eq!(app.api.metric(&consumers).await, 1.0);
     let body = admin_queue(&app).await;
     assert_eq!(body["manual"]["unacked"], 3, "{body}");

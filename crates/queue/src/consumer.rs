@@ -3,23 +3,21 @@
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
-    BasicQosOptions, BasicRejectOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 
 use crate::{QueueError, Topology};
 
-/// A consumer of the jobs queue (pushed, at most the prefetch
-/// unacknowledged), and a puller of the manual-runs queue on the same
-/// channel: a manual run is taken one at a time (`basic.get`) only when
-/// there is a slot to run it, so none ever waits in a busy worker's buffer
-/// while another worker has room.
+/// A consumer of the jobs queue and of the manual-runs queue, on one
+/// channel: each with at most the prefetch unacknowledged deliveries, the
+/// manual runs taken first whenever both have one ready.
 pub struct JobConsumer {
     channel: Channel,
     consumer: Consumer,
-    manual_queue: String,
+    manual: Consumer,
     tag: String,
 }
 
@@ -42,6 +40,14 @@ impl JobConsumer {
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
+        let manual = channel
+            .basic_consume(
+                topology.manual_queue().into(),
+                manual_tag(tag).as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         let consumer = channel
             .basic_consume(
                 topology.jobs_queue().into(),
@@ -53,30 +59,21 @@ impl JobConsumer {
         Ok(JobConsumer {
             channel,
             consumer,
-            manual_queue: topology.manual_queue(),
+            manual,
             tag: tag.to_owned(),
         })
     }
 
-    /// The next delivery of the jobs queue; `None` when the consumer was
-    /// cancelled or the channel closed (reconnect), an error when the
+    /// The next delivery, a manual run's first; `None` when the consumer
+    /// was cancelled or the channel closed (reconnect), an error when the
     /// connection failed.
     pub async fn next(&mut self) -> Option<Result<JobDelivery, QueueError>> {
-        let delivery = self.consumer.next().await?;
+        let delivery = tokio::select! {
+            biased;
+            delivery = self.manual.next() => delivery?,
+            delivery = self.consumer.next() => delivery?,
+        };
         Some(delivery.map(JobDelivery).map_err(QueueError::from))
-    }
-
-    /// The oldest manual run waiting, if any, taken now (acknowledged like
-    /// any delivery).
-    pub async fn take_manual(&self) -> Result<Option<JobDelivery>, QueueError> {
-        let got = self
-            .channel
-            .basic_get(
-                self.manual_queue.as_str().into(),
-                BasicGetOptions::default(),
-            )
-            .await?;
-        Ok(got.map(|message| JobDelivery(message.delivery)))
     }
 
     /// Closes the channel: unacknowledged deliveries go back to the queue.
@@ -97,10 +94,20 @@ impl JobConsumer {
     /// until acked or until the channel closes (then they are redelivered).
     pub async fn cancel(&self) -> Result<(), QueueError> {
         self.channel
+            .basic_cancel(
+                manual_tag(&self.tag).as_str().into(),
+                BasicCancelOptions::default(),
+            )
+            .await?;
+        self.channel
             .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
             .await?;
         Ok(())
     }
+}
+
+fn manual_tag(tag: &str) -> String {
+    format!("{tag}.manual")
 }
 
 /// One delivered message; settle it with exactly one of its methods.

@@ -1,6 +1,5 @@
-//! The consume loop: connect, take a job slot, then a delivery (a manual
-//! run pulled from its queue first, else the jobs queue's next), and hand
-//! it to a task that holds the slot until the delivery is settled; reconnect
+//! The consume loop: connect, take a job slot, then a delivery, and hand it
+//! to a task that holds the slot until the delivery is settled; reconnect
 //! with backoff when the broker goes away (the new channel's prefetch is the
 //! slots the running jobs left, see [`crate::slots`]); on shutdown stop
 //! consuming and give running jobs their grace period.
@@ -19,10 +18,6 @@ use crate::{delivery, running};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// How often a worker with a free slot asks the manual-runs queue for a
-/// run when it last found none (a manual run waits at most this long for
-/// a free slot; an idle worker asks ten times a second).
-const MANUAL_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -88,14 +83,8 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
         backoff = MIN_BACKOFF;
         // The slot the next delivery runs in: taken before the delivery.
         let mut slot: Option<Slot> = None;
-        // When to ask the manual-runs queue next: at once when a slot is
-        // taken after a manual run was found, else after MANUAL_POLL.
-        let mut manual_due = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                // A slot goes to a waiting manual run before the jobs
-                // queue's next delivery.
-                biased;
                 () = stopping.cancelled() => {
                     if let Err(error) = consumer.cancel().await {
                         tracing::warn!(%error, "could not cancel the consumer");
@@ -112,23 +101,15 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
                     }
                 }
                 taken = slots.take(), if slot.is_none() => slot = Some(taken),
-                () = tokio::time::sleep_until(manual_due), if slot.is_some() => {
-                    match consumer.take_manual().await {
-                        Ok(Some(delivery)) => {
-                            start(&context, &tasks, &handback, delivery, slot.take());
-                            manual_due = tokio::time::Instant::now();
-                        }
-                        Ok(None) => manual_due = tokio::time::Instant::now() + MANUAL_POLL,
-                        Err(error) => {
-                            tracing::warn!(%error, "lost the broker; reconnecting");
-                            context.metrics.consumer_reconnects.inc();
-                            break;
-                        }
-                    }
-                }
                 delivery = consumer.next(), if slot.is_some() => match delivery {
                     Some(Ok(delivery)) => {
-                        start(&context, &tasks, &handback, delivery, slot.take());
+                        let slot = slot.take();
+                        let handled = delivery::handle(context.clone(), delivery, handback.clone());
+                        tasks.spawn(async move {
+                            handled.await;
+                            // Free once the delivery is settled.
+                            drop(slot);
+                        });
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "lost the broker; reconnecting");
@@ -180,23 +161,6 @@ pub async fn run(context: Arc<Context>, options: Options, ready: Arc<AtomicBool>
         broker.close().await;
     }
     tracing::info!("worker stopped");
-}
-
-/// Runs `delivery` in a task of its own, holding `slot` until the
-/// delivery is settled.
-fn start(
-    context: &Arc<Context>,
-    tasks: &TaskTracker,
-    handback: &CancellationToken,
-    delivery: syncway_queue::JobDelivery,
-    slot: Option<Slot>,
-) {
-    let handled = delivery::handle(context.clone(), delivery, handback.clone());
-    tasks.spawn(async move {
-        handled.await;
-        // Free once the delivery is settled.
-        drop(slot);
-    });
 }
 
 /// The control listener of one connection. Its channel is closed before
