@@ -16,13 +16,12 @@ pub async fn release_held(
     organization: Uuid,
     count: i64,
 ) -> Result<Vec<Uuid>, StoreError> {
-    let transaction = client.transaction().await?;
-    let rows = transaction
-        .query(include_str!("release_held.sql"), &[&organization, &count])
-        .await?;
-    let ids = requeue(&transaction, &rows).await?;
-    transaction.commit().await?;
-    Ok(ids)
+    release(
+        client,
+        include_str!("release_held.sql"),
+        &[&organization, &count],
+    )
+    .await
 }
 
 /// Lets up to `count` jobs go that a pause held and no pause holds any
@@ -31,13 +30,7 @@ pub async fn release_unpaused(
     client: &mut deadpool_postgres::Object,
     count: i64,
 ) -> Result<Vec<Uuid>, StoreError> {
-    let transaction = client.transaction().await?;
-    let rows = transaction
-        .query(include_str!("release_unpaused.sql"), &[&count])
-        .await?;
-    let ids = requeue(&transaction, &rows).await?;
-    transaction.commit().await?;
-    Ok(ids)
+    release(client, include_str!("release_unpaused.sql"), &[&count]).await
 }
 
 /// Lets up to `count` of the jobs held by `short_name`'s cap go, fairly
@@ -47,13 +40,24 @@ pub async fn release_source_type(
     short_name: &str,
     count: i64,
 ) -> Result<Vec<Uuid>, StoreError> {
+    release(
+        client,
+        include_str!("release_source_type.sql"),
+        &[&short_name, &count],
+    )
+    .await
+}
+
+/// Runs a release statement (it returns the released jobs' `id` and
+/// `source_connection_id`) and queues a message for each, in one
+/// transaction.
+async fn release(
+    client: &mut deadpool_postgres::Object,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<Uuid>, StoreError> {
     let transaction = client.transaction().await?;
-    let rows = transaction
-        .query(
-            include_str!("release_source_type.sql"),
-            &[&short_name, &count],
-        )
-        .await?;
+    let rows = transaction.query(sql, params).await?;
     let ids = requeue(&transaction, &rows).await?;
     transaction.commit().await?;
     Ok(ids)
