@@ -54,8 +54,10 @@ pub async fn time_limit(limit: Duration, request: Request, next: Next) -> Respon
     }
 }
 
-/// `x-content-type-options: nosniff` and `cache-control: no-store` on
-/// every response (answers are per key and may carry secrets once).
+/// `x-content-type-options: nosniff` on every response, and
+/// `cache-control: no-store` unless the response says otherwise (answers
+/// are per key and may carry secrets once; only the console's
+/// fingerprinted assets may be cached).
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -63,7 +65,9 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     response
 }
 

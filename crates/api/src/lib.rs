@@ -9,6 +9,7 @@ mod auth;
 pub mod cli;
 mod client_address;
 pub mod commands;
+mod console;
 mod containment;
 mod error;
 mod events;

@@ -10,6 +10,7 @@ pub mod batcher;
 pub mod budgets;
 pub mod collections;
 pub mod connections;
+pub mod console;
 pub mod entities;
 mod error;
 pub mod history;

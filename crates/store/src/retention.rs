@@ -20,6 +20,10 @@ const RETENTION_LOCK: i64 = 0x7379_6e63_7265_746e; // "syncretn"
 /// At most this many rows of the table a step works on per transaction.
 pub const BATCH_ROWS: i64 = 1000;
 
+/// How long the console's per-minute samples are kept (its charts show
+/// the last 24 hours).
+pub const SAMPLE_DAYS: i32 = 7;
+
 /// The rules (CONTRACT.md §9); 0 turns a rule off.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules {
@@ -150,7 +154,8 @@ pub async fn remove_old_jobs(
 
 /// One batch of audit entries and webhook messages older than their
 /// rules (a message's deliveries and attempts go with it), and of
-/// tombstones of deleted jobs older than a week.
+/// tombstones of deleted jobs older than a week, of the console's samples
+/// older than [`SAMPLE_DAYS`] and of its expired sessions.
 pub async fn remove_old_entries(
     client: &mut Client,
     rules: Rules,
@@ -176,11 +181,29 @@ pub async fn remove_old_entries(
                  SELECT job_id FROM deleted_jobs WHERE deleted_at < now() - interval '7 days'
                  ORDER BY deleted_at LIMIT $2)
              RETURNING 1
+         ), old_samples AS (
+             DELETE FROM console_samples WHERE minute IN (
+                 SELECT minute FROM console_samples
+                 WHERE minute < now() - make_interval(days => $4)
+                 ORDER BY minute LIMIT $2)
+             RETURNING 1
+         ), old_sessions AS (
+             DELETE FROM console_sessions WHERE token_hash IN (
+                 SELECT token_hash FROM console_sessions WHERE expires_at < now()
+                 ORDER BY expires_at LIMIT $2)
+             RETURNING 1
          )
          SELECT (SELECT count(*) FROM old_audit) AS audit,
                 (SELECT count(*) FROM old_tombstones) AS tombstones,
-                (SELECT count(*) FROM old_messages) AS messages",
-        &[&days, &rules.batch.clamp(1, BATCH_ROWS), &webhook_days],
+                (SELECT count(*) FROM old_messages) AS messages,
+                (SELECT count(*) FROM old_samples) AS samples,
+                (SELECT count(*) FROM old_sessions) AS sessions",
+        &[
+            &days,
+            &rules.batch.clamp(1, BATCH_ROWS),
+            &webhook_days,
+            &SAMPLE_DAYS,
+        ],
     )
     .await?
     else {
@@ -192,7 +215,11 @@ pub async fn remove_old_entries(
     let messages: i64 = row.try_get("messages")?;
     removed.add("audit_log", audit);
     removed.add("deleted_jobs", tombstones);
+    let samples: i64 = row.try_get("samples")?;
+    let sessions: i64 = row.try_get("sessions")?;
     removed.add("webhook_messages", messages);
-    removed.more = [audit, tombstones, messages].contains(&rules.batch);
+    removed.add("console_samples", samples);
+    removed.add("console_sessions", sessions);
+    removed.more = [audit, tombstones, messages, samples, sessions].contains(&rules.batch);
     Ok(Some(removed))
 }

@@ -137,6 +137,27 @@ impl OpsMetrics {
     }
 }
 
+/// What the console's per-minute sample takes from the figures.
+fn gauges(figures: &OpsFigures, workers: usize) -> syncway_store::console::Gauges {
+    let count = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let jobs = figures.jobs_queue();
+    let manual = figures.manual_queue();
+    let both =
+        |f: fn(&figures::QueueFigures) -> Option<u64>| match (jobs.and_then(f), manual.and_then(f))
+        {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+    syncway_store::console::Gauges {
+        ready: count(both(|q| q.ready)),
+        unacked: count(both(|q| q.unacked)),
+        oldest_pending_seconds: figures.oldest_pending_age_seconds,
+        workers: i64::try_from(workers).unwrap_or(i64::MAX),
+        dead_letters: count(figures.dead_letters().and_then(|q| q.ready)),
+        outbox_pending: figures.outbox_pending,
+    }
+}
+
 /// What the refresher needs.
 pub struct Refresher {
     pub pool: Pool,
@@ -187,6 +208,12 @@ impl Refresher {
             let json = serde_json::to_value(&gathered)
                 .map_err(|error| syncway_store::StoreError::Corrupt(error.to_string()))?;
             ops::write_snapshot(&transaction, &json).await?;
+            let alive = ops::workers(&transaction)
+                .await?
+                .iter()
+                .filter(|w| w.alive)
+                .count();
+            syncway_store::console::sample(&transaction, &gauges(&gathered, alive)).await?;
         }
         transaction.commit().await?;
         let workers = ops::workers(&client).await?;

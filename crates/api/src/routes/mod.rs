@@ -81,6 +81,12 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .0
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate))
         .route_layer(from_fn_with_state(state.clone(), limits::guard));
+    // The console calls the keyed routes and the streams in-process.
+    let for_console = Router::new()
+        .merge(keyed.clone())
+        .merge(streams.clone())
+        .with_state(state.clone());
+    let console = crate::console::router(state.clone(), for_console, request_timeout);
     Router::new()
         .merge(keyed)
         .merge(public.into_parts().0)
@@ -91,4 +97,5 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .fallback(|| async { ApiError::NotFound("Not Found".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        .merge(console)
 }
