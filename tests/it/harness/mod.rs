@@ -2,6 +2,7 @@
 //! started through their library entry points, an HTTP client, and waiting
 //! on conditions with deadlines.
 
+pub mod browser;
 mod database;
 pub mod env;
 pub mod openapi;

@@ -58,7 +58,7 @@ fn row(signed: &Signed, connection: &Value) -> Markup {
                 div class="actions" {
                     form method="post" action={ "/console/connections/" (id) "/run" } {
                         (page::csrf(signed))
-                        button type="submit" aria-label={ "Run " (page::text(connection.get("name"))) " now" } { "Run now" }
+                        button type="submit" aria-label={ "Run now: " (page::text(connection.get("name"))) } { "Run now" }
                     }
                     @if cron.is_some() {
                         form method="post" action={ "/console/connections/" (id) "/schedule" } {

@@ -1,0 +1,354 @@
+//! The console (CONTRACT.md §12) in a real browser, as an operator: sign
+//! in, every page shows what the JSON routes give, a job's page follows
+//! it live to completed, cancel and redrive from the pages, pauses, no
+//! serious accessibility violation on any page at 1280×800 or 390×844,
+//! sign out. The screenshots README shows are saved on the way.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::harness::browser::Browser;
+use crate::harness::{DEADLINE, TestApp, TestEnv, eventually};
+
+/// The API with a fast snapshot and one worker with a fast heartbeat.
+async fn app() -> TestApp {
+    let mut app = TestApp::with_api(TestEnv::new().await.allowing_loopback(), |settings| {
+        settings.metrics.snapshot_interval_ms = 200;
+    })
+    .await;
+    app.add_worker(|settings| settings.worker.heartbeat_seconds = 0.2)
+        .await;
+    app
+}
+
+pub async fn sign_in(browser: &Browser, key: &str) {
+    browser.open("/console").await;
+    browser.heading("Sign in to the syncway console").await;
+    browser.fill("API key", key).await;
+    browser.click("Sign in").await;
+}
+
+async fn json(app: &TestApp, path: &str) -> Value {
+    let (status, body) = app.call("GET", path, None).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    body
+}
+
+/// The overview's cards equal `/admin/queue` read at the same moment (read
+/// again until a page and an answer agree: the snapshot moves).
+async fn overview_matches_the_json(app: &TestApp, browser: &Browser) {
+    eventually(
+        "the overview to agree with /admin/queue",
+        DEADLINE,
+        || async {
+            browser.open("/console/overview").await;
+            browser.heading("Overview").await;
+            let before = json(app, "/admin/queue").await;
+            let shown = [
+                browser.figure("Workers alive").await,
+                browser.figure("Dead letters").await,
+                browser.figure("Outbox backlog").await,
+                browser.figure("Jobs pending").await,
+                browser.figure("Jobs running").await,
+            ];
+            let after = json(app, "/admin/queue").await;
+            let expected = |q: &Value| {
+                [
+                    q["workers"].as_array().map_or(0, Vec::len).to_string(),
+                    q["dead_letter"].to_string(),
+                    q["outbox_pending"].to_string(),
+                    q["jobs"]["pending"].to_string(),
+                    q["jobs"]["running"].to_string(),
+                ]
+            };
+            (expected(&before) == shown && expected(&after) == shown && shown[0] == "1")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn connection(app: &TestApp, config: Value) -> Uuid {
+    app.stub_connection(config, false).await
+}
+
+#[tokio::test]
+async fn an_operator_sees_and_steers_the_deployment_in_a_browser() {
+    let app = app().await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let (status, body) = app
+        .call(
+            "POST",
+            "/webhooks/subscriptions",
+            Some(json!({"url": format!("{}/hook", receiver.uri()), "event_types": ["sync.completed"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let finished = connection(&app, json!({"entity_count": 7})).await;
+    let done = app.sync(finished, false).await;
+    assert_eq!(done["status"], "completed", "{done}");
+
+    let browser = Browser::start(&app.url).await;
+    browser
+        .run("operator", async |browser| {
+            sign_in(browser, &app.key).await;
+            browser.heading("Overview").await;
+            assert!(!browser.path().await.contains(&app.key), "the key in a URL");
+            overview_matches_the_json(&app, browser).await;
+            browser.assert_accessible("overview").await;
+            browser.screenshot("overview").await;
+
+            // Jobs: the search's page, as /admin/jobs gives it.
+            browser.open("/console/jobs").await;
+            browser.heading("Jobs").await;
+            let listed = json(&app, "/admin/jobs?limit=50").await;
+            let first = listed["items"][0]["id"].as_str().expect("a job").to_owned();
+            let link = browser.text_at("//table//tbody/tr[1]/td[1]").await;
+            assert!(first.starts_with(&link), "{first} vs {link}");
+            browser.assert_accessible("jobs").await;
+            browser.screenshot("jobs").await;
+            // Filters live in the URL; an empty result says so.
+            browser.open("/console/jobs?status=failed").await;
+            assert!(browser.shows("No jobs match: status = failed.").await);
+
+            // Connections: the entity count the connection's JSON gives.
+            browser.open("/console/connections").await;
+            browser.heading("Connections").await;
+            let entities = json(&app, &format!("/source-connections/{finished}")).await["entities"]
+                ["total_entities"]
+                .to_string();
+            let shown = browser
+                .text_at(&format!("//tr[@id='c-{finished}']/td[6]"))
+                .await;
+            assert_eq!(shown, entities);
+            browser.assert_accessible("connections").await;
+            browser.screenshot("connections").await;
+
+            // Workers.
+            browser.open("/console/workers").await;
+            browser.heading("Workers").await;
+            let alive = json(&app, "/admin/queue").await["workers"]
+                .as_array()
+                .map_or(0, Vec::len);
+            assert!(browser.shows(&format!("{alive} workers alive")).await);
+            browser.assert_accessible("workers").await;
+
+            // Audit log: the newest entry, as /admin/audit-log has it.
+            browser.open("/console/audit").await;
+            browser.heading("Audit log").await;
+            let log = json(&app, "/admin/audit-log?limit=50").await;
+            let action = log["items"][0]["action"]
+                .as_str()
+                .expect("an entry")
+                .to_owned();
+            assert_eq!(browser.text_at("//table//tbody/tr[1]/td[2]").await, action);
+            browser.assert_accessible("audit log").await;
+
+            // Webhooks: the subscription's health and its delivery.
+            browser.open("/console/webhooks").await;
+            browser.heading("Webhooks").await;
+            eventually("the delivery shown", DEADLINE, || async {
+                browser.open("/console/webhooks").await;
+                browser.shows("success").await.then_some(())
+            })
+            .await;
+            browser.assert_accessible("webhooks").await;
+
+            live_progress(&app, browser).await;
+            cancel_from_the_page(&app, browser).await;
+            redrive_from_the_page(&app, browser).await;
+            pause_and_lift(&app, browser).await;
+
+            // A phone's screen.
+            browser
+                .client
+                .set_window_size(390, 844)
+                .await
+                .expect("resizing");
+            browser.open("/console/overview").await;
+            browser.heading("Overview").await;
+            browser.assert_accessible("overview at 390x844").await;
+            browser.screenshot("overview-phone").await;
+            browser.open("/console/jobs").await;
+            browser.assert_accessible("jobs at 390x844").await;
+
+            // Signing out ends the session: pages lead to the sign-in again.
+            browser.click("Sign out").await;
+            browser.heading("Sign in to the syncway console").await;
+            browser.open("/console/jobs").await;
+            browser.heading("Sign in to the syncway console").await;
+            assert!(browser.path().await.starts_with("/console/sign-in"));
+        })
+        .await;
+}
+
+/// "Run now" leads to the new job's page, which follows it over the event
+/// stream (auto-refresh is off) through progress to completed.
+async fn live_progress(app: &TestApp, browser: &Browser) {
+    let slow = connection(app, json!({"entity_count": 3000, "delay_ms_per_entity": 2})).await;
+    browser.open("/console/connections").await;
+    browser.heading("Connections").await;
+    let row = format!("//tr[@id='c-{slow}']//button[normalize-space()='Run now']");
+    browser
+        .client
+        .find(fantoccini::Locator::XPath(&row))
+        .await
+        .expect("the connection's Run now")
+        .click()
+        .await
+        .expect("clicking Run now");
+    browser.heading("Job").await;
+    let inserted = "//dt[normalize-space()='Inserted']/following-sibling::dd[1]";
+    let status = "//dt[normalize-space()='Status']/following-sibling::dd[1]";
+    let midway = browser
+        .wait_text("progress shown while the job runs", inserted, |text| {
+            text.parse::<u64>().is_ok_and(|n| n > 0 && n < 3000)
+        })
+        .await;
+    browser.screenshot("job-running").await;
+    browser
+        .wait_text("the job shown completed", status, |text| {
+            text == "completed"
+        })
+        .await;
+    assert_eq!(
+        browser.text_at(inserted).await,
+        "3000",
+        "after {midway} midway"
+    );
+    browser.assert_accessible("a job's page").await;
+    let path = browser.path().await;
+    let job: Uuid = path
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .expect("the job's id in the path");
+    let json = app.job(slow, job).await;
+    assert_eq!(
+        (json["status"].as_str(), json["entities_inserted"].as_i64()),
+        (Some("completed"), Some(3000))
+    );
+}
+
+/// Cancel on a running job's page, confirmed in the dialog.
+async fn cancel_from_the_page(app: &TestApp, browser: &Browser) {
+    let long = connection(
+        app,
+        json!({"entity_count": 100000, "delay_ms_per_entity": 5}),
+    )
+    .await;
+    let job = app.run(long, false).await;
+    app.running_with_data(long, job).await;
+    browser.open(&format!("/console/jobs/{long}/{job}")).await;
+    browser.heading("Job").await;
+    browser.click("Cancel job").await;
+    browser.click("Confirm").await;
+    eventually("the job cancelled", DEADLINE, || async {
+        let body = app.job(long, job).await;
+        (body["status"] == "cancelled").then_some(())
+    })
+    .await;
+    browser.open(&format!("/console/jobs/{long}/{job}")).await;
+    browser
+        .wait_text(
+            "the page to show cancelled",
+            "//dt[normalize-space()='Status']/following-sibling::dd[1]",
+            |t| t == "cancelled",
+        )
+        .await;
+}
+
+/// A job's message dead-lettered while it waits: the page shows the count,
+/// the redrive is confirmed, and the job runs.
+async fn redrive_from_the_page(app: &TestApp, browser: &Browser) {
+    let waiting = connection(app, json!({"entity_count": 2})).await;
+    let job = Uuid::now_v7();
+    app.db()
+        .await
+        .execute(
+            "INSERT INTO sync_jobs (id, source_connection_id) VALUES ($1, $2)",
+            &[&job, &waiting],
+        )
+        .await
+        .expect("a pending job without a message");
+    let (_amqp, channel) = crate::harness::confirmed_channel().await;
+    let dead = syncway_queue::Topology::new(&app.env.namespace).dead_exchange();
+    channel
+        .basic_publish(
+            dead.as_str().into(),
+            "".into(),
+            lapin::options::BasicPublishOptions::default(),
+            &syncway_model::JobMessage::new(job, waiting).encode(),
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .expect("publishing")
+        .await
+        .expect("confirmed");
+    eventually("the dead letter on the page", DEADLINE, || async {
+        browser.open("/console/dead-letters").await;
+        browser.heading("Dead letters").await;
+        browser
+            .shows("1 messages in the dead-letter queue")
+            .await
+            .then_some(())
+    })
+    .await;
+    browser.assert_accessible("dead letters").await;
+    browser.screenshot("dead-letters").await;
+    browser.click("Redrive 1 dead letters").await;
+    browser.click("Confirm").await;
+    eventually("the redrive reported", DEADLINE, || async {
+        browser
+            .shows("1 dead letters moved back to the jobs queue.")
+            .await
+            .then_some(())
+    })
+    .await;
+    let done = app.finished_job(waiting, job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+}
+
+/// A deployment pause set with its reason shows on the overview and in
+/// `/admin/pauses`; lifted, it is gone from both.
+async fn pause_and_lift(app: &TestApp, browser: &Browser) {
+    browser.open("/console/pauses").await;
+    browser.heading("Pauses").await;
+    assert!(browser.shows("No pause is in force.").await);
+    let scope = browser
+        .client
+        .find(fantoccini::Locator::XPath(
+            "//label[contains(normalize-space(), 'Scope')]//select",
+        ))
+        .await
+        .expect("the scope");
+    scope
+        .select_by_value("all")
+        .await
+        .expect("choosing the deployment");
+    browser.fill("Reason", "console test maintenance").await;
+    browser.click("Pause").await;
+    browser.heading("Pauses").await;
+    let pauses = json(app, "/admin/pauses").await;
+    assert_eq!(pauses[0]["reason"], "console test maintenance", "{pauses}");
+    browser.assert_accessible("pauses").await;
+    browser.open("/console/overview").await;
+    assert!(browser.shows("console test maintenance").await);
+    browser.open("/console/pauses").await;
+    browser.click("Lift").await;
+    browser.click("Confirm").await;
+    eventually("the pause lifted", Duration::from_secs(10), || async {
+        let pauses = json(app, "/admin/pauses").await;
+        (pauses == json!([])).then_some(())
+    })
+    .await;
+}
