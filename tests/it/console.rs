@@ -163,6 +163,7 @@ async fn an_operator_sees_and_steers_the_deployment_in_a_browser() {
             .await;
             browser.assert_accessible("webhooks").await;
 
+            auto_refresh(&app, browser).await;
             live_progress(&app, browser).await;
             cancel_from_the_page(&app, browser).await;
             redrive_from_the_page(&app, browser).await;
@@ -189,6 +190,59 @@ async fn an_operator_sees_and_steers_the_deployment_in_a_browser() {
             assert!(browser.path().await.starts_with("/console/sign-in"));
         })
         .await;
+}
+
+/// A counter the console's script keeps on `<body>`.
+async fn body_count(browser: &Browser, name: &str) -> u64 {
+    let value = browser
+        .client
+        .execute(&format!("return Number(document.body.dataset.{name} || 0);"), vec![])
+        .await
+        .expect("reading the page's counter");
+    value.as_u64().unwrap_or(0)
+}
+
+/// Auto-refresh is off until chosen; on, the page's main region follows
+/// the deployment without a reload; it waits while a dialog is open.
+async fn auto_refresh(app: &TestApp, browser: &Browser) {
+    browser.open("/console/overview").await;
+    browser.heading("Overview").await;
+    let selector = browser
+        .client
+        .find(fantoccini::Locator::XPath("//label[normalize-space()='Auto-refresh']/following::select[1]"))
+        .await
+        .expect("the auto-refresh selector");
+    assert_eq!(selector.prop("value").await.expect("its value").as_deref(), Some("0"));
+    selector.select_by_label("5 s").await.expect("choosing 5 s");
+    let (status, body) = app
+        .call("PUT", "/admin/pauses/all", Some(json!({"reason": "refresh check"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually("the pause to appear without a reload", DEADLINE, || async {
+        (body_count(browser, "refreshed").await > 0 && browser.shows("refresh check").await).then_some(())
+    })
+    .await;
+    // A dialog open: the ticks pass, the page stays as it is.
+    browser
+        .client
+        .execute("document.getElementById('confirm').showModal(); return true;", vec![])
+        .await
+        .expect("opening the dialog");
+    let refreshed = body_count(browser, "refreshed").await;
+    let skipped = body_count(browser, "refreshSkipped").await;
+    eventually("a tick to wait for the dialog", DEADLINE, || async {
+        (body_count(browser, "refreshSkipped").await > skipped).then_some(())
+    })
+    .await;
+    assert_eq!(body_count(browser, "refreshed").await, refreshed);
+    browser
+        .client
+        .execute("document.getElementById('confirm').close(); return true;", vec![])
+        .await
+        .expect("closing the dialog");
+    let (status, _) = app.call("DELETE", "/admin/pauses/all", None).await;
+    assert_eq!(status, StatusCode::OK);
+    selector.select_by_label("Off").await.expect("turning it off");
 }
 
 /// "Run now" leads to the new job's page, which follows it over the event

@@ -21,9 +21,20 @@
       active.matches("input, select, textarea"));
   }
 
+  // Counted on <body> (data-refreshed, data-refresh-skipped): what a
+  // person sees as "it refreshed" or "it waited", and what tests wait on.
+  function count(name) {
+    const body = document.body;
+    body.dataset[name] = String(Number(body.dataset[name] || 0) + 1);
+  }
+
   async function refreshMain() {
     const main = document.querySelector("main[data-refresh]");
-    if (!main || busy()) return;
+    if (!main) return;
+    if (busy()) {
+      count("refreshSkipped");
+      return;
+    }
     try {
       const response = await fetch(window.location.href, {
         credentials: "same-origin",
@@ -35,8 +46,10 @@
       const fresh = page.querySelector("main[data-refresh]");
       if (fresh && !busy()) {
         main.replaceChildren(...fresh.childNodes);
-        main.dispatchEvent(new CustomEvent("console:refreshed", { bubbles: true }));
         bindConfirmations(main);
+        count("refreshed");
+      } else {
+        count("refreshSkipped");
       }
     } catch (_) {
       // The next tick tries again.
@@ -112,6 +125,7 @@
         document.querySelectorAll(`[data-field="${name}"]`).forEach((el) => {
           el.textContent = value === null || value === undefined ? "—" :
             (typeof value === "object" ? (value.message || JSON.stringify(value)) : String(value));
+          if (name === "status") el.className = `status status-${value}`;
         });
       }
     };

@@ -43,8 +43,8 @@ fn facts(job: &Value) -> Markup {
                 (job.pointer("/waiting_reason/message").and_then(Value::as_str).unwrap_or("—"))
             }
             dt { "Trigger" } dd { (page::text(job.get("trigger"))) }
-            dt { "Started" } dd { (page::when_json(job.get("started_at"))) }
-            dt { "Finished" } dd { (page::when_json(job.get("completed_at"))) }
+            dt { "Started" } dd data-field="started_at" { (page::when_json(job.get("started_at"))) }
+            dt { "Finished" } dd data-field="completed_at" { (page::when_json(job.get("completed_at"))) }
             dt { "Error" } dd data-field="error" { (page::text(job.get("error"))) }
             dt { "Error category" } dd data-field="error_category" { (page::text(job.get("error_category"))) }
         }
