@@ -118,7 +118,7 @@ async fn an_operator_sees_and_steers_the_deployment_in_a_browser() {
             browser.screenshot("jobs").await;
             // Filters live in the URL; an empty result says so.
             browser.open("/console/jobs?status=failed").await;
-            assert!(browser.shows("No jobs match: status = failed.").await);
+            browser.wait_shows("No jobs match: status = failed.").await;
 
             // Connections: the entity count the connection's JSON gives.
             browser.open("/console/connections").await;
@@ -139,7 +139,7 @@ async fn an_operator_sees_and_steers_the_deployment_in_a_browser() {
             let alive = json(&app, "/admin/queue").await["workers"]
                 .as_array()
                 .map_or(0, Vec::len);
-            assert!(browser.shows(&format!("{alive} workers alive")).await);
+            browser.wait_shows(&format!("{alive} workers alive")).await;
             browser.assert_accessible("workers").await;
 
             // Audit log: the newest entry, as /admin/audit-log has it.
@@ -168,6 +168,7 @@ async fn an_operator_sees_and_steers_the_deployment_in_a_browser() {
             cancel_from_the_page(&app, browser).await;
             redrive_from_the_page(&app, browser).await;
             pause_and_lift(&app, browser).await;
+            bulk_cancel(&app, browser).await;
 
             // A phone's screen.
             browser
@@ -196,7 +197,10 @@ async fn an_operator_sees_and_steers_the_deployment_in_a_browser() {
 async fn body_count(browser: &Browser, name: &str) -> u64 {
     let value = browser
         .client
-        .execute(&format!("return Number(document.body.dataset.{name} || 0);"), vec![])
+        .execute(
+            &format!("return Number(document.body.dataset.{name} || 0);"),
+            vec![],
+        )
         .await
         .expect("reading the page's counter");
     value.as_u64().unwrap_or(0)
@@ -209,23 +213,36 @@ async fn auto_refresh(app: &TestApp, browser: &Browser) {
     browser.heading("Overview").await;
     let selector = browser
         .client
-        .find(fantoccini::Locator::XPath("//label[normalize-space()='Auto-refresh']/following::select[1]"))
+        .find(fantoccini::Locator::XPath(
+            "//label[normalize-space()='Auto-refresh']/following::select[1]",
+        ))
         .await
         .expect("the auto-refresh selector");
-    assert_eq!(selector.prop("value").await.expect("its value").as_deref(), Some("0"));
+    assert_eq!(
+        selector.prop("value").await.expect("its value").as_deref(),
+        Some("0")
+    );
     selector.select_by_label("5 s").await.expect("choosing 5 s");
     let (status, body) = app
-        .call("PUT", "/admin/pauses/all", Some(json!({"reason": "refresh check"})))
+        .call(
+            "PUT",
+            "/admin/pauses/all",
+            Some(json!({"reason": "refresh check"})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     eventually("the pause to appear without a reload", DEADLINE, || async {
-        (body_count(browser, "refreshed").await > 0 && browser.shows("refresh check").await).then_some(())
+        (body_count(browser, "refreshed").await > 0 && browser.shows("refresh check").await)
+            .then_some(())
     })
     .await;
     // A dialog open: the ticks pass, the page stays as it is.
     browser
         .client
-        .execute("document.getElementById('confirm').showModal(); return true;", vec![])
+        .execute(
+            "document.getElementById('confirm').showModal(); return true;",
+            vec![],
+        )
         .await
         .expect("opening the dialog");
     let refreshed = body_count(browser, "refreshed").await;
@@ -237,12 +254,18 @@ async fn auto_refresh(app: &TestApp, browser: &Browser) {
     assert_eq!(body_count(browser, "refreshed").await, refreshed);
     browser
         .client
-        .execute("document.getElementById('confirm').close(); return true;", vec![])
+        .execute(
+            "document.getElementById('confirm').close(); return true;",
+            vec![],
+        )
         .await
         .expect("closing the dialog");
     let (status, _) = app.call("DELETE", "/admin/pauses/all", None).await;
     assert_eq!(status, StatusCode::OK);
-    selector.select_by_label("Off").await.expect("turning it off");
+    selector
+        .select_by_label("Off")
+        .await
+        .expect("turning it off");
 }
 
 /// "Run now" leads to the new job's page, which follows it over the event
@@ -377,7 +400,7 @@ async fn redrive_from_the_page(app: &TestApp, browser: &Browser) {
 async fn pause_and_lift(app: &TestApp, browser: &Browser) {
     browser.open("/console/pauses").await;
     browser.heading("Pauses").await;
-    assert!(browser.shows("No pause is in force.").await);
+    browser.wait_shows("No pause is in force.").await;
     let scope = browser
         .client
         .find(fantoccini::Locator::XPath(
@@ -396,7 +419,7 @@ async fn pause_and_lift(app: &TestApp, browser: &Browser) {
     assert_eq!(pauses[0]["reason"], "console test maintenance", "{pauses}");
     browser.assert_accessible("pauses").await;
     browser.open("/console/overview").await;
-    assert!(browser.shows("console test maintenance").await);
+    browser.wait_shows("console test maintenance").await;
     browser.open("/console/pauses").await;
     browser.click("Lift").await;
     browser.click("Confirm").await;
@@ -405,4 +428,51 @@ async fn pause_and_lift(app: &TestApp, browser: &Browser) {
         (pauses == json!([])).then_some(())
     })
     .await;
+}
+
+/// A bulk action from a filtered list: the count first, then the task's
+/// progress, and the jobs it matched cancelled.
+async fn bulk_cancel(app: &TestApp, browser: &Browser) {
+    // Held by a pause of the organization, three jobs wait.
+    let (status, body) = app
+        .call(
+            "PUT",
+            "/pauses/organization",
+            Some(json!({"reason": "bulk check"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let waiting = connection(app, json!({"entity_count": 1})).await;
+        held.push((waiting, app.run(waiting, false).await));
+    }
+    browser.open("/console/jobs?status=pending").await;
+    browser.heading("Jobs").await;
+    browser.wait_shows("3 jobs on this page").await;
+    browser.click("Cancel matching jobs…").await;
+    browser.heading("Confirm a bulk action").await;
+    browser.wait_shows("3 jobs match status = pending").await;
+    browser
+        .assert_accessible("a bulk action's confirmation")
+        .await;
+    browser.click("Yes, cancel 3 jobs").await;
+    browser.heading("Bulk task").await;
+    eventually("the task to finish", DEADLINE, || async {
+        browser.client.refresh().await.ok()?;
+        let status = browser
+            .text_at("//dt[normalize-space()='Status']/following-sibling::dd[1]")
+            .await;
+        let done = browser
+            .text_at("//dt[normalize-space()='Done']/following-sibling::dd[1]")
+            .await;
+        (status == "completed" && done == "3").then_some(())
+    })
+    .await;
+    for (connection, job) in held {
+        let body = app.job(connection, job).await;
+        assert_eq!(body["status"], "cancelled", "{body}");
+    }
+    let (status, _) = app.call("DELETE", "/pauses/organization", None).await;
+    assert_eq!(status, StatusCode::OK);
 }

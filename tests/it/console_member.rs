@@ -92,7 +92,7 @@ async fn a_member_sees_only_its_organization_and_forged_or_revoked_access_is_ref
             assert_eq!(status, StatusCode::OK);
             browser.open("/console/jobs").await;
             browser.heading("Sign in to the syncway console").await;
-            assert!(browser.shows("Your session ended").await);
+            browser.wait_shows("Your session ended").await;
         })
         .await;
 }

@@ -8,6 +8,7 @@
 //! waits until every job is terminal, and reports throughput and latencies.
 
 mod chaos;
+mod console;
 mod cpu;
 mod e2e;
 mod events;
@@ -55,6 +56,9 @@ enum Command {
     /// Manual runs ahead of a scheduled backlog, a bulk cancel, and job
     /// search over a long history.
     Steering(steering::Options),
+    /// The console's pages with 3M jobs of history and 10,000 connections,
+    /// and a job page's live progress.
+    Console(console::Options),
     /// Job status changes delivered as signed webhooks: rate, latency, a
     /// failing and a hanging endpoint beside a healthy one, a killed worker.
     Webhooks(webhooks::Options),
@@ -74,5 +78,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Growth(options) => growth::run(options).await,
         Command::Webhooks(options) => webhooks::run(options).await,
         Command::Steering(options) => steering::run(options).await,
+        Command::Console(options) => console::run(options).await,
     }
 }

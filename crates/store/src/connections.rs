@@ -271,18 +271,28 @@ pub async fn list(
 ) -> Result<Vec<ConnectionListItem>, StoreError> {
     let rows = client
         .query(
-            "SELECT s.id, s.name, s.short_name, col.readable_id, s.created_at, s.modified_at,
+            // The page is chosen first (the index on the organization's
+            // connections, then the offset), and only its rows get their
+            // entity count and last job: a deep page costs the offset's
+            // index entries, not a last-job look-up for each one skipped.
+            "WITH page AS (
+                 SELECT s.id, col.readable_id
+                 FROM source_connections s
+                 JOIN collections col ON col.id = s.collection_id
+                 WHERE s.organization_id = $1 AND ($2::text IS NULL OR col.readable_id = $2)
+                 ORDER BY s.created_at, s.id
+                 OFFSET $3 LIMIT $4
+             )
+             SELECT s.id, s.name, s.short_name, p.readable_id, s.created_at, s.modified_at,
                     s.credentials IS NOT NULL AS has_credentials, s.needs_reauth,
                     lj.status AS last_job_status, COALESCE(cur.entity_count, 0) AS entity_count
-             FROM source_connections s
-             JOIN collections col ON col.id = s.collection_id
+             FROM page p
+             JOIN source_connections s ON s.id = p.id
              LEFT JOIN cursors cur ON cur.source_connection_id = s.id
              LEFT JOIN LATERAL (
                  SELECT status FROM sync_jobs j WHERE j.source_connection_id = s.id
                  ORDER BY j.created_at DESC, j.id DESC LIMIT 1) lj ON true
-             WHERE s.organization_id = $1 AND ($2::text IS NULL OR col.readable_id = $2)
-             ORDER BY s.created_at, s.id
-             OFFSET $3 LIMIT $4",
+             ORDER BY s.created_at, s.id",
             &[&organization_id, &readable_collection_id, &skip, &limit],
         )
         .await?;

@@ -237,14 +237,23 @@ impl Browser {
         input.send_keys(value).await.expect("typing");
     }
 
-    /// Whether the page's text contains `text`.
+    /// Whether the page's text contains `text` now (false while a page is
+    /// loading).
     pub async fn shows(&self, text: &str) -> bool {
-        let body = self
-            .client
-            .find(Locator::Css("body"))
-            .await
-            .expect("a body");
-        body.text().await.expect("its text").contains(text)
+        match self.client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.is_ok_and(|t| t.contains(text)),
+            Err(_) => false,
+        }
+    }
+
+    /// Waits until the page's text contains `text`.
+    pub async fn wait_shows(&self, text: &str) {
+        eventually(
+            &format!("the page to show {text:?}"),
+            PAGE_DEADLINE,
+            || async { self.shows(text).await.then_some(()) },
+        )
+        .await;
     }
 
     /// Saves a screenshot under `name` in target/console-screenshots.
