@@ -172,13 +172,12 @@ impl Browser {
 
     /// Waits for the page's main heading to read `title`.
     pub async fn heading(&self, title: &str) {
-        let found = eventually(&format!("the heading {title:?}"), PAGE_DEADLINE, || async {
+        eventually(&format!("the heading {title:?}"), PAGE_DEADLINE, || async {
             let heading = self.client.find(Locator::Css("h1")).await.ok()?;
             let text = heading.text().await.ok()?;
             (text.trim() == title).then_some(())
         })
-        .await;
-        found
+        .await
     }
 
     /// The text of the first element at `xpath`, once there.
