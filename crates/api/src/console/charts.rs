@@ -129,6 +129,7 @@ mod tests {
         let now = Utc::now()
             .with_minute(30)
             .and_then(|t| t.with_second(0))
+            .and_then(|t| t.with_nanosecond(0))
             .expect("a time");
         let points = vec![
             (now - Duration::minutes(10), 1.0),
