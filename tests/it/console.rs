@@ -314,6 +314,32 @@ async fn live_progress(app: &TestApp, browser: &Browser) {
         (json["status"].as_str(), json["entities_inserted"].as_i64()),
         (Some("completed"), Some(3000))
     );
+    // Retry from the finished job's page (loaded again: the buttons are
+    // the page's, the live stream changes only figures).
+    browser.open(&path).await;
+    browser.click("Retry (run again)").await;
+    browser.click("Confirm").await;
+    let again = eventually("the new job's page", DEADLINE, || async {
+        let now = browser.path().await;
+        (now != path && now.starts_with(&format!("/console/jobs/{slow}/"))).then_some(now)
+    })
+    .await;
+    browser.heading("Job").await;
+    let jobs = app.jobs(slow).await;
+    assert_eq!(jobs.as_array().map(Vec::len), Some(2), "{jobs}");
+    assert!(
+        again.ends_with(jobs[0]["id"].as_str().expect("the newest job")),
+        "{again} {jobs}"
+    );
+    app.finished_job(
+        slow,
+        again
+            .rsplit('/')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .expect("an id"),
+    )
+    .await;
 }
 
 /// Cancel on a running job's page, confirmed in the dialog.

@@ -40,16 +40,22 @@ fn hidden(html: &str, name: &str) -> String {
         .to_owned()
 }
 
-/// A signed-in session: (cookie header, CSRF token, sign-in answer headers).
-async fn signed_in(app: &TestApp, key: &str) -> (String, String, HeaderMap) {
-    let http = client();
-    let form = http
+/// The sign-in form's cookie and CSRF token.
+async fn sign_in_form(app: &TestApp) -> (String, String) {
+    let form = client()
         .get(format!("{}/console/sign-in", app.url))
         .send()
         .await
         .expect("the form");
     let sign_in_cookie = cookie(form.headers(), "syncway_sign_in").expect("the sign-in cookie");
     let csrf = hidden(&form.text().await.expect("the form's page"), "csrf");
+    (sign_in_cookie, csrf)
+}
+
+/// A signed-in session: (cookie header, CSRF token, sign-in answer headers).
+async fn signed_in(app: &TestApp, key: &str) -> (String, String, HeaderMap) {
+    let http = client();
+    let (sign_in_cookie, csrf) = sign_in_form(app).await;
     let answer = http
         .post(format!("{}/console/sign-in", app.url))
         .header("cookie", format!("syncway_sign_in={sign_in_cookie}"))
@@ -221,13 +227,7 @@ fn hidden_attr(tag: &str, attribute: &str) -> String {
 async fn a_wrong_key_or_a_foreign_sign_in_is_refused_without_echoing_the_key() {
     let app = TestApp::spawn_with(0).await;
     let http = client();
-    let form = http
-        .get(format!("{}/console/sign-in", app.url))
-        .send()
-        .await
-        .expect("the form");
-    let sign_in_cookie = cookie(form.headers(), "syncway_sign_in").expect("the sign-in cookie");
-    let csrf = hidden(&form.text().await.expect("the page"), "csrf");
+    let (sign_in_cookie, csrf) = sign_in_form(&app).await;
     let wrong = "sw_not_a_key_of_anyone_0123456789";
     let post = |origin: &str, key: &str| {
         http.post(format!("{}/console/sign-in", app.url))

@@ -166,7 +166,7 @@ pub async fn show(
                     }
                 }
                 @if terminal {
-                    form method="post" action=(action("retry")) data-confirm="Run this connection again now?" {
+                    form method="post" action={ "/console/connections/" (connection) "/run" } data-confirm="Run this connection again now?" {
                         (page::csrf(&signed))
                         button type="submit" { "Retry (run again)" }
                     }
@@ -193,25 +193,6 @@ pub async fn cancel(
         console.call(&signed, Method::POST, &uri, None).await,
     )?;
     Ok(Redirect::to(&format!("/console/jobs/{connection}/{job}")).into_response())
-}
-
-/// `POST …/retry`: a new run of the job's connection.
-pub async fn retry(
-    State(console): State<Console>,
-    signed: Signed,
-    headers: HeaderMap,
-    Path((connection, job)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
-) -> Page {
-    check_post(&signed, &headers, &form.csrf)?;
-    let (connection, _) = ids(&signed, &connection, &job)?;
-    let uri = format!("/source-connections/{connection}/run");
-    let created = or_failure(
-        &signed,
-        console.call(&signed, Method::POST, &uri, None).await,
-    )?;
-    let new_job = page::text(created.get("id"));
-    Ok(Redirect::to(&format!("/console/jobs/{connection}/{new_job}")).into_response())
 }
 
 /// `GET …/events`: the job's event stream, through the session.

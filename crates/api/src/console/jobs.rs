@@ -255,6 +255,27 @@ fn csrf_of(form: &[(String, String)]) -> &str {
         .map_or("", |(_, value)| value.as_str())
 }
 
+/// A bulk form sent to the API (after its CSRF and origin checks), as a dry
+/// run or for real: its action, its filter and the API's answer.
+async fn bulk_call(
+    console: &Console,
+    signed: &Signed,
+    headers: &HeaderMap,
+    form: &[(String, String)],
+    dry_run: bool,
+) -> Result<(String, BTreeMap<String, String>, Value), axum::response::Response> {
+    check_post(signed, headers, csrf_of(form))?;
+    let (action, filter) = bulk_request(form, signed);
+    let body = json!({"action": action, "filter": filter, "dry_run": dry_run});
+    let answer = or_failure(
+        signed,
+        console
+            .call(signed, Method::POST, bulk_path(signed), Some(&body))
+            .await,
+    )?;
+    Ok((action, filter, answer))
+}
+
 /// `POST /console/jobs/bulk`: the dry run; shows the count and asks.
 pub async fn bulk_preview(
     State(console): State<Console>,
@@ -262,15 +283,7 @@ pub async fn bulk_preview(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Page {
-    check_post(&signed, &headers, csrf_of(&form))?;
-    let (action, filter) = bulk_request(&form, &signed);
-    let body = json!({"action": action, "filter": filter, "dry_run": true});
-    let answer = or_failure(
-        &signed,
-        console
-            .call(&signed, Method::POST, bulk_path(&signed), Some(&body))
-            .await,
-    )?;
+    let (action, filter, answer) = bulk_call(&console, &signed, &headers, &form, true).await?;
     let matched = answer.get("matched").and_then(Value::as_u64).unwrap_or(0);
     let described = if filter.is_empty() {
         "every job".to_owned()
@@ -311,15 +324,7 @@ pub async fn bulk_start(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Page {
-    check_post(&signed, &headers, csrf_of(&form))?;
-    let (action, filter) = bulk_request(&form, &signed);
-    let body = json!({"action": action, "filter": filter, "dry_run": false});
-    let answer = or_failure(
-        &signed,
-        console
-            .call(&signed, Method::POST, bulk_path(&signed), Some(&body))
-            .await,
-    )?;
+    let (_, _, answer) = bulk_call(&console, &signed, &headers, &form, false).await?;
     let task = page::text(answer.get("task_id"));
     Ok(Redirect::to(&format!("/console/tasks/{task}")).into_response())
 }

@@ -194,10 +194,6 @@ pub fn router(state: AppState, api: Router, request_timeout: std::time::Duration
             "/console/jobs/{connection_id}/{job_id}/cancel",
             post(job::cancel),
         )
-        .route(
-            "/console/jobs/{connection_id}/{job_id}/retry",
-            post(job::retry),
-        )
         .route("/console/connections", get(connections::list))
         .route(
             "/console/connections/{connection_id}/run",
