@@ -29,6 +29,7 @@ async fn app() -> TestApp {
 pub async fn sign_in(browser: &Browser, key: &str) {
     browser.open("/console").await;
     browser.heading("Sign in to the syncway console").await;
+    browser.assert_accessible("the sign-in page").await;
     browser.fill("API key", key).await;
     browser.click("Sign in").await;
 }
@@ -132,6 +133,7 @@ async fn an_operator_sees_and_steers_the_deployment_in_a_browser() {
             assert_eq!(shown, entities);
             browser.assert_accessible("connections").await;
             browser.screenshot("connections").await;
+            schedule_paused_and_resumed(&app, browser).await;
 
             // Workers.
             browser.open("/console/workers").await;
@@ -161,6 +163,14 @@ async fn an_operator_sees_and_steers_the_deployment_in_a_browser() {
                 browser.shows("success").await.then_some(())
             })
             .await;
+            let subscriptions = json(&app, "/webhooks/subscriptions").await;
+            let health = browser
+                .text_at("//dt[normalize-space()='Health']/following-sibling::dd[1]")
+                .await;
+            assert_eq!(
+                Some(health.as_str()),
+                subscriptions[0]["health_status"].as_str()
+            );
             browser.assert_accessible("webhooks").await;
 
             auto_refresh(&app, browser).await;
@@ -495,10 +505,50 @@ async fn bulk_cancel(app: &TestApp, browser: &Browser) {
         (status == "completed" && done == "3").then_some(())
     })
     .await;
+    browser.assert_accessible("a bulk task's page").await;
     for (connection, job) in held {
         let body = app.job(connection, job).await;
         assert_eq!(body["status"], "cancelled", "{body}");
     }
     let (status, _) = app.call("DELETE", "/pauses/organization", None).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// A connection's schedule paused and resumed from the Connections page,
+/// as its JSON then says.
+async fn schedule_paused_and_resumed(app: &TestApp, browser: &Browser) {
+    let rare = crate::schedules::scheduled(app, json!({"schedule": {"cron": "0 3 29 2 *"}})).await;
+    let paused = async |expected: bool| {
+        let body = json(app, &format!("/source-connections/{rare}")).await;
+        assert_eq!(body["schedule"]["paused"], expected, "{body}");
+    };
+    browser.open("/console/connections").await;
+    let button = |label: &str| format!("//tr[@id='c-{rare}']//button[normalize-space()='{label}']");
+    browser
+        .client
+        .find(fantoccini::Locator::XPath(&button("Pause schedule")))
+        .await
+        .expect("the connection's Pause schedule")
+        .click()
+        .await
+        .expect("clicking it");
+    browser.wait_shows("Schedule paused.").await;
+    paused(true).await;
+    browser
+        .wait_text(
+            "the row to offer a resume",
+            &button("Resume schedule"),
+            |_| true,
+        )
+        .await;
+    browser
+        .client
+        .find(fantoccini::Locator::XPath(&button("Resume schedule")))
+        .await
+        .expect("the connection's Resume schedule")
+        .click()
+        .await
+        .expect("clicking it");
+    browser.wait_shows("Schedule resumed.").await;
+    paused(false).await;
 }

@@ -124,6 +124,13 @@ async fn operator(console: &Console, signed: &Signed) -> Page {
         series("Dead letters", false, |s| s.dead_letters.map(|v| v as f64)),
         series("Outbox backlog", false, |s| Some(s.outbox_pending as f64)),
     ];
+    // The last whole minute's sample, when it is that recent.
+    let latest = samples
+        .last()
+        .filter(|s| Utc::now() - s.minute < chrono::Duration::minutes(3));
+    let last_minute = |f: fn(&syncway_store::console::Sample) -> i64| {
+        latest.map_or_else(|| "no sample yet".to_owned(), |s| f(s).to_string())
+    };
     let now = Utc::now();
     Ok(page::render(
         signed,
@@ -138,6 +145,9 @@ async fn operator(console: &Console, signed: &Signed) -> Page {
                 (card("Outbox backlog", count(queue.get("outbox_pending"))))
                 (card("Jobs pending", count(queue.pointer("/jobs/pending"))))
                 (card("Jobs running", count(queue.pointer("/jobs/running"))))
+                (card("Started, last minute", last_minute(|s| s.started)))
+                (card("Completed, last minute", last_minute(|s| s.completed)))
+                (card("Failed, last minute", last_minute(|s| s.failed)))
             }
             (pauses_in_force(&pauses))
             h2 { "Last 24 hours" }
