@@ -173,6 +173,7 @@ async fn an_operator_sees_and_steers_the_deployment_in_a_browser() {
             );
             browser.assert_accessible("webhooks").await;
 
+            another_organization_s_job(&app, browser).await;
             auto_refresh(&app, browser).await;
             live_progress(&app, browser).await;
             cancel_from_the_page(&app, browser).await;
@@ -551,4 +552,39 @@ async fn schedule_paused_and_resumed(app: &TestApp, browser: &Browser) {
         .expect("clicking it");
     browser.wait_shows("Schedule resumed.").await;
     paused(false).await;
+}
+
+/// Another organization's job, opened by an operator: its figures and
+/// timeline as `/admin/jobs/{id}` gives them, without its buttons.
+async fn another_organization_s_job(app: &TestApp, browser: &Browser) {
+    let (_, key) = crate::steering::other_organization(app, "console-other").await;
+    let (connection, job) =
+        crate::steering::job_with_key(app, &key, json!({"entity_count": 4})).await;
+    eventually("the other job finished", DEADLINE, || async {
+        let body = json(app, &format!("/admin/jobs/{job}")).await;
+        (body["status"] == "completed").then_some(())
+    })
+    .await;
+    browser
+        .open(&format!("/console/jobs/{connection}/{job}"))
+        .await;
+    browser.heading("Job").await;
+    browser
+        .wait_shows("This job belongs to another organization")
+        .await;
+    let inserted = browser
+        .text_at("//dt[normalize-space()='Inserted']/following-sibling::dd[1]")
+        .await;
+    assert_eq!(
+        inserted,
+        json(app, &format!("/admin/jobs/{job}")).await["entities_inserted"].to_string()
+    );
+    let last = json(app, &format!("/admin/jobs/{job}/timeline")).await["items"]
+        .as_array()
+        .and_then(|items| items.last().cloned())
+        .expect("a timeline");
+    browser
+        .wait_shows(last["message"].as_str().expect("a message"))
+        .await;
+    assert!(!browser.shows("Retry (run again)").await);
 }

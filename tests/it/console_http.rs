@@ -353,3 +353,49 @@ async fn samples_count_the_minute_s_jobs_and_go_with_retention() {
         1
     );
 }
+
+#[tokio::test]
+async fn operators_read_any_organization_s_job_and_timeline_by_its_id() {
+    let app = TestApp::spawn().await;
+    let (_, member) = crate::steering::other_organization(&app, "console-any").await;
+    let (connection, job) =
+        crate::steering::job_with_key(&app, &member, json!({"entity_count": 2})).await;
+    let done = crate::harness::eventually("the job finished", crate::harness::DEADLINE, || async {
+        let (_, body) = app.call("GET", &format!("/admin/jobs/{job}"), None).await;
+        (body["status"] == "completed").then_some(body)
+    })
+    .await;
+    assert_eq!(done["source_connection_id"], connection.to_string());
+    assert_eq!(done["entities_inserted"], 2);
+    let (status, timeline) = app
+        .call("GET", &format!("/admin/jobs/{job}/timeline?limit=1"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{timeline}");
+    assert_eq!(timeline["items"][0]["kind"], "created");
+    assert!(timeline["next"].is_string(), "{timeline}");
+    // Its own organization's routes still say 404 to the operator's key.
+    let (status, _) = app
+        .call(
+            "GET",
+            &format!("/source-connections/{connection}/jobs/{job}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A member key may not; an unknown job is 404.
+    for path in [
+        format!("/admin/jobs/{job}"),
+        format!("/admin/jobs/{job}/timeline"),
+    ] {
+        let (status, _) = app.call_with_key("GET", &path, None, Some(&member)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    let (status, _) = app
+        .call(
+            "GET",
+            &format!("/admin/jobs/{}", uuid::Uuid::new_v4()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

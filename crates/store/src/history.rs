@@ -41,6 +41,32 @@ pub async fn timeline(
     if owned.is_none() {
         return Ok(None);
     }
+    timeline_page(client, job_id, after, limit).await.map(Some)
+}
+
+/// Any organization's job's timeline, by the job's id alone (the
+/// operator's view); `None` when there is no such job.
+pub async fn timeline_of_any(
+    client: &impl GenericClient,
+    job_id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Option<Vec<TimelineItem>>, StoreError> {
+    let exists = client
+        .query_opt("SELECT 1 FROM sync_jobs WHERE id = $1", &[&job_id])
+        .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    timeline_page(client, job_id, after, limit).await.map(Some)
+}
+
+async fn timeline_page(
+    client: &impl GenericClient,
+    job_id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<TimelineItem>, StoreError> {
     let rows = client
         .query(
             "SELECT seq, at, kind, attempt, worker_id, message, details FROM job_timeline
@@ -60,8 +86,7 @@ pub async fn timeline(
                 details: row.try_get("details")?,
             })
         })
-        .collect::<Result<_, _>>()
-        .map(Some)
+        .collect()
 }
 
 /// A request that changed something, or tried to.

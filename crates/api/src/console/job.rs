@@ -78,61 +78,41 @@ fn timeline(items: &[Value]) -> Markup {
     }
 }
 
-/// The job as an operator sees one of another organization's: the
-/// deployment-wide search's row (its own routes are the organization's).
-async fn from_admin_search(
+/// The job and its timeline's first page: through the organization's own
+/// routes, or, for an operator and another organization's job, through
+/// `/admin/jobs/{id}` (then `foreign`: its live stream and buttons are that
+/// organization's keys').
+async fn read(
     console: &Console,
     signed: &Signed,
     connection: Uuid,
     job: Uuid,
-) -> Option<Value> {
-    let uri = format!("/admin/jobs?source_connection_id={connection}&limit=1000");
-    let found = console.call(signed, Method::GET, &uri, None).await.ok()?;
-    found
-        .get("items")?
-        .as_array()?
-        .iter()
-        .find(|item| item.get("id").and_then(Value::as_str) == Some(job.to_string().as_str()))
-        .cloned()
-}
-
-/// `GET /console/jobs/{connection_id}/{job_id}`
-pub async fn show(
-    State(console): State<Console>,
-    signed: Signed,
-    Path((connection, job)): Path<(String, String)>,
-) -> Page {
-    let (connection, job_id) = ids(&signed, &connection, &job)?;
-    let base = format!("/source-connections/{connection}/jobs/{job_id}");
-    let job = match console.call(&signed, Method::GET, &base, None).await {
-        Ok(job) => job,
+) -> Result<(Value, Vec<Value>, bool), Response> {
+    let own = format!("/source-connections/{connection}/jobs/{job}");
+    let (base, foreign) = match console.call(signed, Method::GET, &own, None).await {
+        Ok(found) => (own, Some(found)),
         Err(Failure::Api(StatusCode::NOT_FOUND, _)) if signed.operator() => {
-            match from_admin_search(&console, &signed, connection, job_id).await {
-                Some(job) => {
-                    return Ok(page::render(
-                        &signed,
-                        "Job",
-                        html! {
-                            p class="notice" { "This job belongs to another organization: its timeline, live progress and buttons are for that organization's keys. Bulk actions can act on it by its connection." }
-                            (facts(&job))
-                        },
-                    ));
-                }
-                None => {
-                    return Err(page::failure(
-                        &signed,
-                        Failure::Api(StatusCode::NOT_FOUND, "No such job.".into()),
-                    ));
-                }
-            }
+            (format!("/admin/jobs/{job}"), None)
         }
-        Err(failure) => return Err(page::failure(&signed, failure)),
+        Err(failure) => return Err(page::failure(signed, failure)),
     };
+    let found = match foreign.clone() {
+        Some(found) => found,
+        None => or_failure(signed, console.call(signed, Method::GET, &base, None).await)?,
+    };
+    if found.get("source_connection_id").and_then(Value::as_str)
+        != Some(connection.to_string().as_str())
+    {
+        return Err(page::failure(
+            signed,
+            Failure::Api(StatusCode::NOT_FOUND, "No such job.".into()),
+        ));
+    }
     let steps = or_failure(
-        &signed,
+        signed,
         console
             .call(
-                &signed,
+                signed,
                 Method::GET,
                 &format!("{base}/timeline?limit=200"),
                 None,
@@ -144,6 +124,17 @@ pub async fn show(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    Ok((found, steps, foreign.is_none()))
+}
+
+/// `GET /console/jobs/{connection_id}/{job_id}`
+pub async fn show(
+    State(console): State<Console>,
+    signed: Signed,
+    Path((connection, job)): Path<(String, String)>,
+) -> Page {
+    let (connection, job_id) = ids(&signed, &connection, &job)?;
+    let (job, steps, foreign) = read(&console, &signed, connection, job_id).await?;
     let status = page::text(job.get("status"));
     let terminal = matches!(status.as_str(), "completed" | "failed" | "cancelled");
     let action = |verb: &str| format!("/console/jobs/{connection}/{job_id}/{verb}");
@@ -152,23 +143,27 @@ pub async fn show(
         "Job",
         html! {
             p { "Job " code { (job_id) } " of connection " a href={ "/console/connections#c-" (connection) } { code { (connection) } } }
-            @if terminal {
+            @if foreign {
+                p class="notice" { "This job belongs to another organization: its live progress and buttons are for that organization's keys. Auto-refresh (above) follows it; bulk actions can act on it by its connection." }
+            } @else if terminal {
                 p id="live-state" class="rel" { "Finished" }
             } @else {
                 p id="live-state" class="rel" data-events=(action("events")) aria-live="polite" { "Connecting…" }
             }
             (facts(&job))
-            div class="actions" {
-                @if matches!(status.as_str(), "pending" | "running") {
-                    form method="post" action=(action("cancel")) data-confirm="Cancel this job? Work already committed stays." {
-                        (page::csrf(&signed))
-                        button type="submit" class="danger" { "Cancel job" }
+            @if !foreign {
+                div class="actions" {
+                    @if matches!(status.as_str(), "pending" | "running") {
+                        form method="post" action=(action("cancel")) data-confirm="Cancel this job? Work already committed stays." {
+                            (page::csrf(&signed))
+                            button type="submit" class="danger" { "Cancel job" }
+                        }
                     }
-                }
-                @if terminal {
-                    form method="post" action={ "/console/connections/" (connection) "/run" } data-confirm="Run this connection again now?" {
-                        (page::csrf(&signed))
-                        button type="submit" { "Retry (run again)" }
+                    @if terminal {
+                        form method="post" action={ "/console/connections/" (connection) "/run" } data-confirm="Run this connection again now?" {
+                            (page::csrf(&signed))
+                            button type="submit" { "Retry (run again)" }
+                        }
                     }
                 }
             }

@@ -24,6 +24,61 @@ pub fn routes() -> Routes {
         .get("/admin/audit-log", admin_audit_log)
 }
 
+/// The operator's view of any organization's job and its timeline.
+pub fn admin_job_routes() -> Routes {
+    Routes::new()
+        .get("/admin/jobs/{job_id}", admin_job)
+        .get("/admin/jobs/{job_id}/timeline", admin_timeline)
+        .wrap(|router| router.route_layer(axum::middleware::from_fn(super::admin::operator_only)))
+}
+
+/// `GET /admin/jobs/{job_id}`
+async fn admin_job(
+    State(state): State<AppState>,
+    params: PathParams,
+) -> Result<Json<syncway_model::SourceConnectionJob>> {
+    let job = path_uuid(&params, "job_id")?;
+    let client = state.pool().get().await?;
+    syncway_store::jobs::find_any(&client, job)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("sync job"))
+}
+
+/// `GET /admin/jobs/{job_id}/timeline?after=&limit=`
+async fn admin_timeline(
+    State(state): State<AppState>,
+    params: PathParams,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>> {
+    let job = path_uuid(&params, "job_id")?;
+    let (after, limit) = page(&QueryParams::parse(query.as_deref())?)?;
+    let client = state.pool().get().await?;
+    let items = history::timeline_of_any(&client, job, after, limit)
+        .await?
+        .ok_or_else(|| ApiError::not_found("sync job"))?;
+    Ok(Json(timeline_json(items, limit)))
+}
+
+/// A page of a timeline as the API shows it.
+fn timeline_json(items: Vec<history::TimelineItem>, limit: i64) -> Value {
+    let positions: Vec<i64> = items.iter().map(|item| item.seq).collect();
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|item| {
+            json!({
+                "at": item.at,
+                "kind": item.kind,
+                "attempt": item.attempt,
+                "worker_id": item.worker_id,
+                "message": item.message,
+                "details": item.details,
+            })
+        })
+        .collect();
+    json!({"items": items, "next": next(&positions, limit)})
+}
+
 /// `after` and `limit`, as every page of history takes them.
 fn page(query: &QueryParams) -> Result<(i64, i64)> {
     Ok((
@@ -56,23 +111,7 @@ async fn timeline(
     let items = history::timeline(&client, caller.organization, connection, job, after, limit)
         .await?
         .ok_or_else(|| ApiError::not_found("sync job"))?;
-    let positions: Vec<i64> = items.iter().map(|item| item.seq).collect();
-    let items: Vec<Value> = items
-        .into_iter()
-        .map(|item| {
-            json!({
-                "at": item.at,
-                "kind": item.kind,
-                "attempt": item.attempt,
-                "worker_id": item.worker_id,
-                "message": item.message,
-                "details": item.details,
-            })
-        })
-        .collect();
-    Ok(Json(
-        json!({"items": items, "next": next(&positions, limit)}),
-    ))
+    Ok(Json(timeline_json(items, limit)))
 }
 
 fn entry_json(entry: AuditEntry) -> Value {

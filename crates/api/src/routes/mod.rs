@@ -38,6 +38,7 @@ fn groups() -> (Routes, Routes, Routes, Routes) {
         .merge(entities::routes())
         .merge(api_keys::routes())
         .merge(history::routes())
+        .merge(history::admin_job_routes())
         .merge(webhooks::routes())
         .merge(pauses::routes())
         .merge(search::routes())

@@ -34,7 +34,7 @@ pub use held::{
     release_held, release_room, release_source_type, release_unpaused, source_type_room,
 };
 pub use lease::{heartbeat, release};
-pub use read::{find, list, was_deleted};
+pub use read::{find, find_any, list, was_deleted};
 pub use reap::{Reaped, pending_published, reap, terminate_stuck};
 pub use retry::{fail_unpublishable, schedule_retry};
 pub use search::{JobFilter, Keyset, search};

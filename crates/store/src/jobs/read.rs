@@ -10,6 +10,8 @@ use crate::StoreError;
 use crate::job_row::{job_from_row, with_job_columns};
 
 static FIND: LazyLock<String> = LazyLock::new(|| with_job_columns(include_str!("find.sql")));
+static FIND_ANY: LazyLock<String> =
+    LazyLock::new(|| with_job_columns("SELECT {JOB_COLUMNS} FROM sync_jobs j WHERE j.id = $1"));
 static LIST: LazyLock<String> = LazyLock::new(|| with_job_columns(include_str!("list.sql")));
 
 /// A job of the organization's connection.
@@ -26,6 +28,16 @@ pub async fn find(
             &[&job_id, &source_connection_id, &organization_id],
         )
         .await?;
+    row.map(|row| job_from_row(&row)).transpose()
+}
+
+/// Any organization's job, by its id alone (the operator's view).
+pub async fn find_any(
+    client: &impl GenericClient,
+    job_id: Uuid,
+) -> Result<Option<SourceConnectionJob>, StoreError> {
+    let statement = client.prepare_cached(&FIND_ANY).await?;
+    let row = client.query_opt(&statement, &[&job_id]).await?;
     row.map(|row| job_from_row(&row)).transpose()
 }
 
