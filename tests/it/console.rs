@@ -141,7 +141,12 @@ async fn an_operator_sees_and_steers_the_deployment_in_a_browser() {
             let alive = json(&app, "/admin/queue").await["workers"]
                 .as_array()
                 .map_or(0, Vec::len);
-            browser.wait_shows(&format!("{alive} workers alive")).await;
+            browser
+                .wait_shows(&format!(
+                    "{alive} worker{} alive",
+                    if alive == 1 { "" } else { "s" }
+                ))
+                .await;
             browser.assert_accessible("workers").await;
 
             // Audit log: the newest entry, as /admin/audit-log has it.
@@ -412,18 +417,18 @@ async fn redrive_from_the_page(app: &TestApp, browser: &Browser) {
         browser.open("/console/dead-letters").await;
         browser.heading("Dead letters").await;
         browser
-            .shows("1 messages in the dead-letter queue")
+            .shows("1 message in the dead-letter queue")
             .await
             .then_some(())
     })
     .await;
     browser.assert_accessible("dead letters").await;
     browser.screenshot("dead-letters").await;
-    browser.click("Redrive 1 dead letters").await;
+    browser.click("Redrive 1 dead letter").await;
     browser.click("Confirm").await;
     eventually("the redrive reported", DEADLINE, || async {
         browser
-            .shows("1 dead letters moved back to the jobs queue.")
+            .shows("1 dead letter moved back to the jobs queue.")
             .await
             .then_some(())
     })

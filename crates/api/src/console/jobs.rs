@@ -189,7 +189,7 @@ pub async fn list(
                     (page::empty(&format!("No jobs match: {described}.")))
                 }
             } @else {
-                p { (items.len()) " jobs on this page (newest first), matching " (described) "." }
+                p { (page::count(items.len() as u64, "job", "jobs")) " on this page (newest first), matching " (described) "." }
                 div class="table-wrap" {
                     table {
                         caption class="sr-only" { "Jobs matching " (described) }
@@ -302,13 +302,13 @@ pub async fn bulk_preview(
                 (page::empty(&format!("No job matches ({described}): there is nothing to {action}.")))
                 p { a href={ "/console/jobs?" (encode(&filter)) } { "Back to the jobs" } }
             } @else {
-                p { strong data-matched=(matched) { (matched) " jobs" } " match " (described) ". " (action) " them?" }
+                p { strong data-matched=(matched) { (page::count(matched, "job matches", "jobs match")) } " " (described) ". " (action) " " (if matched == 1 { "it" } else { "them" }) "?" }
                 div class="actions" {
                     form method="post" action="/console/jobs/bulk/start" {
                         (page::csrf(&signed))
                         input type="hidden" name="action" value=(action);
                         @for (name, value) in &filter { input type="hidden" name={ "filter." (name) } value=(value); }
-                        button type="submit" class="danger" { "Yes, " (action) " " (matched) " jobs" }
+                        button type="submit" class="danger" { "Yes, " (action) " " (page::count(matched, "job", "jobs")) }
                     }
                     a class="button secondary" href={ "/console/jobs?" (encode(&filter)) } { "Back" }
                 }

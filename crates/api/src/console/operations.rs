@@ -65,7 +65,7 @@ pub async fn workers(State(console): State<Console>, signed: Signed) -> Page {
         &signed,
         "Workers",
         html! {
-            p { (alive.len()) " workers alive (seen within their last three heartbeats)." }
+            p { (page::count(alive.len() as u64, "worker", "workers")) " alive (seen within their last three heartbeats)." }
             @if alive.is_empty() {
                 (page::empty("No worker is alive: jobs wait in the queue until one starts."))
             } @else {
@@ -105,15 +105,15 @@ async fn dead_letter_page(console: &Console, signed: &Signed, done: Option<&str>
         "Dead letters",
         html! {
             (page::notice(done))
-            p { strong data-figure="dead letters" { (total) } " messages in the dead-letter queue." }
+            p { strong data-figure="dead letters" { (page::count(total, "message", "messages")) } " in the dead-letter queue." }
             @if total == 0 {
                 (page::empty("The dead-letter queue is empty: no job message has been given up on."))
             } @else {
                 form method="post" action="/console/dead-letters/redrive"
-                    data-confirm={ "Move all " (total) " dead letters back to the jobs queue?" } {
+                    data-confirm={ "Move " (page::count(total, "dead letter", "dead letters")) " back to the jobs queue?" } {
                     (page::csrf(signed))
                     input type="hidden" name="expected" value=(total);
-                    button type="submit" class="danger" { "Redrive " (total) " dead letters" }
+                    button type="submit" class="danger" { "Redrive " (page::count(total, "dead letter", "dead letters")) }
                 }
                 h2 { "The first " (items.len()) }
                 div class="table-wrap" {
@@ -142,9 +142,12 @@ pub async fn dead_letters(
     signed: Signed,
     Query(query): Query<DoneQuery>,
 ) -> Page {
-    let done = query
-        .redriven
-        .map(|n| format!("{n} dead letters moved back to the jobs queue."));
+    let done = query.redriven.map(|n| {
+        format!(
+            "{} moved back to the jobs queue.",
+            page::count(n, "dead letter", "dead letters")
+        )
+    });
     dead_letter_page(&console, &signed, done.as_deref()).await
 }
 

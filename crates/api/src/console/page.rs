@@ -231,6 +231,12 @@ pub fn empty(message: &str) -> Markup {
     html! { p class="empty" { (message) } }
 }
 
+/// `n` and the noun, singular for one: "1 job", "3 jobs".
+pub fn count(n: impl Into<u64>, singular: &str, plural: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
 /// A JSON value as text ("—" for null or absent).
 pub fn text(value: Option<&Value>) -> String {
     match value {
