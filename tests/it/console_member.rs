@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::console::sign_in;
+use crate::console_steps::sign_in;
 use crate::harness::browser::Browser;
 use crate::harness::{DEADLINE, TestApp, eventually};
 use crate::steering::{job_with_key, other_organization};

@@ -21,6 +21,7 @@ mod connections;
 mod console;
 mod console_http;
 mod console_member;
+mod console_steps;
 mod containment;
 mod delivery;
 mod dev_setup;
