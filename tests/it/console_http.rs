@@ -251,7 +251,7 @@ async fn a_wrong_key_or_a_foreign_sign_in_is_refused_without_echoing_the_key() {
 }
 
 #[tokio::test]
-async fn samples_count_the_minute_s_jobs_and_go_with_retention() {
+async fn samples_count_the_minute_s_jobs_and_expired_sessions_and_old_tasks_go_with_retention() {
     let app = TestApp::spawn_with(0).await;
     let connection = app.stub_connection(json!({"entity_count": 1}), false).await;
     let db = app.db().await;
@@ -323,6 +323,18 @@ async fn samples_count_the_minute_s_jobs_and_go_with_retention() {
     )
     .await
     .expect("an expired session");
+    // A bulk task finished eight days ago (with an item left): it goes; a
+    // running one stays.
+    db.batch_execute(
+        "INSERT INTO bulk_tasks (id, action, filter, status, matched, finished_at)
+         VALUES ('00000000-0000-0000-0000-000000000001', 'cancel', '{}', 'completed', 1,
+                 now() - interval '8 days'),
+                ('00000000-0000-0000-0000-000000000002', 'cancel', '{}', 'running', 1, NULL);
+         INSERT INTO bulk_task_items (task_id, n, target)
+         VALUES ('00000000-0000-0000-0000-000000000001', 1, gen_random_uuid())",
+    )
+    .await
+    .expect("bulk tasks");
     let mut client = app.env.db().await;
     let rules = syncway_store::retention::Rules {
         job_days: 0,
@@ -340,6 +352,17 @@ async fn samples_count_the_minute_s_jobs_and_go_with_retention() {
         "{:?}",
         removed.rows
     );
+    assert!(
+        removed.rows.contains(&("bulk_tasks", 1)) && removed.rows.contains(&("bulk_task_items", 1)),
+        "{:?}",
+        removed.rows
+    );
+    let left: i64 = db
+        .query_one("SELECT count(*) FROM bulk_tasks", &[])
+        .await
+        .expect("tasks")
+        .get(0);
+    assert_eq!(left, 1, "the running task stays");
     assert!(
         removed.rows.contains(&("console_sessions", 1)),
         "{:?}",

@@ -155,7 +155,8 @@ pub async fn remove_old_jobs(
 /// One batch of audit entries and webhook messages older than their
 /// rules (a message's deliveries and attempts go with it), and of
 /// tombstones of deleted jobs older than a week, of the console's samples
-/// older than [`SAMPLE_DAYS`] and of its expired sessions.
+/// older than [`SAMPLE_DAYS`] and of its expired sessions, and of bulk
+/// tasks finished more than a week ago (with their items).
 pub async fn remove_old_entries(
     client: &mut Client,
     rules: Rules,
@@ -187,6 +188,15 @@ pub async fn remove_old_entries(
                  WHERE minute < now() - make_interval(days => $4)
                  ORDER BY minute LIMIT $2)
              RETURNING 1
+         ), old_tasks AS (
+             DELETE FROM bulk_tasks WHERE id IN (
+                 SELECT id FROM bulk_tasks
+                 WHERE status <> 'running' AND finished_at < now() - interval '7 days'
+                 ORDER BY finished_at LIMIT $2)
+             RETURNING id
+         ), old_task_items AS (
+             DELETE FROM bulk_task_items WHERE task_id IN (SELECT id FROM old_tasks)
+             RETURNING 1
          ), old_sessions AS (
              DELETE FROM console_sessions WHERE token_hash IN (
                  SELECT token_hash FROM console_sessions WHERE expires_at < now()
@@ -197,7 +207,9 @@ pub async fn remove_old_entries(
                 (SELECT count(*) FROM old_tombstones) AS tombstones,
                 (SELECT count(*) FROM old_messages) AS messages,
                 (SELECT count(*) FROM old_samples) AS samples,
-                (SELECT count(*) FROM old_sessions) AS sessions",
+                (SELECT count(*) FROM old_sessions) AS sessions,
+                (SELECT count(*) FROM old_tasks) AS tasks,
+                (SELECT count(*) FROM old_task_items) AS task_items",
         &[
             &days,
             &rules.batch.clamp(1, BATCH_ROWS),
@@ -217,9 +229,13 @@ pub async fn remove_old_entries(
     removed.add("deleted_jobs", tombstones);
     let samples: i64 = row.try_get("samples")?;
     let sessions: i64 = row.try_get("sessions")?;
+    let tasks: i64 = row.try_get("tasks")?;
+    let task_items: i64 = row.try_get("task_items")?;
     removed.add("webhook_messages", messages);
     removed.add("console_samples", samples);
     removed.add("console_sessions", sessions);
-    removed.more = [audit, tombstones, messages, samples, sessions].contains(&rules.batch);
+    removed.add("bulk_tasks", tasks);
+    removed.add("bulk_task_items", task_items);
+    removed.more = [audit, tombstones, messages, samples, sessions, tasks].contains(&rules.batch);
     Ok(Some(removed))
 }
