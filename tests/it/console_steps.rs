@@ -43,7 +43,8 @@ async fn body_count(browser: &Browser, name: &str) -> u64 {
 }
 
 /// Auto-refresh is off until chosen; on, the page's main region follows
-/// the deployment without a reload; it waits while a dialog is open.
+/// the deployment without a reload; it waits while a dialog is open or the
+/// tab is hidden.
 pub async fn auto_refresh(app: &TestApp, browser: &Browser) {
     browser.open("/console/overview").await;
     browser.heading("Overview").await;
@@ -96,6 +97,32 @@ pub async fn auto_refresh(app: &TestApp, browser: &Browser) {
         )
         .await
         .expect("closing the dialog");
+    // A hidden tab (the page told it is hidden, as a browser tells a
+    // background tab): the ticks pass, the page stays as it is.
+    browser
+        .client
+        .execute(
+            "Object.defineProperty(document, 'hidden', {value: true, configurable: true}); return true;",
+            vec![],
+        )
+        .await
+        .expect("hiding the page");
+    let refreshed = body_count(browser, "refreshed").await;
+    let skipped = body_count(browser, "refreshSkipped").await;
+    eventually("a tick to wait for the hidden tab", DEADLINE, || async {
+        (body_count(browser, "refreshSkipped").await > skipped).then_some(())
+    })
+    .await;
+    assert_eq!(body_count(browser, "refreshed").await, refreshed);
+    browser
+        .client
+        .execute("delete document.hidden; return true;", vec![])
+        .await
+        .expect("showing the page again");
+    eventually("refreshing again once visible", DEADLINE, || async {
+        (body_count(browser, "refreshed").await > refreshed).then_some(())
+    })
+    .await;
     let (status, _) = app.call("DELETE", "/admin/pauses/all", None).await;
     assert_eq!(status, StatusCode::OK);
     selector
