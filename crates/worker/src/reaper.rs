@@ -71,7 +71,7 @@ async fn pass(
     // Pending jobs are suspected only once one has waited requeue_after;
     // then as many are re-enqueued as the queue lacks messages for.
     let published = syncway_store::jobs::pending_published(&client, options.requeue_after).await?;
-    let missing = if published == 0 {
+    let seen_missing = if published == 0 {
         0
     } else {
         match queue.ready(options).await {
@@ -80,6 +80,13 @@ async fn pass(
             None => 0,
         }
     };
+    // The two counts are read one after the other, not at one instant: a
+    // message taken by a worker (its job not yet claimed) or a job
+    // published between them looks like a lost message for one pass. A
+    // message really gone stays missing: only what two passes in a row
+    // found missing is re-enqueued.
+    let missing = seen_missing.min(queue.last_missing);
+    queue.last_missing = seen_missing;
     let reaped = syncway_store::jobs::reap(
         &mut client,
         grace,
@@ -190,6 +197,8 @@ fn report(context: &Context, reaped: &syncway_store::jobs::Reaped) {
 #[derive(Default)]
 struct QueueView {
     broker: Option<Broker>,
+    /// How many messages the previous pass found missing.
+    last_missing: i64,
 }
 
 impl QueueView {
