@@ -35,8 +35,11 @@ pub(super) async fn fault(
             while Instant::now() < deadline {
                 client
                     .execute(
+                        // Client sessions only (an autovacuum worker is a
+                        // superuser's process, not syncway's).
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                         WHERE datname = current_database() AND pid <> pg_backend_pid()
+                           AND backend_type = 'client backend'",
                         &[],
                     )
                     .await?;
