@@ -36,10 +36,7 @@
       return;
     }
     try {
-      const response = await fetch(window.location.href, {
-        credentials: "same-origin",
-        headers: { "x-console-refresh": "1" },
-      });
+      const response = await fetch(window.location.href, { credentials: "same-origin" });
       if (!response.ok) return;
       const text = await response.text();
       const page = new DOMParser().parseFromString(text, "text/html");

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::page::{self, or_failure};
-use super::session::check_post;
+use super::session::{CsrfForm, check_post};
 use super::{Console, Failure, Page, Signed};
 
 /// Connections per page.
@@ -155,18 +155,13 @@ fn connection_id(signed: &Signed, id: &str) -> Result<Uuid, Response> {
     })
 }
 
-#[derive(Debug, Deserialize)]
-pub struct RunForm {
-    csrf: String,
-}
-
 /// `POST /console/connections/{id}/run`: to the new job's page.
 pub async fn run(
     State(console): State<Console>,
     signed: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<RunForm>,
+    Form(form): Form<CsrfForm>,
 ) -> Page {
     check_post(&signed, &headers, &form.csrf)?;
     let id = connection_id(&signed, &id)?;

@@ -89,16 +89,14 @@ async fn read(
     job: Uuid,
 ) -> Result<(Value, Vec<Value>, bool), Response> {
     let own = format!("/source-connections/{connection}/jobs/{job}");
-    let (base, foreign) = match console.call(signed, Method::GET, &own, None).await {
-        Ok(found) => (own, Some(found)),
+    let (base, found, foreign) = match console.call(signed, Method::GET, &own, None).await {
+        Ok(found) => (own, found, false),
         Err(Failure::Api(StatusCode::NOT_FOUND, _)) if signed.operator() => {
-            (format!("/admin/jobs/{job}"), None)
+            let any = format!("/admin/jobs/{job}");
+            let found = or_failure(signed, console.call(signed, Method::GET, &any, None).await)?;
+            (any, found, true)
         }
         Err(failure) => return Err(page::failure(signed, failure)),
-    };
-    let found = match foreign.clone() {
-        Some(found) => found,
-        None => or_failure(signed, console.call(signed, Method::GET, &base, None).await)?,
     };
     if found.get("source_connection_id").and_then(Value::as_str)
         != Some(connection.to_string().as_str())
@@ -124,7 +122,7 @@ async fn read(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    Ok((found, steps, foreign.is_none()))
+    Ok((found, steps, foreign))
 }
 
 /// `GET /console/jobs/{connection_id}/{job_id}`

@@ -63,6 +63,19 @@ fn encode(pairs: &BTreeMap<String, String>) -> String {
     out.finish()
 }
 
+/// The filters as a person reads them ("status = failed, trigger = api"),
+/// or `none` when there are none.
+fn describe(filters: &BTreeMap<String, String>, none: &str) -> String {
+    if filters.is_empty() {
+        return none.to_owned();
+    }
+    filters
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn search_path(signed: &Signed) -> &'static str {
     if signed.operator() {
         "/admin/jobs"
@@ -166,15 +179,7 @@ pub async fn list(
         with_after.insert("after".into(), next);
         format!("/console/jobs?{}", encode(&with_after))
     });
-    let described = if given.is_empty() {
-        "all jobs".to_owned()
-    } else {
-        given
-            .iter()
-            .map(|(k, v)| format!("{k} = {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let described = describe(&given, "all jobs");
     Ok(page::render(
         &signed,
         "Jobs",
@@ -285,15 +290,7 @@ pub async fn bulk_preview(
 ) -> Page {
     let (action, filter, answer) = bulk_call(&console, &signed, &headers, &form, true).await?;
     let matched = answer.get("matched").and_then(Value::as_u64).unwrap_or(0);
-    let described = if filter.is_empty() {
-        "every job".to_owned()
-    } else {
-        filter
-            .iter()
-            .map(|(k, v)| format!("{k} = {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let described = describe(&filter, "every job");
     Ok(page::render(
         &signed,
         "Confirm a bulk action",

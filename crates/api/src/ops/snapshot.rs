@@ -202,22 +202,23 @@ impl Refresher {
     /// Refreshes the snapshot if this process is the one to, then reads it.
     async fn refresh(&self, sources: &BrokerSources<'_>) -> Result<(), syncway_store::StoreError> {
         let mut client = self.pool.get().await?;
+        // Workers are read live (not from the snapshot), once a refresh:
+        // for the gauge, and for the console's sample when this process
+        // writes one.
+        let alive = ops::workers(&client)
+            .await?
+            .iter()
+            .filter(|w| w.alive)
+            .count();
         let transaction = client.transaction().await?;
         if ops::claim_refresh(&transaction, self.interval.mul_f64(0.9)).await? {
             let gathered = figures::collect(&transaction, sources).await?;
             let json = serde_json::to_value(&gathered)
                 .map_err(|error| syncway_store::StoreError::Corrupt(error.to_string()))?;
             ops::write_snapshot(&transaction, &json).await?;
-            let alive = ops::workers(&transaction)
-                .await?
-                .iter()
-                .filter(|w| w.alive)
-                .count();
             syncway_store::console::sample(&transaction, &gauges(&gathered, alive)).await?;
         }
         transaction.commit().await?;
-        let workers = ops::workers(&client).await?;
-        let alive = workers.iter().filter(|w| w.alive).count();
         if let Some((taken_at, json)) = ops::read_snapshot(&client).await? {
             let read: OpsFigures = serde_json::from_value(json)
                 .map_err(|error| syncway_store::StoreError::Corrupt(error.to_string()))?;
