@@ -9,8 +9,6 @@
 //! followed while small jobs run: from each job's commit to the `end`
 //! event's arrival.
 
-use std::time::Instant;
-
 use anyhow::Context;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
@@ -19,7 +17,9 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::history::{self, Shape};
-use crate::processes::{BenchEnv, Services, build_binaries, create_connections};
+use crate::processes::{
+    BenchEnv, Services, build_binaries, create_connections, nearest_rank, timed_request,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -126,19 +126,8 @@ async fn measure(options: &Options, env: &mut BenchEnv) -> anyhow::Result<()> {
     for (what, path) in &pages {
         let mut histogram = Histogram::<u64>::new(3)?;
         for _ in 0..options.samples {
-            let sent = Instant::now();
-            let response = http
-                .get(format!("{api}{path}"))
-                .header(COOKIE, &session)
-                .send()
-                .await?;
-            anyhow::ensure!(
-                response.status().is_success(),
-                "{path}: {}",
-                response.status()
-            );
-            let _ = response.bytes().await?;
-            histogram.record(u64::try_from(sent.elapsed().as_micros())?)?;
+            let request = http.get(format!("{api}{path}")).header(COOKIE, &session);
+            histogram.record(timed_request(request, path).await?)?;
         }
         let at = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
         figures.push((what.clone(), at(0.5), at(0.99)));
@@ -293,10 +282,7 @@ fn print(options: &Options, pages: &[(String, f64, f64)], progress: &[f64]) {
     }
     let mut sorted = progress.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
-        sorted.get(index).copied().unwrap_or(f64::NAN)
-    };
+    let at = |q: f64| nearest_rank(&sorted, q);
     println!(
         "a job's page, commit to the end event in the browser's stream, {} jobs: \
          p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (target <= 1000 ms)",

@@ -193,19 +193,8 @@ async fn reads(
     let mut timeline = Histogram::<u64>::new(3)?;
     let mut queue = Histogram::<u64>::new(3)?;
     let timed = |path: String| async move {
-        let sent = Instant::now();
-        let response = http
-            .get(format!("{api}{path}"))
-            .header("x-api-key", KEY)
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-        let _ = response.bytes().await?;
-        Ok::<u64, anyhow::Error>(u64::try_from(sent.elapsed().as_micros())?)
+        let request = http.get(format!("{api}{path}")).header("x-api-key", KEY);
+        crate::processes::timed_request(request, &path).await
     };
     for connection in connections.iter().step_by((connections.len() / 200).max(1)) {
         list.record(timed(format!("/source-connections/{connection}/jobs?limit=20")).await?)?;

@@ -409,3 +409,23 @@ pub async fn metric(http: &reqwest::Client, url: &str, name: &str) -> anyhow::Re
         })
         .with_context(|| format!("no {name} in {url}"))
 }
+
+/// Sends `request` and reads the whole answer, which must be a success
+/// (`what` names it in the error); the microseconds that took.
+pub async fn timed_request(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<u64> {
+    let sent = Instant::now();
+    let response = request.send().await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{what}: {}",
+        response.status()
+    );
+    let _ = response.bytes().await?;
+    Ok(u64::try_from(sent.elapsed().as_micros())?)
+}
+
+/// The `q` quantile of `sorted` by the nearest-rank rule (NaN when empty).
+pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+    let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+    sorted.get(index).copied().unwrap_or(f64::NAN)
+}

@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use syncway_model::JobMessage;
 use uuid::Uuid;
 
-use crate::processes::{BenchEnv, Services, build_binaries, create_connections};
+use crate::processes::{
+    BenchEnv, Services, build_binaries, create_connections, nearest_rank, timed_request,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -320,20 +322,11 @@ async fn bulk_dry_runs(
         body["dry_run"] = json!(true);
         let mut histogram = Histogram::<u64>::new(3)?;
         for _ in 0..options.samples.min(20) {
-            let sent = Instant::now();
-            let response = http
+            let request = http
                 .post(format!("{api}/jobs/bulk"))
                 .header("x-api-key", KEY)
-                .json(&body)
-                .send()
-                .await?;
-            anyhow::ensure!(
-                response.status().is_success(),
-                "{body}: {}",
-                response.status()
-            );
-            let _ = response.bytes().await?;
-            histogram.record(u64::try_from(sent.elapsed().as_micros())?)?;
+                .json(&body);
+            histogram.record(timed_request(request, &body.to_string()).await?)?;
         }
         let quantile = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
         figures.push((what.to_owned(), quantile(0.5), quantile(0.99)));
@@ -351,10 +344,7 @@ fn print(
 ) {
     let mut sorted = latencies.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
-        sorted.get(index).copied().unwrap_or(f64::NAN)
-    };
+    let at = |q: f64| nearest_rank(&sorted, q);
     println!(
         "manual runs ahead of {} scheduled jobs ({} ms each) on one worker of concurrency {}:",
         options.backlog, options.entity_ms, options.concurrency
