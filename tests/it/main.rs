@@ -39,6 +39,7 @@ mod limits;
 mod local_files_source;
 mod mass_deletion;
 mod memory_budget;
+mod mysql_source;
 mod nul_input;
 mod openapi;
 mod operations;

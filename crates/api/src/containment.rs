@@ -60,6 +60,11 @@ pub async fn check(
                 check_postgres(policy, credentials).await?;
             }
         }
+        ConnectorConfig::Mysql(_) => {
+            if let Some(credentials) = credentials {
+                check_mysql(policy, credentials).await?;
+            }
+        }
         ConnectorConfig::Stub(_) => {}
     }
     Ok(())
@@ -145,5 +150,27 @@ async fn check_postgres(policy: &Policy, credentials: &Map<String, Value>) -> Re
                 .map_err(|denied| refused(&loc, &denied))?;
         }
     }
+    Ok(())
+}
+
+async fn check_mysql(policy: &Policy, credentials: &Map<String, Value>) -> Result<()> {
+    let loc = ["body", "authentication", "credentials", "url"];
+    let invalid = |message: &str| ApiError::invalid(&loc, message, "value_error");
+    let Some(text) = credentials.get("url").and_then(Value::as_str) else {
+        return Err(invalid("url is required: mysql://user:pass@host:port/db"));
+    };
+    let url = url::Url::parse(text)
+        .ok()
+        .filter(|url| url.scheme() == "mysql")
+        .ok_or_else(|| invalid("url is not a mysql:// URL"))?;
+    let host = url.host_str().unwrap_or_default();
+    if host.is_empty() || url.query_pairs().any(|(key, _)| key == "socket") {
+        return Err(invalid(
+            "url must name one TCP host (Unix sockets are denied)",
+        ));
+    }
+    judge(policy, host, url.port().unwrap_or(3306))
+        .await
+        .map_err(|denied| refused(&loc, &denied))?;
     Ok(())
 }

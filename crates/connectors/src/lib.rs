@@ -18,6 +18,7 @@ use syncway_model::{ConnectorConfig, ErrorCategory};
 
 pub mod http_json;
 pub mod local_files;
+pub mod mysql;
 pub mod postgres;
 pub mod stub;
 
@@ -208,5 +209,6 @@ pub fn open(config: &ConnectorConfig, start: SyncStart) -> Result<Box<dyn Source
         ConnectorConfig::HttpJson(config) => {
             Ok(Box::new(http_json::HttpJsonSource::new(config, &start)?))
         }
+        ConnectorConfig::Mysql(config) => Ok(Box::new(mysql::MysqlSource::new(config, &start)?)),
     }
 }

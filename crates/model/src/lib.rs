@@ -18,8 +18,8 @@ pub mod schedule;
 
 pub use api_key::KeyRole;
 pub use config::{
-    ConfigError, ConnectorConfig, HttpJsonConfig, LocalFilesConfig, PostgresConfig, StubConfig,
-    StubFailKind,
+    ConfigError, ConnectorConfig, HttpJsonConfig, LocalFilesConfig, MysqlConfig, PostgresConfig,
+    StubConfig, StubFailKind, TableConfig,
 };
 pub use connection::ConnectionStatus;
 pub use entity::{ContentHash, canonical_json, content_hash};

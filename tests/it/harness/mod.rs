@@ -5,10 +5,12 @@
 pub mod browser;
 mod database;
 pub mod env;
+pub mod mysql;
 pub mod openapi;
 pub mod partition;
 mod process;
 mod proxy;
+mod takeover;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use uuid::Uuid;
 pub use env::TestEnv;
 pub use process::{ApiProcess, WorkerProcess, api_command, api_command_with, free_port};
 pub use proxy::TcpProxy;
+pub use takeover::sync_killed_mid_way;
 
 /// How long any wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);

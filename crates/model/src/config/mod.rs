@@ -8,15 +8,20 @@
 
 mod http_json;
 mod local_files;
-mod postgres;
 mod stub;
+mod table;
 
 use serde::{Deserialize, Serialize};
 
 pub use http_json::HttpJsonConfig;
 pub use local_files::LocalFilesConfig;
-pub use postgres::PostgresConfig;
 pub use stub::{StubConfig, StubFailKind};
+pub use table::TableConfig;
+
+/// `postgres`: one table of a PostgreSQL database.
+pub type PostgresConfig = TableConfig;
+/// `mysql`: one table or view of a MySQL or MariaDB database.
+pub type MysqlConfig = TableConfig;
 
 /// Why a connector configuration was refused. `field` is the path inside
 /// `config` (empty for the config object itself).
@@ -110,6 +115,7 @@ connectors! {
     Postgres(PostgresConfig) = "postgres",
     LocalFiles(LocalFilesConfig) = "local_files",
     HttpJson(HttpJsonConfig) = "http_json",
+    Mysql(MysqlConfig) = "mysql",
 }
 
 fn from_value<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, ConfigError> {
@@ -150,6 +156,7 @@ mod tests {
             ("postgres", json!({"table": "t"})),
             ("local_files", json!({"path": "/d"})),
             ("http_json", json!({"url": "https://x"})),
+            ("mysql", json!({"table": "db.t"})),
         ] {
             let parsed = ConnectorConfig::parse(name, &config).expect("a valid config");
             assert_eq!(parsed.short_name(), name);
@@ -158,7 +165,7 @@ mod tests {
         }
         assert_eq!(
             SHORT_NAMES,
-            ["stub", "postgres", "local_files", "http_json"]
+            ["stub", "postgres", "local_files", "http_json", "mysql"]
         );
     }
 }

@@ -1,36 +1,40 @@
-//! The `postgres` connector's configuration.
+//! The configuration of the one-table connectors, `postgres` and `mysql`:
+//! the same shape for both (a table, its key, an optional cursor and
+//! deleted column), read by each connector in its own SQL.
 
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, check_range};
 
-/// Configuration of the `postgres` connector: one table of any PostgreSQL
-/// database. Identifiers are names, not SQL: the connector quotes them.
+/// Configuration of a one-table connector: one table (or view) of a
+/// PostgreSQL or MySQL/MariaDB database. Identifiers are names, not SQL:
+/// the connector quotes them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PostgresConfig {
-    /// `table` or `schema.table`.
+pub struct TableConfig {
+    /// `table` or `schema.table` (MySQL: `database.table`).
     pub table: String,
-    #[serde(default = "PostgresConfig::default_primary_key")]
+    #[serde(default = "TableConfig::default_primary_key")]
     pub primary_key: String,
     /// The column incremental syncs read from (e.g. `updated_at`); without
     /// it (here or as the connection's `schedule.cursor_field`) every sync
     /// reads the whole table.
     #[serde(default)]
     pub cursor_column: Option<String>,
-    /// A boolean column: rows where it is true are reported as deleted.
+    /// A boolean column (MySQL: `BOOLEAN`, i.e. `TINYINT(1)`, or `BIT(1)`):
+    /// rows where it is true are reported as deleted.
     #[serde(default)]
     pub deleted_column: Option<String>,
-    #[serde(default = "PostgresConfig::default_batch_size")]
+    #[serde(default = "TableConfig::default_batch_size")]
     pub batch_size: u32,
     /// Incremental syncs re-read this far behind a time cursor, so that rows
     /// committed late (with an earlier timestamp) are not missed; re-read
     /// rows count as unchanged.
-    #[serde(default = "PostgresConfig::default_lookback_seconds")]
+    #[serde(default = "TableConfig::default_lookback_seconds")]
     pub lookback_seconds: u32,
 }
 
-impl PostgresConfig {
+impl TableConfig {
     pub const MAX_BATCH_SIZE: u32 = 10_000;
     pub const MAX_LOOKBACK_SECONDS: u32 = 86_400;
 
@@ -46,7 +50,8 @@ impl PostgresConfig {
         5
     }
 
-    /// The table as (schema, name); the schema is `None` when not given.
+    /// The table as (schema, name); the schema (MySQL: the database) is
+    /// `None` when not given.
     pub fn table_parts(&self) -> (Option<&str>, &str) {
         match self.table.split_once('.') {
             Some((schema, name)) => (Some(schema), name),
