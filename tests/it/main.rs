@@ -11,6 +11,7 @@ mod api_keys;
 mod audit_log;
 mod broker_behaviour;
 mod bulk_search;
+mod cdc_source;
 mod chaos;
 mod cli;
 mod cli_steering;

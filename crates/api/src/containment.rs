@@ -55,7 +55,7 @@ pub async fn check(
                 check_url(policy, token_url, "token_url", true).await?;
             }
         }
-        ConnectorConfig::Postgres(_) => {
+        ConnectorConfig::Postgres(_) | ConnectorConfig::PostgresCdc(_) => {
             if let Some(credentials) = credentials {
                 check_postgres(policy, credentials).await?;
             }

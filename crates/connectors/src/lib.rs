@@ -20,6 +20,7 @@ pub mod http_json;
 pub mod local_files;
 pub mod mysql;
 pub mod postgres;
+pub mod postgres_cdc;
 pub mod stub;
 
 /// An entity as the source produced it.
@@ -146,6 +147,20 @@ pub trait RequestBudget: Send + Sync {
     fn acquire<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Result<(), SourceError>>;
 }
 
+/// The ids of the entities syncway has stored for the connection being
+/// synced, for a connector that must delete a whole part of them (a
+/// `postgres_cdc` TRUNCATE).
+pub trait StoredIds: Send + Sync {
+    /// Up to `limit` stored ids starting with `prefix`, after `after`, in
+    /// order.
+    fn page<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, SourceError>>;
+}
+
 /// Where a sync starts, and what it may reach and consume.
 #[derive(Clone, Default)]
 pub struct SyncStart {
@@ -161,6 +176,10 @@ pub struct SyncStart {
     pub limits: Limits,
     /// The request budgets; `None`: none.
     pub budget: Option<Arc<dyn RequestBudget>>,
+    /// The connection's id (names what a connector creates at the source).
+    pub connection: String,
+    /// The stored entities' ids; `None`: not readable here.
+    pub stored: Option<Arc<dyn StoredIds>>,
 }
 
 // Never the credentials.
@@ -173,6 +192,7 @@ impl std::fmt::Debug for SyncStart {
                 &self.credentials.as_ref().map(|_| "<redacted>"),
             )
             .field("cursor_field", &self.cursor_field)
+            .field("connection", &self.connection)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -210,5 +230,25 @@ pub fn open(config: &ConnectorConfig, start: SyncStart) -> Result<Box<dyn Source
             Ok(Box::new(http_json::HttpJsonSource::new(config, &start)?))
         }
         ConnectorConfig::Mysql(config) => Ok(Box::new(mysql::MysqlSource::new(config, &start)?)),
+        ConnectorConfig::PostgresCdc(config) => Ok(Box::new(postgres_cdc::PostgresCdcSource::new(
+            config, &start,
+        )?)),
+    }
+}
+
+/// Releases what a connector made at its source for a connection that is
+/// now deleted (a `postgres_cdc` slot). Nothing for the others.
+pub async fn release(
+    config: &ConnectorConfig,
+    credentials: Option<&serde_json::Value>,
+    connection: &str,
+    policy: &Policy,
+    limits: &Limits,
+) -> Result<(), SourceError> {
+    match config {
+        ConnectorConfig::PostgresCdc(config) => {
+            postgres_cdc::release(config, credentials, connection, policy, limits).await
+        }
+        _ => Ok(()),
     }
 }

@@ -18,8 +18,8 @@ pub mod schedule;
 
 pub use api_key::KeyRole;
 pub use config::{
-    ConfigError, ConnectorConfig, HttpJsonConfig, LocalFilesConfig, MysqlConfig, PostgresConfig,
-    StubConfig, StubFailKind, TableConfig,
+    ConfigError, ConnectorConfig, HttpJsonConfig, LocalFilesConfig, MysqlConfig, PostgresCdcConfig,
+    PostgresConfig, StubConfig, StubFailKind, TableConfig,
 };
 pub use connection::ConnectionStatus;
 pub use entity::{ContentHash, canonical_json, content_hash};

@@ -63,3 +63,25 @@ pub async fn list(
         })
         .collect())
 }
+
+/// Up to `limit` stored entity ids of the connection that start with
+/// `prefix`, after `after`, in order (a range scan of the primary key).
+pub async fn ids_with_prefix(
+    client: &impl GenericClient,
+    connection: Uuid,
+    prefix: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT entity_id FROM entities
+             WHERE source_connection_id = $1
+               AND entity_id >= $2 AND entity_id > COALESCE($3, '')
+               AND starts_with(entity_id, $2)
+             ORDER BY entity_id LIMIT $4",
+            &[&connection, &prefix, &after, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}

@@ -21,6 +21,7 @@ pub mod organizations;
 pub mod outbox;
 pub mod pauses;
 mod pool;
+pub mod releases;
 pub mod retention;
 pub mod schedules;
 pub mod tasks;

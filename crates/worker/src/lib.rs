@@ -18,6 +18,7 @@ mod outcome;
 mod prefetch;
 mod reaper;
 mod registry;
+mod releases;
 mod reseal;
 mod retention;
 mod retry;
@@ -26,6 +27,7 @@ mod running;
 pub mod scheduler;
 mod seen;
 mod slots;
+mod stored_ids;
 mod webhooks;
 
 use std::future::Future;

@@ -37,6 +37,9 @@ pub async fn run(context: Arc<Context>, options: Options) {
     let mut sweep: SweepPosition = None;
     loop {
         let started = std::time::Instant::now();
+        if let Err(error) = crate::releases::pass(&context).await {
+            tracing::warn!(error = %format!("{:#}", anyhow::Error::from(error)), "source releases failed; trying again next interval");
+        }
         let busy = match pass(&context, options.rules, &mut sweep).await {
             Ok(busy) => busy,
             Err(error) => {

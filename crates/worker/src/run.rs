@@ -143,6 +143,11 @@ impl JobRun {
             policy: self.context.policy.clone(),
             limits: self.context.limits,
             budget: crate::budget::for_job(&self.context, self.job.id, self.job.lease),
+            connection: self.job.source_connection_id.to_string(),
+            stored: Some(Arc::new(crate::stored_ids::ConnectionIds {
+                pool: self.context.pool.clone(),
+                connection: self.job.source_connection_id,
+            })),
         };
         tracing::info!(
             connector = %source.short_name,

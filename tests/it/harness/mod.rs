@@ -8,6 +8,7 @@ pub mod env;
 pub mod mysql;
 pub mod openapi;
 pub mod partition;
+pub mod pg_cluster;
 mod process;
 mod proxy;
 mod takeover;

@@ -25,7 +25,15 @@ pub async fn sync_killed_mid_way(
     ];
     let mut first = WorkerProcess::start(&app.env, LEASE, &settings);
     let job = app.run(connection, force_full_sync).await;
-    app.running_with_data(connection, job).await;
+    let running = app
+        .job_where(connection, job, "running with data, or its end", |job| {
+            job["status"] != "pending"
+                && (job["status"] != "running"
+                    || job["entities_inserted"].as_i64() > Some(0)
+                    || job["entities_updated"].as_i64() > Some(0))
+        })
+        .await;
+    assert_eq!(running["status"], "running", "killed mid-sync: {running}");
     first.kill();
     let killed = app.job(connection, job).await;
     let _second = WorkerProcess::start(&app.env, LEASE, &settings);

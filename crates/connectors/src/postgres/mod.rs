@@ -35,7 +35,7 @@ use tokio_postgres::{Client, IsolationLevel};
 
 use crate::{EntityBatch, Limits, Source, SourceEntity, SourceError, SyncStart};
 
-mod connect;
+pub(crate) mod connect;
 
 /// What the reading task hands over: a batch, the end (`Ok(None)`), or
 /// the error that stopped it.

@@ -8,6 +8,7 @@
 
 mod http_json;
 mod local_files;
+mod postgres_cdc;
 mod stub;
 mod table;
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use http_json::HttpJsonConfig;
 pub use local_files::LocalFilesConfig;
+pub use postgres_cdc::PostgresCdcConfig;
 pub use stub::{StubConfig, StubFailKind};
 pub use table::TableConfig;
 
@@ -116,6 +118,7 @@ connectors! {
     LocalFiles(LocalFilesConfig) = "local_files",
     HttpJson(HttpJsonConfig) = "http_json",
     Mysql(MysqlConfig) = "mysql",
+    PostgresCdc(PostgresCdcConfig) = "postgres_cdc",
 }
 
 fn from_value<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, ConfigError> {
@@ -157,6 +160,7 @@ mod tests {
             ("local_files", json!({"path": "/d"})),
             ("http_json", json!({"url": "https://x"})),
             ("mysql", json!({"table": "db.t"})),
+            ("postgres_cdc", json!({"tables": ["t"]})),
         ] {
             let parsed = ConnectorConfig::parse(name, &config).expect("a valid config");
             assert_eq!(parsed.short_name(), name);
@@ -165,7 +169,14 @@ mod tests {
         }
         assert_eq!(
             SHORT_NAMES,
-            ["stub", "postgres", "local_files", "http_json", "mysql"]
+            [
+                "stub",
+                "postgres",
+                "local_files",
+                "http_json",
+                "mysql",
+                "postgres_cdc"
+            ]
         );
     }
 }
