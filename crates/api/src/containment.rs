@@ -65,6 +65,12 @@ pub async fn check(
                 check_mysql(policy, credentials).await?;
             }
         }
+        ConnectorConfig::S3(s3) => {
+            if let Some(endpoint) = &s3.endpoint {
+                let has_credentials = credentials.is_some_and(|c| !c.is_empty());
+                check_url(policy, endpoint, "endpoint", has_credentials).await?;
+            }
+        }
         ConnectorConfig::Stub(_) => {}
     }
     Ok(())

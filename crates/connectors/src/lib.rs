@@ -21,6 +21,7 @@ pub mod local_files;
 pub mod mysql;
 pub mod postgres;
 pub mod postgres_cdc;
+pub mod s3;
 pub mod stub;
 
 /// An entity as the source produced it.
@@ -230,6 +231,7 @@ pub fn open(config: &ConnectorConfig, start: SyncStart) -> Result<Box<dyn Source
             Ok(Box::new(http_json::HttpJsonSource::new(config, &start)?))
         }
         ConnectorConfig::Mysql(config) => Ok(Box::new(mysql::MysqlSource::new(config, &start)?)),
+        ConnectorConfig::S3(config) => Ok(Box::new(s3::S3Source::new(config, &start)?)),
         ConnectorConfig::PostgresCdc(config) => Ok(Box::new(postgres_cdc::PostgresCdcSource::new(
             config, &start,
         )?)),

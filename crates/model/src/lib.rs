@@ -19,7 +19,7 @@ pub mod schedule;
 pub use api_key::KeyRole;
 pub use config::{
     ConfigError, ConnectorConfig, HttpJsonConfig, LocalFilesConfig, MysqlConfig, PostgresCdcConfig,
-    PostgresConfig, StubConfig, StubFailKind, TableConfig,
+    PostgresConfig, S3Config, StubConfig, StubFailKind, TableConfig,
 };
 pub use connection::ConnectionStatus;
 pub use entity::{ContentHash, canonical_json, content_hash};

@@ -11,6 +11,7 @@ pub mod partition;
 pub mod pg_cluster;
 mod process;
 mod proxy;
+pub mod s3;
 mod takeover;
 
 use std::future::Future;

@@ -31,7 +31,7 @@
 //! limit, and a sync reads at most `max_pages` pages. Errors name URLs
 //! without userinfo or query values.
 
-mod client;
+pub(crate) mod client;
 
 use std::time::Duration;
 

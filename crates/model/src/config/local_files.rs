@@ -36,16 +36,7 @@ impl LocalFilesConfig {
 
     /// The compiled `glob`, if any (valid once the config is parsed).
     pub fn matcher(&self) -> Result<Option<globset::GlobMatcher>, ConfigError> {
-        self.glob
-            .as_deref()
-            .map(|glob| {
-                globset::GlobBuilder::new(glob)
-                    .literal_separator(true)
-                    .build()
-                    .map(|glob| glob.compile_matcher())
-                    .map_err(|error| ConfigError::invalid("glob", format!("invalid glob: {error}")))
-            })
-            .transpose()
+        super::glob_matcher(self.glob.as_deref())
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {

@@ -9,6 +9,7 @@
 mod http_json;
 mod local_files;
 mod postgres_cdc;
+mod s3;
 mod stub;
 mod table;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use http_json::HttpJsonConfig;
 pub use local_files::LocalFilesConfig;
 pub use postgres_cdc::PostgresCdcConfig;
+pub use s3::S3Config;
 pub use stub::{StubConfig, StubFailKind};
 pub use table::TableConfig;
 
@@ -56,6 +58,21 @@ pub(crate) fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result
         format!("{field} must be between {min} and {max}")
     };
     Err(ConfigError::invalid(field, message))
+}
+
+/// A `glob` setting compiled (`*` stays within one path segment, `**`
+/// crosses them), or the error naming the field.
+pub(crate) fn glob_matcher(
+    glob: Option<&str>,
+) -> Result<Option<globset::GlobMatcher>, ConfigError> {
+    glob.map(|glob| {
+        globset::GlobBuilder::new(glob)
+            .literal_separator(true)
+            .build()
+            .map(|glob| glob.compile_matcher())
+            .map_err(|error| ConfigError::invalid("glob", format!("invalid glob: {error}")))
+    })
+    .transpose()
 }
 
 /// Defines [`ConnectorConfig`] and everything keyed by short name from one
@@ -119,6 +136,7 @@ connectors! {
     HttpJson(HttpJsonConfig) = "http_json",
     Mysql(MysqlConfig) = "mysql",
     PostgresCdc(PostgresCdcConfig) = "postgres_cdc",
+    S3(S3Config) = "s3",
 }
 
 fn from_value<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, ConfigError> {
@@ -161,6 +179,7 @@ mod tests {
             ("http_json", json!({"url": "https://x"})),
             ("mysql", json!({"table": "db.t"})),
             ("postgres_cdc", json!({"tables": ["t"]})),
+            ("s3", json!({"bucket": "docs"})),
         ] {
             let parsed = ConnectorConfig::parse(name, &config).expect("a valid config");
             assert_eq!(parsed.short_name(), name);
@@ -175,7 +194,8 @@ mod tests {
                 "local_files",
                 "http_json",
                 "mysql",
-                "postgres_cdc"
+                "postgres_cdc",
+                "s3"
             ]
         );
     }
