@@ -20,6 +20,7 @@ mod processes;
 mod receiver;
 mod scale;
 mod schedules;
+mod sources;
 mod sql;
 mod steering;
 mod sync;
@@ -43,7 +44,8 @@ enum Command {
     Events(events::Options),
     /// The statements every job costs, alone: the ceiling of `e2e`.
     Sql(sql::Options),
-    /// One large sync: full, unchanged, incremental (beside copy-limit.sh).
+    /// One large sync: full, unchanged, incremental (beside copy-limit.sh);
+    /// or a real source (`--source mysql|s3|postgres-cdc`) beside its own read.
     Sync(sync::Options),
     /// Faults on a stream of jobs across three workers; every job checked.
     Chaos(chaos::Options),

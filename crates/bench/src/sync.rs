@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use crate::processes::{BenchEnv, Services, build_binaries, measure_limit};
+use crate::sources::SourceKind;
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -25,13 +26,29 @@ pub struct Options {
     /// Rows copy-limit.sh writes to measure the limit.
     #[arg(long, default_value_t = 200_000)]
     limit_rows: u64,
+    /// The source: the stub (the options above), or a real one beside its
+    /// own read rate (`crate::sources`).
+    #[arg(long, value_enum, default_value_t = SourceKind::Stub)]
+    source: SourceKind,
+    /// Rows (objects for s3) of a real source; default 200,000 (s3: 10,000).
+    #[arg(long)]
+    pub source_rows: Option<u64>,
+    /// The MariaDB/MySQL server for `--source mysql` (without database).
+    #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
+    pub mysql: String,
+    /// moto's S3 server for `--source s3`.
+    #[arg(long, default_value = "target/s3-venv/bin/moto_server")]
+    pub moto: String,
     #[command(flatten)]
-    services: Services,
+    pub services: Services,
 }
 
-const KEY: &str = "sw_bench_sync";
+pub const KEY: &str = "sw_bench_sync";
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
+    if options.source != SourceKind::Stub {
+        return crate::sources::run(&options, options.source).await;
+    }
     build_binaries()?;
     let mut env = BenchEnv::create(&options.services).await?;
     let outcome = measure(&options, &mut env).await;
@@ -153,13 +170,18 @@ async fn measure(options: &Options, env: &mut BenchEnv) -> anyhow::Result<Report
     })
 }
 
-struct Api<'a> {
-    http: &'a reqwest::Client,
-    base: &'a str,
+pub struct Api<'a> {
+    pub http: &'a reqwest::Client,
+    pub base: &'a str,
 }
 
 impl Api<'_> {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut request = self
             .http
@@ -179,7 +201,7 @@ impl Api<'_> {
 
     /// Runs a job to its end; checks its inserted/updated/deleted counts and
     /// returns the time from trigger to completion.
-    async fn sync(
+    pub async fn sync(
         &self,
         connection: &str,
         force_full_sync: bool,
