@@ -87,7 +87,7 @@ impl Source {
         let changes: i64 = db
             .query_one(
                 "SELECT count(*) FROM pg_logical_slot_peek_binary_changes(
-                     $1, NULL, NULL, 'proto_version', '1', 'publication_names', $1)",
+                     $1::text::name, NULL, NULL, 'proto_version', '1', 'publication_names', $1::text)",
                 &[&slot],
             )
             .await?
