@@ -21,6 +21,7 @@ pub mod local_files;
 pub mod mysql;
 pub mod postgres;
 pub mod postgres_cdc;
+mod reader;
 pub mod s3;
 pub mod stub;
 
@@ -222,7 +223,7 @@ pub fn open(config: &ConnectorConfig, start: SyncStart) -> Result<Box<dyn Source
     match config {
         ConnectorConfig::Stub(config) => Ok(Box::new(stub::StubSource::new(config, &start)?)),
         ConnectorConfig::Postgres(config) => {
-            Ok(Box::new(postgres::PostgresSource::new(config, &start)?))
+            Ok(Box::new(postgres::PostgresSource::open(config, &start)?))
         }
         ConnectorConfig::LocalFiles(config) => Ok(Box::new(local_files::LocalFilesSource::new(
             config, &start,
@@ -230,11 +231,11 @@ pub fn open(config: &ConnectorConfig, start: SyncStart) -> Result<Box<dyn Source
         ConnectorConfig::HttpJson(config) => {
             Ok(Box::new(http_json::HttpJsonSource::new(config, &start)?))
         }
-        ConnectorConfig::Mysql(config) => Ok(Box::new(mysql::MysqlSource::new(config, &start)?)),
+        ConnectorConfig::Mysql(config) => Ok(Box::new(mysql::MysqlSource::open(config, &start)?)),
         ConnectorConfig::S3(config) => Ok(Box::new(s3::S3Source::new(config, &start)?)),
-        ConnectorConfig::PostgresCdc(config) => Ok(Box::new(postgres_cdc::PostgresCdcSource::new(
-            config, &start,
-        )?)),
+        ConnectorConfig::PostgresCdc(config) => Ok(Box::new(
+            postgres_cdc::PostgresCdcSource::open(config, &start)?,
+        )),
     }
 }
 

@@ -144,10 +144,7 @@ impl JobRun {
             limits: self.context.limits,
             budget: crate::budget::for_job(&self.context, self.job.id, self.job.lease),
             connection: self.job.source_connection_id.to_string(),
-            stored: Some(Arc::new(crate::stored_ids::ConnectionIds {
-                pool: self.context.pool.clone(),
-                connection: self.job.source_connection_id,
-            })),
+            stored: crate::stored_ids::for_connection(&self.context, self.job.source_connection_id),
         };
         tracing::info!(
             connector = %source.short_name,

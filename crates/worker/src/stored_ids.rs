@@ -2,10 +2,20 @@
 //! ([`syncway_connectors::StoredIds`]): read from the connection's entities
 //! through the worker's pool.
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 use syncway_connectors::{SourceError, StoredIds};
 use syncway_store::Pool;
 use uuid::Uuid;
+
+/// The connection's stored ids, as a job's connector reads them.
+pub fn for_connection(context: &crate::Context, connection: Uuid) -> Option<Arc<dyn StoredIds>> {
+    Some(Arc::new(ConnectionIds {
+        pool: context.pool.clone(),
+        connection,
+    }))
+}
 
 pub struct ConnectionIds {
     pub pool: Pool,

@@ -22,54 +22,26 @@
 //! table and columns are checked against `information_schema` first, so a
 //! missing one is a clear permanent error.
 
-use futures_util::future::BoxFuture;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Value as Mysql};
 use serde_json::{Map, Value};
 use syncway_model::{ErrorCategory, MysqlConfig};
-use tokio::sync::mpsc;
 
-use crate::{EntityBatch, Limits, Source, SourceEntity, SourceError, SyncStart};
+use crate::reader::{Sender, TaskSource};
+use crate::{EntityBatch, Limits, SourceEntity, SourceError, SyncStart};
 
 mod connect;
 pub mod value;
 
 use value::Kind;
 
-type Message = Result<Option<EntityBatch>, SourceError>;
-
-pub struct MysqlSource {
-    batches: mpsc::Receiver<Message>,
-    ended: bool,
-}
-
-impl Source for MysqlSource {
-    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<EntityBatch>, SourceError>> {
-        Box::pin(async move {
-            if self.ended {
-                return Ok(None);
-            }
-            match self.batches.recv().await {
-                Some(Ok(Some(batch))) => Ok(Some(batch)),
-                Some(Ok(None)) => {
-                    self.ended = true;
-                    Ok(None)
-                }
-                Some(Err(error)) => Err(error),
-                // Never the end of the table: a full sync would delete the rest.
-                None => Err(SourceError::Transient {
-                    message: "the mysql reader stopped unexpectedly".into(),
-                    retry_after: None,
-                }),
-            }
-        })
-    }
-}
+/// The `mysql` source.
+pub struct MysqlSource;
 
 impl MysqlSource {
     /// Starts reading. The connection's `schedule.cursor_field` is the
     /// cursor column when the config names none.
-    pub fn new(config: &MysqlConfig, start: &SyncStart) -> Result<Self, SourceError> {
+    pub fn open(config: &MysqlConfig, start: &SyncStart) -> Result<TaskSource, SourceError> {
         let target = connect::target(start.credentials.as_ref())?;
         let policy = start.policy.clone();
         let plan = Plan {
@@ -81,22 +53,12 @@ impl MysqlSource {
             cursor: start.cursor.clone(),
             limits: start.limits,
         };
-        let (sender, batches) = mpsc::channel(1);
-        tokio::spawn(async move {
-            let last = async {
-                let mut conn = connect::connect(&target, &policy, &plan.limits).await?;
-                let result = read(&mut conn, &plan, &sender).await;
-                let _ = conn.disconnect().await;
-                result
-            }
-            .await
-            .map(|()| None);
-            let _ = sender.send(last).await;
-        });
-        Ok(MysqlSource {
-            batches,
-            ended: false,
-        })
+        Ok(TaskSource::spawn("mysql", move |sender| async move {
+            let mut conn = connect::connect(&target, &policy, &plan.limits).await?;
+            let result = read(&mut conn, &plan, &sender).await;
+            let _ = conn.disconnect().await;
+            result
+        }))
     }
 }
 
@@ -301,11 +263,7 @@ fn page(columns: &Columns, plan: &Plan, after: Option<&After>, limit: usize) -> 
     (sql, Params::Positional(params))
 }
 
-async fn read(
-    conn: &mut Conn,
-    plan: &Plan,
-    sender: &mpsc::Sender<Message>,
-) -> Result<(), SourceError> {
+async fn read(conn: &mut Conn, plan: &Plan, sender: &Sender) -> Result<(), SourceError> {
     let columns = inspect(conn, plan).await?;
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .await

@@ -26,54 +26,23 @@
 //! table and columns are checked against the catalog before reading, so
 //! that a missing one is a clear permanent error.
 
-use futures_util::future::BoxFuture;
 use serde_json::Value;
 use syncway_model::{ErrorCategory, PostgresConfig};
-use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, IsolationLevel};
 
-use crate::{EntityBatch, Limits, Source, SourceEntity, SourceError, SyncStart};
+use crate::reader::{Sender, TaskSource};
+use crate::{EntityBatch, Limits, SourceEntity, SourceError, SyncStart};
 
 pub(crate) mod connect;
 
-/// What the reading task hands over: a batch, the end (`Ok(None)`), or
-/// the error that stopped it.
-type Message = Result<Option<EntityBatch>, SourceError>;
-
-pub struct PostgresSource {
-    batches: mpsc::Receiver<Message>,
-    ended: bool,
-}
-
-impl Source for PostgresSource {
-    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<EntityBatch>, SourceError>> {
-        Box::pin(async move {
-            if self.ended {
-                return Ok(None);
-            }
-            match self.batches.recv().await {
-                Some(Ok(Some(batch))) => Ok(Some(batch)),
-                Some(Ok(None)) => {
-                    self.ended = true;
-                    Ok(None)
-                }
-                Some(Err(error)) => Err(error),
-                // The task ended without saying so: never take that for the
-                // end of the table (a full sync would delete the rest).
-                None => Err(SourceError::Transient {
-                    message: "the postgres reader stopped unexpectedly".into(),
-                    retry_after: None,
-                }),
-            }
-        })
-    }
-}
+/// The `postgres` source.
+pub struct PostgresSource;
 
 impl PostgresSource {
     /// Starts reading. The connection's `schedule.cursor_field` is the
     /// cursor column when the config names none.
-    pub fn new(config: &PostgresConfig, start: &SyncStart) -> Result<Self, SourceError> {
+    pub fn open(config: &PostgresConfig, start: &SyncStart) -> Result<TaskSource, SourceError> {
         let target = connect::target(start.credentials.as_ref())?;
         let policy = start.policy.clone();
         let limits = start.limits;
@@ -86,19 +55,9 @@ impl PostgresSource {
             cursor: start.cursor.clone(),
             limits,
         };
-        let (sender, batches) = mpsc::channel(1);
-        tokio::spawn(async move {
-            let last = match read(target, &policy, plan, &sender).await {
-                Ok(()) => Ok(None),
-                Err(error) => Err(error),
-            };
-            // The receiver may be gone (the job stopped); nothing to do.
-            let _ = sender.send(last).await;
-        });
-        Ok(PostgresSource {
-            batches,
-            ended: false,
-        })
+        Ok(TaskSource::spawn("postgres", move |sender| async move {
+            read(target, &policy, plan, &sender).await
+        }))
     }
 }
 
@@ -110,7 +69,7 @@ struct Plan {
 }
 
 /// A double-quoted SQL identifier.
-fn quote(identifier: &str) -> String {
+pub(crate) fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
@@ -280,7 +239,7 @@ async fn read(
     target: connect::Target,
     policy: &syncway_egress::Policy,
     plan: Plan,
-    sender: &mpsc::Sender<Message>,
+    sender: &Sender,
 ) -> Result<(), SourceError> {
     let (mut client, connection) = connect::connect(target, policy, &plan.limits).await?;
     let result = stream(&mut client, &plan, sender).await;
@@ -289,11 +248,7 @@ async fn read(
     result
 }
 
-async fn stream(
-    client: &mut Client,
-    plan: &Plan,
-    sender: &mpsc::Sender<Message>,
-) -> Result<(), SourceError> {
+async fn stream(client: &mut Client, plan: &Plan, sender: &Sender) -> Result<(), SourceError> {
     let columns = inspect(client, plan).await?;
     let (sql, takes_cursor) = query(&columns, plan);
     let transaction = client

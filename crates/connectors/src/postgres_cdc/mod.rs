@@ -19,14 +19,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use serde_json::Value;
 use syncway_egress::Policy;
 use syncway_model::PostgresCdcConfig;
-use tokio::sync::mpsc;
 
 use crate::postgres::connect;
-use crate::{EntityBatch, Limits, Source, SourceEntity, SourceError, StoredIds, SyncStart};
+use crate::reader::{Sender, TaskSource};
+use crate::{EntityBatch, Limits, SourceEntity, SourceError, StoredIds, SyncStart};
 
 pub mod pgoutput;
 pub mod rows;
@@ -37,35 +36,8 @@ mod stream;
 use rows::{Cursor, Shape};
 use setup::Names;
 
-type Message = Result<Option<EntityBatch>, SourceError>;
-type Sender = mpsc::Sender<Message>;
-
-pub struct PostgresCdcSource {
-    batches: mpsc::Receiver<Message>,
-    ended: bool,
-}
-
-impl Source for PostgresCdcSource {
-    fn next_batch(&mut self) -> BoxFuture<'_, Result<Option<EntityBatch>, SourceError>> {
-        Box::pin(async move {
-            if self.ended {
-                return Ok(None);
-            }
-            match self.batches.recv().await {
-                Some(Ok(Some(batch))) => Ok(Some(batch)),
-                Some(Ok(None)) => {
-                    self.ended = true;
-                    Ok(None)
-                }
-                Some(Err(error)) => Err(error),
-                None => Err(SourceError::Transient {
-                    message: "the postgres_cdc reader stopped unexpectedly".into(),
-                    retry_after: None,
-                }),
-            }
-        })
-    }
-}
+/// The `postgres_cdc` source.
+pub struct PostgresCdcSource;
 
 /// What a run reads with.
 pub(crate) struct Plan {
@@ -84,7 +56,7 @@ impl Plan {
 }
 
 impl PostgresCdcSource {
-    pub fn new(config: &PostgresCdcConfig, start: &SyncStart) -> Result<Self, SourceError> {
+    pub fn open(config: &PostgresCdcConfig, start: &SyncStart) -> Result<TaskSource, SourceError> {
         let target = connect::target(start.credentials.as_ref())?;
         let names = Names::of(config, &start.connection)?;
         let cursor = start
@@ -98,17 +70,10 @@ impl PostgresCdcSource {
             limits: start.limits,
             stored: start.stored.clone(),
         };
-        let (sender, batches) = mpsc::channel(1);
-        tokio::spawn(async move {
-            let last = read(target, &policy, &plan, &names, cursor, &sender)
-                .await
-                .map(|()| None);
-            let _ = sender.send(last).await;
-        });
-        Ok(PostgresCdcSource {
-            batches,
-            ended: false,
-        })
+        Ok(TaskSource::spawn(
+            "postgres_cdc",
+            move |sender| async move { read(target, &policy, &plan, &names, cursor, &sender).await },
+        ))
     }
 }
 

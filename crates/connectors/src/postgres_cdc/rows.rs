@@ -59,6 +59,17 @@ impl Shape {
     }
 }
 
+/// A row read with every column as text (`col::text`), as the stream's
+/// values are.
+pub fn datums(row: &tokio_postgres::Row, columns: usize) -> Vec<Datum> {
+    (0..columns)
+        .map(|i| match row.get::<_, Option<String>>(i) {
+            Some(text) => Datum::Text(text),
+            None => Datum::Null,
+        })
+        .collect()
+}
+
 const BOOL: u32 = 16;
 const INT8: u32 = 20;
 const INT2: u32 = 21;

@@ -11,10 +11,7 @@ use super::rows::Shape;
 use crate::SourceError;
 use crate::postgres::classify;
 
-/// A double-quoted SQL identifier.
-pub fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
-}
+pub(crate) use crate::postgres::quote;
 
 /// The publication and slot names a connection uses.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -87,12 +87,7 @@ pub async fn read(
                 .await
                 .map_err(|error| classify(error, "reading a table"))?;
             for row in &rows {
-                let values = (0..shape.columns.len())
-                    .map(|i| match row.get::<_, Option<String>>(i) {
-                        Some(text) => super::pgoutput::Datum::Text(text),
-                        None => super::pgoutput::Datum::Null,
-                    })
-                    .collect::<Vec<_>>();
+                let values = super::rows::datums(row, shape.columns.len());
                 pending.upsert(shape, &values, &plan.limits);
             }
             if pending.is_over(plan, true) && !pending.flush(sender, Some(&cursor)).await {

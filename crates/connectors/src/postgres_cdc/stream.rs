@@ -297,14 +297,7 @@ async fn refetch(
         .query_opt(&sql, &params)
         .await
         .map_err(|error| classify(error, "reading a changed row"))?;
-    Ok(row.map(|row| {
-        (0..shape.columns.len())
-            .map(|i| match row.get::<_, Option<String>>(i) {
-                Some(text) => Datum::Text(text),
-                None => Datum::Null,
-            })
-            .collect()
-    }))
+    Ok(row.map(|row| super::rows::datums(&row, shape.columns.len())))
 }
 
 /// A TRUNCATE: what is pending goes first, then a deletion of every stored
