@@ -336,3 +336,52 @@ async fn a_sync_whose_worker_is_killed_resumes_without_counting_twice() {
     assert_eq!(counts(&done), [0, 4000, 1000, 0], "{done}");
     assert_eq!(stored(&app, connection).await.len(), 3000);
 }
+
+/// An update that leaves a large (TOASTed) value unchanged does not carry
+/// it in the stream: the connector reads the row back from the table, over
+/// a second session while the first is streaming the changes.
+#[tokio::test]
+async fn an_unchanged_toasted_value_is_read_back_from_the_table() {
+    let app = TestApp::spawn_on(TestEnv::new().await.allowing_loopback(), 1).await;
+    let cluster = PgCluster::start().await;
+    cluster
+        .sql(
+            "CREATE TABLE docs (id int PRIMARY KEY, name text NOT NULL, body text);
+             ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
+             INSERT INTO docs SELECT i, 'doc ' || i, repeat(md5(i::text), 400)
+             FROM generate_series(1, 3) i;",
+        )
+        .await;
+    let connection = connection(&app, &cluster, json!({"tables": ["docs"]})).await;
+    let job = app.sync(connection, false).await;
+    assert_eq!(counts(&job), [3, 0, 0, 0], "{job}");
+
+    cluster
+        .sql("UPDATE docs SET name = 'renamed ' || id WHERE id <= 2")
+        .await;
+    let job = app.sync(connection, false).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(counts(&job), [0, 2, 0, 0], "{job}");
+    let stored = app
+        .pairs(
+            "SELECT entity_id, payload FROM entities WHERE source_connection_id = $1
+             ORDER BY entity_id",
+            &[&connection],
+        )
+        .await;
+    let source = cluster
+        .client("postgres")
+        .await
+        .query("SELECT id, name, body FROM docs ORDER BY id", &[])
+        .await
+        .expect("reading the source rows");
+    assert_eq!(stored.len(), source.len());
+    for ((id, payload), row) in stored.iter().zip(&source) {
+        let key: i32 = row.get(0);
+        let body: String = row.get(2);
+        assert_eq!(id, &format!("public.docs:{key}"));
+        assert_eq!(payload["name"], row.get::<_, String>(1), "{id}");
+        assert_eq!(body.len(), 12_800);
+        assert_eq!(payload["body"], body, "{id}: the body is whole");
+    }
+}

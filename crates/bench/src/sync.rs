@@ -25,7 +25,7 @@ pub struct Options {
     incremental: u64,
     /// Rows copy-limit.sh writes to measure the limit.
     #[arg(long, default_value_t = 200_000)]
-    limit_rows: u64,
+    pub limit_rows: u64,
     /// The source: the stub (the options above), or a real one beside its
     /// own read rate (`crate::sources`).
     #[arg(long, value_enum, default_value_t = SourceKind::Stub)]

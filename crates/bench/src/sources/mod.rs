@@ -4,14 +4,15 @@
 //! LIST and a GET of every object, eight at a time, as the connector
 //! fetches; logical decoding's own peek of the same changes), and for
 //! `postgres_cdc` an incremental sync of as many new rows, read from the
-//! slot.
+//! slot. Beside both, `copy-limit.sh` in the same run: what a single COPY
+//! writes into the store, the ceiling of any full sync whatever it reads.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use crate::processes::{BenchEnv, build_binaries};
+use crate::processes::{BenchEnv, build_binaries, measure_limit};
 use crate::sync::{Api, KEY};
 
 mod cdc;
@@ -54,18 +55,39 @@ pub async fn run(options: &crate::sync::Options, kind: SourceKind) -> anyhow::Re
     let outcome = match kind {
         SourceKind::Mysql => {
             let source = mysql::Source::create(&options.mysql, rows).await?;
-            let outcome = measure(&mut env, source.prepare().await?, rows, NO_INCREMENT).await;
+            let outcome = measure(
+                options,
+                &mut env,
+                source.prepare().await?,
+                rows,
+                NO_INCREMENT,
+            )
+            .await;
             source.drop_database().await;
             outcome
         }
         SourceKind::S3 => {
             let source = s3::Source::create(&options.moto, rows).await?;
-            measure(&mut env, source.prepare().await?, rows, NO_INCREMENT).await
+            measure(
+                options,
+                &mut env,
+                source.prepare().await?,
+                rows,
+                NO_INCREMENT,
+            )
+            .await
         }
         SourceKind::PostgresCdc => {
             let source = cdc::Source::create(rows).await?;
             let prepared = source.prepare().await?;
-            measure(&mut env, prepared, rows, Some(|| source.increment(rows))).await
+            measure(
+                options,
+                &mut env,
+                prepared,
+                rows,
+                Some(|| source.increment(rows)),
+            )
+            .await
         }
         SourceKind::Stub => unreachable!("the stub source runs in sync.rs"),
     };
@@ -79,6 +101,9 @@ const NO_INCREMENT: Option<NoIncrement> = None;
 
 struct Report {
     full: Duration,
+    /// Entity rows a single COPY writes per second into this store (the
+    /// ceiling of any full sync, whatever the source).
+    limit: f64,
     own_rate: f64,
     own_read: &'static str,
     incremental: Option<(Duration, Increment)>,
@@ -89,29 +114,35 @@ impl Report {
         let rate = rows as f64 / self.full.as_secs_f64();
         println!();
         println!("syncway sync --source {kind:?}: {rows} rows/objects, one worker");
-        println!("| figure | syncway | the source's own read (same run) | ratio |");
-        println!("|---|---|---|---|");
         println!(
-            "| full sync into an empty store | {:.2} s, {rate:.0}/s | {:.0}/s ({}) | {:.2} |",
+            "| figure | syncway | the source's own read (same run) | ratio | ratio to copy-limit.sh ({:.0}/s, same run) |",
+            self.limit
+        );
+        println!("|---|---|---|---|---|");
+        println!(
+            "| full sync into an empty store | {:.2} s, {rate:.0}/s | {:.0}/s ({}) | {:.2} | {:.2} |",
             self.full.as_secs_f64(),
             self.own_rate,
             self.own_read,
-            rate / self.own_rate
+            rate / self.own_rate,
+            rate / self.limit
         );
         if let Some((took, increment)) = &self.incremental {
             let rate = increment.rows as f64 / took.as_secs_f64();
             println!(
-                "| incremental, {} new rows from the slot | {:.2} s, {rate:.0}/s | {:.0}/s (peek of the slot) | {:.2} |",
+                "| incremental, {} new rows from the slot | {:.2} s, {rate:.0}/s | {:.0}/s (peek of the slot) | {:.2} | {:.2} |",
                 increment.rows,
                 took.as_secs_f64(),
                 increment.own_rate,
-                rate / increment.own_rate
+                rate / increment.own_rate,
+                rate / self.limit
             );
         }
     }
 }
 
 async fn measure<F, Fut>(
+    options: &crate::sync::Options,
     env: &mut BenchEnv,
     prepared: Prepared,
     rows: u64,
@@ -121,6 +152,11 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Increment>>,
 {
+    let limit = measure_limit(
+        &options.services.limits.join("copy-limit.sh"),
+        &[env.database_url(), options.limit_rows.to_string()],
+        "limit_entities_per_s",
+    )?;
     let http = reqwest::Client::new();
     let allow = [("SYNCWAY_CONNECTORS__ALLOW_CIDRS", "127.0.0.1/32".to_owned())];
     let api = env.start_api(&http, KEY, &allow).await?;
@@ -168,6 +204,7 @@ where
     };
     Ok(Report {
         full,
+        limit,
         own_rate: prepared.own_rate,
         own_read: prepared.own_read,
         incremental,

@@ -48,6 +48,7 @@ impl SslMode {
 }
 
 /// The credentials, read: the driver's config and the TLS mode.
+#[derive(Clone)]
 pub struct Target {
     pub config: tokio_postgres::Config,
     pub sslmode: SslMode,

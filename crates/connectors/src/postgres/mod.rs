@@ -17,15 +17,17 @@
 //! sync reads the whole table in primary key order.
 //!
 //! The connection goes only where the egress policy allows ([`connect`]).
-//! Rows are fetched in chunks small enough that a chunk of the largest
-//! entities allowed stays within the batch byte budget, and a batch ends
-//! early once its payloads reach that budget; a row whose payload is over
-//! the entity limit is not sent by the server at all and counts as failed.
+//! Rows stream from a cursor (many per round trip; the driver reads no
+//! further while a row waits to be taken, so memory stays bounded), and a
+//! batch ends early once its payloads reach the batch byte budget; a row
+//! whose payload is over the entity limit is not sent by the server at all
+//! and counts as failed.
 //!
 //! Identifiers come from the configuration and are always quoted; the
 //! table and columns are checked against the catalog before reading, so
 //! that a missing one is a clear permanent error.
 
+use futures_util::TryStreamExt;
 use serde_json::Value;
 use syncway_model::{ErrorCategory, PostgresConfig};
 use tokio_postgres::error::SqlState;
@@ -271,63 +273,93 @@ async fn stream(client: &mut Client, plan: &Plan, sender: &Sender) -> Result<(),
     .map_err(|error| classify(error, "reading the table"))?;
     let batch_size = plan.config.batch_size as usize;
     let limits = &plan.limits;
-    // A chunk of the largest entities allowed fits the batch budget.
-    let chunk = (limits.max_batch_bytes / limits.max_entity_bytes).clamp(1, batch_size as u64);
-    let fetch = format!("FETCH {chunk} FROM syncway_read");
+    let fetch = format!("FETCH {FETCH_ROWS} FROM syncway_read");
     // The cursor so far: a batch without rows keeps the stored one.
     let mut last_cursor = plan.cursor.clone();
-    let mut ended = false;
-    while !ended {
-        let mut batch = EntityBatch::default();
-        let mut rows_in_batch = 0;
-        let mut bytes = 0u64;
-        while rows_in_batch < batch_size && bytes < limits.max_batch_bytes {
-            let rows = transaction
-                .query(fetch.as_str(), &[])
-                .await
-                .map_err(|error| classify(error, "reading the table"))?;
-            rows_in_batch += rows.len();
-            ended = (rows.len() as u64) < chunk;
-            for row in &rows {
-                let id: Option<String> = row.get(0);
-                let Some(id) = id else {
-                    // A row without a key cannot be stored; count it.
-                    batch.fail("", "a row whose primary key is NULL");
-                    continue;
-                };
-                if let Some(cursor) = row.get::<_, Option<String>>(3) {
-                    last_cursor = Some(Value::String(cursor));
-                }
-                if row.get::<_, bool>(4) {
-                    batch.deleted.push(id);
-                    continue;
-                }
-                let Some(doc) = row.get::<_, Option<&str>>(1) else {
-                    let size: i32 = row.get(2);
-                    batch.fail(
-                        id,
-                        format!("the row is {size} bytes as JSON, over the entity limit"),
-                    );
-                    continue;
-                };
-                bytes += doc.len() as u64;
-                match serde_json::from_str(doc) {
-                    Ok(payload) => batch.entities.push(SourceEntity { id, payload }),
-                    Err(_) => batch.fail(id, "the row does not convert to JSON"),
+    let mut batch = Batch::default();
+    loop {
+        let rows = transaction
+            .query_raw(fetch.as_str(), NO_PARAMETERS)
+            .await
+            .map_err(|error| classify(error, "reading the table"))?;
+        futures_util::pin_mut!(rows);
+        let mut fetched = 0u64;
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .map_err(|error| classify(error, "reading the table"))?
+        {
+            fetched += 1;
+            batch.add(&row, &mut last_cursor);
+            if batch.rows >= batch_size || batch.bytes >= limits.max_batch_bytes {
+                let mut full = std::mem::take(&mut batch).entities;
+                full.cursor = last_cursor.clone();
+                if sender.send(Ok(Some(full))).await.is_err() {
+                    // The job stopped reading.
+                    return Ok(());
                 }
             }
-            if ended {
-                break;
-            }
         }
-        if rows_in_batch == 0 {
-            return Ok(());
-        }
-        batch.cursor = last_cursor.clone();
-        if sender.send(Ok(Some(batch))).await.is_err() {
-            // The job stopped reading.
-            return Ok(());
+        if fetched < FETCH_ROWS {
+            break;
         }
     }
+    if batch.rows > 0 {
+        let mut last = batch.entities;
+        last.cursor = last_cursor;
+        let _ = sender.send(Ok(Some(last))).await;
+    }
     Ok(())
+}
+
+/// Rows per FETCH. Rows are streamed to the reader as they arrive (the
+/// driver reads no further while one waits to be taken), so a chunk bounds
+/// round trips, not memory: a table is read in few statements, each short
+/// enough for the session's `statement_timeout`.
+pub(crate) const FETCH_ROWS: u64 = 10_000;
+
+/// The parameters of a statement that takes none, for `query_raw`.
+pub(crate) const NO_PARAMETERS: [&(dyn tokio_postgres::types::ToSql + Sync); 0] = [];
+
+/// The batch being filled: its rows so far and their payloads' bytes.
+#[derive(Default)]
+struct Batch {
+    entities: EntityBatch,
+    rows: usize,
+    bytes: u64,
+}
+
+impl Batch {
+    /// One row of the read (id, payload or NULL when over the limit, its
+    /// size, cursor text, deleted flag) into the batch.
+    fn add(&mut self, row: &tokio_postgres::Row, last_cursor: &mut Option<Value>) {
+        self.rows += 1;
+        let batch = &mut self.entities;
+        let id: Option<String> = row.get(0);
+        let Some(id) = id else {
+            // A row without a key cannot be stored; count it.
+            batch.fail("", "a row whose primary key is NULL");
+            return;
+        };
+        if let Some(cursor) = row.get::<_, Option<String>>(3) {
+            *last_cursor = Some(Value::String(cursor));
+        }
+        if row.get::<_, bool>(4) {
+            batch.deleted.push(id);
+            return;
+        }
+        let Some(doc) = row.get::<_, Option<&str>>(1) else {
+            let size: i32 = row.get(2);
+            batch.fail(
+                id,
+                format!("the row is {size} bytes as JSON, over the entity limit"),
+            );
+            return;
+        };
+        self.bytes += doc.len() as u64;
+        match serde_json::from_str(doc) {
+            Ok(payload) => batch.entities.push(SourceEntity { id, payload }),
+            Err(_) => batch.fail(id, "the row does not convert to JSON"),
+        }
+    }
 }

@@ -24,10 +24,12 @@ use syncway_egress::Policy;
 use syncway_model::PostgresCdcConfig;
 
 use crate::postgres::connect;
+pub(crate) use crate::postgres::{FETCH_ROWS, NO_PARAMETERS};
 use crate::reader::{Sender, TaskSource};
 use crate::{EntityBatch, Limits, SourceEntity, SourceError, StoredIds, SyncStart};
 
 pub mod pgoutput;
+mod reread;
 pub mod rows;
 mod setup;
 mod snapshot;
@@ -44,15 +46,6 @@ pub(crate) struct Plan {
     pub config: PostgresCdcConfig,
     pub limits: Limits,
     pub stored: Option<Arc<dyn StoredIds>>,
-}
-
-impl Plan {
-    /// Rows per FETCH: a chunk of the largest entities allowed fits the
-    /// batch byte budget.
-    pub fn chunk(&self) -> u64 {
-        (self.limits.max_batch_bytes / self.limits.max_entity_bytes)
-            .clamp(1, self.config.batch_size.into())
-    }
 }
 
 impl PostgresCdcSource {
@@ -85,6 +78,7 @@ async fn read(
     cursor: Option<Cursor>,
     sender: &Sender,
 ) -> Result<(), SourceError> {
+    let second = target.clone();
     let (mut client, connection) = connect::connect(target, policy, &plan.limits).await?;
     let result = async {
         setup::check_source(&client).await?;
@@ -92,7 +86,8 @@ async fn read(
         let shapes = setup::shapes(&client, &plan.config).await?;
         match cursor {
             Some(cursor) if cursor.complete && cursor.slot == names.slot => {
-                stream::read(&mut client, plan, names, cursor, sender).await
+                let rereader = stream::Rereader::new(second, policy, &plan.limits);
+                stream::read(&mut client, plan, names, cursor, rereader, sender).await
             }
             // The first run, a full one, or one after a full sync that did
             // not finish (a first sync taken over from a dead worker resumes

@@ -6,10 +6,11 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::TryStreamExt;
 use tokio_postgres::{Client, IsolationLevel};
 
 use super::rows::{Cursor, Shape, Snapshot};
-use super::{Names, Pending, Plan, Sender, setup};
+use super::{FETCH_ROWS, Names, Pending, Plan, Sender, setup};
 use crate::SourceError;
 use crate::postgres::classify;
 
@@ -62,7 +63,6 @@ pub async fn read(
         snapshot: Some(row.get(0)),
         snapshot_lsn: Some(row.get(1)),
     };
-    let chunk = plan.chunk();
     let mut pending = Pending::default();
     for shape in shapes {
         let columns: Vec<String> = shape
@@ -80,20 +80,27 @@ pub async fn read(
             .batch_execute(&sql)
             .await
             .map_err(|error| classify(error, "reading a table"))?;
-        let fetch = format!("FETCH {chunk} FROM syncway_snapshot");
+        let fetch = format!("FETCH {FETCH_ROWS} FROM syncway_snapshot");
         loop {
             let rows = transaction
-                .query(fetch.as_str(), &[])
+                .query_raw(fetch.as_str(), super::NO_PARAMETERS)
                 .await
                 .map_err(|error| classify(error, "reading a table"))?;
-            for row in &rows {
-                let values = super::rows::datums(row, shape.columns.len());
+            futures_util::pin_mut!(rows);
+            let mut fetched = 0u64;
+            while let Some(row) = rows
+                .try_next()
+                .await
+                .map_err(|error| classify(error, "reading a table"))?
+            {
+                fetched += 1;
+                let values = super::rows::datums(&row, shape.columns.len());
                 pending.upsert(shape, &values, &plan.limits);
+                if pending.is_over(plan, true) && !pending.flush(sender, Some(&cursor)).await {
+                    return Ok(());
+                }
             }
-            if pending.is_over(plan, true) && !pending.flush(sender, Some(&cursor)).await {
-                return Ok(());
-            }
-            if (rows.len() as u64) < chunk {
+            if fetched < FETCH_ROWS {
                 break;
             }
         }

@@ -13,12 +13,15 @@
 //! previous commit's cursor (replayed parts are unchanged by hash).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
+use futures_util::TryStreamExt;
 use tokio_postgres::Client;
 
 use super::pgoutput::{self, Datum, Message};
+pub use super::reread::Rereader;
 use super::rows::{Cursor, Shape, Snapshot};
-use super::{Names, Pending, Plan, Sender, setup};
+use super::{FETCH_ROWS, Names, Pending, Plan, Sender, setup};
 use crate::postgres::classify;
 use crate::{EntityBatch, SourceError};
 
@@ -27,6 +30,7 @@ pub async fn read(
     plan: &Plan,
     names: &Names,
     stored: Cursor,
+    mut rereader: Rereader<'_>,
     sender: &Sender,
 ) -> Result<(), SourceError> {
     let again = "run a full sync (force_full_sync=true) to start again";
@@ -84,19 +88,25 @@ pub async fn read(
         changed: false,
         at_commit: false,
     };
-    let chunk = plan.chunk();
-    let fetch = format!("FETCH {chunk} FROM syncway_changes");
+    let fetch = format!("FETCH {FETCH_ROWS} FROM syncway_changes");
     loop {
         let rows = transaction
-            .query(fetch.as_str(), &[])
+            .query_raw(fetch.as_str(), super::NO_PARAMETERS)
             .await
             .map_err(|error| classify(error, "reading changes"))?;
-        for row in &rows {
+        futures_util::pin_mut!(rows);
+        let mut fetched = 0u64;
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .map_err(|error| classify(error, "reading changes"))?
+        {
+            fetched += 1;
             let data: &[u8] = row.get(0);
             let message =
                 pgoutput::parse(data).map_err(|error| SourceError::Permanent(error.to_string()))?;
             if let Step::Truncate(prefixes) =
-                state.apply(message, plan, &wanted, &transaction).await?
+                state.apply(message, plan, &wanted, &mut rereader).await?
                 && !truncate(&mut state, plan, &prefixes, sender).await?
             {
                 return Ok(());
@@ -105,7 +115,7 @@ pub async fn read(
                 return Ok(());
             }
         }
-        if (rows.len() as u64) < chunk {
+        if fetched < FETCH_ROWS {
             break;
         }
     }
@@ -125,7 +135,7 @@ struct State {
     /// The position after the last commit read.
     cursor: Cursor,
     filter: Option<(Snapshot, u64)>,
-    relations: HashMap<u32, Option<Shape>>,
+    relations: HashMap<u32, Option<Arc<Shape>>>,
     /// The current transaction was in the full sync's snapshot.
     skipping: bool,
     pending: Pending,
@@ -143,7 +153,7 @@ impl State {
         message: Message,
         plan: &Plan,
         wanted: &HashSet<(String, String)>,
-        client: &tokio_postgres::Transaction<'_>,
+        rereader: &mut Rereader<'_>,
     ) -> Result<Step, SourceError> {
         self.at_commit = false;
         match message {
@@ -167,20 +177,22 @@ impl State {
             Message::Relation(relation) => {
                 let shape = wanted
                     .contains(&(relation.schema.clone(), relation.name.clone()))
-                    .then(|| Shape {
-                        schema: relation.schema,
-                        name: relation.name,
-                        columns: relation
-                            .columns
-                            .into_iter()
-                            .map(|c| (c.name, c.type_oid, c.key))
-                            .collect(),
+                    .then(|| {
+                        Arc::new(Shape {
+                            schema: relation.schema,
+                            name: relation.name,
+                            columns: relation
+                                .columns
+                                .into_iter()
+                                .map(|c| (c.name, c.type_oid, c.key))
+                                .collect(),
+                        })
                     });
                 self.relations.insert(relation.id, shape);
             }
             Message::Insert { relation, new } => {
                 if let Some(shape) = self.shape(relation) {
-                    self.upsert(&shape, new, plan, client).await?;
+                    self.upsert(&shape, new, plan, rereader).await?;
                 }
             }
             Message::Update { relation, old, new } => {
@@ -201,7 +213,7 @@ impl State {
                             .collect(),
                         _ => new,
                     };
-                    self.upsert(&shape, new, plan, client).await?;
+                    self.upsert(&shape, new, plan, rereader).await?;
                 }
             }
             Message::Delete { relation, old } => {
@@ -228,7 +240,7 @@ impl State {
     }
 
     /// The shape of a table to sync, unless the change is to be skipped.
-    fn shape(&self, relation: u32) -> Option<Shape> {
+    fn shape(&self, relation: u32) -> Option<Arc<Shape>> {
         if self.skipping {
             return None;
         }
@@ -240,10 +252,10 @@ impl State {
         shape: &Shape,
         values: Vec<Datum>,
         plan: &Plan,
-        client: &tokio_postgres::Transaction<'_>,
+        rereader: &mut Rereader<'_>,
     ) -> Result<(), SourceError> {
         let values = if values.contains(&Datum::Unchanged) {
-            match refetch(client, shape, &values).await? {
+            match rereader.row(shape, &values).await? {
                 Some(current) => current,
                 // Gone since: a later delete in the stream says so.
                 None => return Ok(()),
@@ -262,42 +274,6 @@ impl State {
         self.changed = false;
         self.pending.flush(sender, Some(&self.cursor)).await
     }
-}
-
-/// The row's current values, read by its key (for an update whose stream
-/// left a TOASTed value out).
-async fn refetch(
-    client: &tokio_postgres::Transaction<'_>,
-    shape: &Shape,
-    values: &[Datum],
-) -> Result<Option<Vec<Datum>>, SourceError> {
-    let mut conditions = Vec::new();
-    let mut keys = Vec::new();
-    for ((name, _, key), value) in shape.columns.iter().zip(values) {
-        if let (true, Datum::Text(text)) = (key, value) {
-            keys.push(text.clone());
-            conditions.push(format!("{}::text = ${}", setup::quote(name), keys.len()));
-        }
-    }
-    let columns: Vec<String> = shape
-        .columns
-        .iter()
-        .map(|(name, _, _)| format!("{}::text", setup::quote(name)))
-        .collect();
-    let sql = format!(
-        "SELECT {} FROM {}.{} WHERE {}",
-        columns.join(", "),
-        setup::quote(&shape.schema),
-        setup::quote(&shape.name),
-        conditions.join(" AND ")
-    );
-    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        keys.iter().map(|key| key as _).collect();
-    let row = client
-        .query_opt(&sql, &params)
-        .await
-        .map_err(|error| classify(error, "reading a changed row"))?;
-    Ok(row.map(|row| super::rows::datums(&row, shape.columns.len())))
 }
 
 /// A TRUNCATE: what is pending goes first, then a deletion of every stored

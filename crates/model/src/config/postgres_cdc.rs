@@ -42,7 +42,7 @@ impl PostgresCdcConfig {
     }
 
     fn default_batch_size() -> u32 {
-        1000
+        5000
     }
 
     /// Each table as (schema, name).

@@ -43,7 +43,7 @@ impl TableConfig {
     }
 
     fn default_batch_size() -> u32 {
-        1000
+        5000
     }
 
     fn default_lookback_seconds() -> u32 {
@@ -106,7 +106,7 @@ mod tests {
         };
         assert_eq!(config.table_parts(), (Some("public"), "items"));
         assert_eq!(config.primary_key, "id");
-        assert_eq!((config.batch_size, config.lookback_seconds), (1000, 5));
+        assert_eq!((config.batch_size, config.lookback_seconds), (5000, 5));
         let field_of = |value| match ConnectorConfig::parse("postgres", &value) {
             Err(ConfigError::Invalid { field, .. }) => field,
             other => panic!("expected invalid, got {other:?}"),
