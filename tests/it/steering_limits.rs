@@ -107,20 +107,28 @@ async fn every_worker_draws_from_one_budget_per_source_host() {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .clone();
     assert_eq!(arrivals.len(), jobs.len() * PAGES as usize);
-    // The mock never saw more than the budget, plus one burst, in any second.
+    // The mock never saw more than a second's budget, plus one burst, in
+    // any window of a second less LAG: the budget spaces the requests'
+    // slots; a request reaches the mock after its slot, by up to LAG more
+    // than another one does on this busy machine (its worker's wake-up,
+    // the HTTP exchange). Without the shared budget every request comes
+    // within a few hundred milliseconds, and with a budget per worker at
+    // four times the rate: either fails this.
+    const LAG: Duration = Duration::from_millis(200);
+    let window = Duration::from_secs(1) - LAG;
     let most = arrivals
         .iter()
         .map(|start| {
             arrivals
                 .iter()
-                .filter(|at| **at >= *start && at.duration_since(*start) < Duration::from_secs(1))
+                .filter(|at| **at >= *start && at.duration_since(*start) < window)
                 .count()
         })
         .max()
         .unwrap_or(0);
     assert!(
         most <= RATE as usize + 1,
-        "{most} requests within one second"
+        "{most} requests within {window:?}"
     );
     let span = arrivals
         .iter()
