@@ -46,6 +46,10 @@ pub struct Options {
     /// The virtualenv for Celery (made when missing).
     #[arg(long, default_value = "target/bench-venv")]
     celery_venv: std::path::PathBuf,
+    /// Run on a private Postgres cluster with pg_stat_statements and print
+    /// what each statement costs per job (see `statements.rs`).
+    #[arg(long)]
+    statements: bool,
 }
 
 const KEY: &str = "sw_bench_key";
@@ -54,10 +58,20 @@ const KEY: &str = "sw_bench_key";
 pub(crate) const SETTLE: &str =
     "VACUUM ANALYZE organizations, api_keys, collections, source_connections, cursors";
 
-pub async fn run(options: Options) -> anyhow::Result<()> {
+pub async fn run(mut options: Options) -> anyhow::Result<()> {
     build_binaries()?;
+    // Kept until the end: dropping it stops the cluster.
+    let private = if options.statements {
+        let cluster = crate::statements::start_cluster()?;
+        options.services.postgres = cluster.url();
+        Some(cluster)
+    } else {
+        None
+    };
     let env = BenchEnv::create(&options.services).await?;
-    measure(&options, env).await
+    let measured = measure(&options, env).await;
+    drop(private);
+    measured
 }
 
 async fn measure(options: &Options, mut env: BenchEnv) -> anyhow::Result<()> {
@@ -115,6 +129,7 @@ struct Report {
     trigger: Histogram<u64>,
     to_completed: Histogram<u64>,
     cpu: Vec<(String, f64)>,
+    statements: Vec<crate::statements::Statement>,
 }
 
 impl Report {
@@ -172,6 +187,9 @@ impl Report {
             println!("| {component} | {ms:.3} |");
         }
         println!("| all | {total:.3} |");
+        if !self.statements.is_empty() {
+            crate::statements::print(&self.statements);
+        }
     }
 }
 
@@ -204,6 +222,9 @@ async fn run_jobs(options: &Options, env: &mut BenchEnv) -> anyhow::Result<Repor
             .batch_execute(statement)
             .await
             .with_context(|| format!("{statement} before measuring"))?;
+    }
+    if options.statements {
+        crate::statements::reset(&settle).await?;
     }
     let progress = if options.progress {
         let db = env.client().await?;
@@ -262,6 +283,11 @@ async fn run_jobs(options: &Options, env: &mut BenchEnv) -> anyhow::Result<Repor
     }
     let elapsed = started.elapsed();
     let cpu = CpuSnapshot::take().per_job_since(&cpu_before, options.jobs);
+    let statements = if options.statements {
+        crate::statements::read(&settle, options.jobs).await?
+    } else {
+        Vec::new()
+    };
     if let Some(progress) = progress {
         progress.abort();
     }
@@ -292,6 +318,7 @@ async fn run_jobs(options: &Options, env: &mut BenchEnv) -> anyhow::Result<Repor
         trigger: triggered.latencies,
         to_completed,
         cpu,
+        statements,
     })
 }
 

@@ -22,6 +22,7 @@ mod scale;
 mod schedules;
 mod sources;
 mod sql;
+mod statements;
 mod steering;
 mod sync;
 mod triggers;

@@ -17,7 +17,7 @@
 mod backlog;
 mod drive;
 mod faults;
-mod servers;
+pub(crate) mod servers;
 mod verify;
 mod watch;
 

@@ -19,6 +19,12 @@ pub struct PrivatePostgres {
 
 impl PrivatePostgres {
     pub fn start(max_connections: u32) -> anyhow::Result<Self> {
+        Self::start_with(max_connections, "fsync = off\n")
+    }
+
+    /// [`Self::start`] with `settings` (lines of postgresql.conf) in place
+    /// of the chaos bench's `fsync = off`.
+    pub fn start_with(max_connections: u32, settings: &str) -> anyhow::Result<Self> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .context("no PostgreSQL server binaries under /usr/lib/postgresql")?
             .filter_map(Result::ok)
@@ -47,7 +53,7 @@ impl PrivatePostgres {
         )?;
         let conf = format!(
             "port = {}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-             max_connections = {max_connections}\nfsync = off\n",
+             max_connections = {max_connections}\n{settings}",
             server.port,
             server.dir.display()
         );
