@@ -1,6 +1,7 @@
 //! A Postgres cluster the chaos bench owns, so that stopping or exhausting
 //! it never touches the machine's shared one (its RabbitMQ nodes are in
-//! [`super::rabbit`]).
+//! [`super::rabbit`]). `e2e --statements` starts one too, with
+//! pg_stat_statements loaded ([`crate::statements`]).
 
 use std::path::PathBuf;
 use std::process::Command;
