@@ -95,7 +95,13 @@ pub type CommitResult = Result<Option<(JobStatus, Counts)>, StoreError>;
 pub type CommitBatcher = Batcher<Arc<PendingCommit>, CommitResult>;
 
 /// Commit statements in flight at once; each holds one pool connection.
-const LANES: usize = 2;
+/// One: whatever becomes ready while a statement runs goes into the next,
+/// so batches are as large as the load makes them. A second lane took the
+/// one or two items queued behind the first and halved the batches: a
+/// statement's fixed cost (planning, executor start, the CTEs) was paid
+/// twice as often, for 25-30% more Postgres CPU per job (README,
+/// Performance, issue 30).
+const LANES: usize = 1;
 
 /// A connection that sent a statement with this many bytes of payloads is
 /// closed afterwards rather than returned to the pool: its write buffer
