@@ -4,14 +4,16 @@
 //! its rows: a network round trip, a parse/bind/execute, a snapshot and a
 //! commit. When many requests want the same statement at once, a
 //! [`Batcher`] sends them as one: each of its lanes takes every request that
-//! is waiting when it becomes free and runs them together. Nothing waits
-//! for a timer, so an idle system answers a lone request at once, and a busy
-//! one batches exactly as much as the load queues up.
+//! is waiting when it becomes free and runs them together. An idle system
+//! answers a lone request at once; under load (the lane's last batch had
+//! company) a lane may also wait a moment, its linger, for more to join.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::time::Instant;
 
 /// The batcher's lanes are gone (the process is stopping) or a batch
 /// returned fewer results than it was given (a bug in the batch function).
@@ -42,19 +44,23 @@ impl<T, R> Clone for Batcher<T, R> {
 impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     /// Spawns `lanes` tasks that each run `run` on up to `max_batch` waiting
     /// items at a time. `run` must return one result per item, in order.
-    /// The lanes end when every clone of the batcher is dropped.
-    pub fn spawn<F, Fut>(name: &'static str, lanes: usize, max_batch: usize, run: F) -> Self
+    /// The lanes end when every clone of the batcher is dropped. See
+    /// [`Shape`] for `linger`.
+    pub fn spawn<F, Fut>(name: &'static str, shape: Shape, run: F) -> Self
     where
         F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<R>> + Send + 'static,
     {
-        let max_batch = max_batch.max(1);
-        let lanes = lanes.max(1);
-        let (sender, receiver) = mpsc::channel(max_batch * lanes);
+        let shape = Shape {
+            lanes: shape.lanes.max(1),
+            max_batch: shape.max_batch.max(1),
+            linger: shape.linger,
+        };
+        let (sender, receiver) = mpsc::channel(shape.max_batch * shape.lanes);
         let receiver = Arc::new(Mutex::new(receiver));
         let run = Arc::new(run);
-        for _ in 0..lanes {
-            tokio::spawn(lane(receiver.clone(), run.clone(), max_batch));
+        for _ in 0..shape.lanes {
+            tokio::spawn(lane(receiver.clone(), run.clone(), shape));
         }
         Batcher { name, sender }
     }
@@ -70,24 +76,54 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     }
 }
 
+/// How a [`Batcher`] runs its batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Batches in flight at once.
+    pub lanes: usize,
+    /// Items in one batch at most.
+    pub max_batch: usize,
+    /// Under load only (the lane's previous batch had company): how long
+    /// a lane waits after a batch's first item for more to join it. Zero:
+    /// a batch is whatever has queued when a lane becomes free. A lone
+    /// request after a lone request never waits.
+    pub linger: Duration,
+}
+
 async fn lane<T, R, F, Fut>(
     receiver: Arc<Mutex<mpsc::Receiver<Request<T, R>>>>,
     run: Arc<F>,
-    max_batch: usize,
+    shape: Shape,
 ) where
     F: Fn(Vec<T>) -> Fut,
     Fut: Future<Output = Vec<R>>,
 {
+    let max_batch = shape.max_batch;
     let mut batch = Vec::with_capacity(max_batch);
+    let mut busy = false;
     loop {
         {
             // One lane gathers at a time: it waits for the first request,
-            // then takes whatever else is already queued.
+            // then takes whatever else is already queued...
             let mut receiver = receiver.lock().await;
             if receiver.recv_many(&mut batch, max_batch).await == 0 {
                 return;
             }
+            // ...and, under load, what arrives within the linger.
+            if busy && !shape.linger.is_zero() {
+                let deadline = Instant::now() + shape.linger;
+                while batch.len() < max_batch {
+                    let room = max_batch - batch.len();
+                    match tokio::time::timeout_at(deadline, receiver.recv_many(&mut batch, room))
+                        .await
+                    {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            }
         }
+        busy = batch.len() > 1;
         let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = batch
             .drain(..)
             .map(|request| (request.item, request.reply))
@@ -147,8 +183,7 @@ where
 /// ([`all_or_each`]), so that every item gets its own answer.
 pub fn spawn_on_pool<T, R, F, Fut>(
     name: &'static str,
-    lanes: usize,
-    max_batch: usize,
+    shape: Shape,
     pool: crate::Pool,
     run: F,
 ) -> Batcher<T, Result<R, crate::StoreError>>
@@ -159,7 +194,7 @@ where
     Fut: Future<Output = Result<Vec<R>, crate::StoreError>> + Send + 'static,
 {
     let run = Arc::new(run);
-    Batcher::spawn(name, lanes, max_batch, move |items| {
+    Batcher::spawn(name, shape, move |items| {
         let pool = pool.clone();
         let run = run.clone();
         async move {
@@ -181,9 +216,17 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    fn shape(lanes: usize, max_batch: usize) -> Shape {
+        Shape {
+            lanes,
+            max_batch,
+            linger: Duration::ZERO,
+        }
+    }
+
     #[tokio::test]
     async fn every_item_gets_its_own_result() {
-        let batcher = Batcher::spawn("test", 2, 8, |items: Vec<u32>| async move {
+        let batcher = Batcher::spawn("test", shape(2, 8), |items: Vec<u32>| async move {
             items.into_iter().map(|item| item * 10).collect::<Vec<_>>()
         });
         let handles: Vec<_> = (0..100)
@@ -227,7 +270,7 @@ mod tests {
         let batches = Arc::new(AtomicUsize::new(0));
         let (release, released) = tokio::sync::watch::channel(false);
         let counter = batches.clone();
-        let batcher = Batcher::spawn("test", 1, 64, move |items: Vec<u32>| {
+        let batcher = Batcher::spawn("test", shape(1, 64), move |items: Vec<u32>| {
             let counter = counter.clone();
             let mut released = released.clone();
             async move {
@@ -261,5 +304,75 @@ mod tests {
             assert_eq!(handle.await.ok().flatten(), Some(item));
         }
         assert_eq!(batches.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn under_load_a_batch_waits_its_linger_for_company() {
+        let batches = Arc::new(std::sync::Mutex::new(Vec::<Vec<u32>>::new()));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let seen = batches.clone();
+        let shape = Shape {
+            lanes: 1,
+            max_batch: 2,
+            linger: Duration::from_secs(600),
+        };
+        let batcher = Batcher::spawn("test", shape, move |items: Vec<u32>| {
+            let seen = seen.clone();
+            let mut released = released.clone();
+            async move {
+                if let Ok(mut seen) = seen.lock() {
+                    seen.push(items.clone());
+                }
+                let _ = released.wait_for(|released| *released).await;
+                items
+            }
+        });
+        let submit = |item: u32| {
+            let batcher = batcher.clone();
+            tokio::spawn(async move { batcher.submit(item).await.ok() })
+        };
+        let count = || batches.lock().map(|b| b.len()).unwrap_or(0);
+        // A lone first request goes at once; two queue behind it and go
+        // together: the lane is under load.
+        let first = submit(0);
+        while count() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let queued = [submit(1), submit(2)];
+        while batcher.sender.capacity() > 2 - 2 {
+            tokio::task::yield_now().await;
+        }
+        let _ = release.send(true);
+        assert_eq!(first.await.ok().flatten(), Some(0));
+        for (item, handle) in (1..=2).zip(queued) {
+            assert_eq!(handle.await.ok().flatten(), Some(item));
+        }
+        // The next request waits for company (here: until its batch is
+        // full; its linger is ten minutes) instead of going alone.
+        let third = submit(3);
+        while batcher.sender.capacity() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let fourth = submit(4);
+        assert_eq!(third.await.ok().flatten(), Some(3));
+        assert_eq!(fourth.await.ok().flatten(), Some(4));
+        let batches = batches.lock().map(|b| b.clone()).unwrap_or_default();
+        assert_eq!(batches, [vec![0], vec![1, 2], vec![3, 4]]);
+    }
+
+    #[tokio::test]
+    async fn a_lone_request_after_a_lone_request_never_lingers() {
+        let shape = Shape {
+            lanes: 1,
+            max_batch: 64,
+            linger: Duration::from_secs(600),
+        };
+        let batcher = Batcher::spawn("test", shape, |items: Vec<u32>| async move { items });
+        for item in 0..3 {
+            let answer = tokio::time::timeout(Duration::from_secs(30), batcher.submit(item))
+                .await
+                .expect("a lone request waited for company");
+            assert_eq!(answer.ok(), Some(item));
+        }
     }
 }

@@ -27,7 +27,7 @@ pub mod schedules;
 pub mod tasks;
 pub mod webhooks;
 
-pub use batcher::{Batcher, BatcherGone, all_or_each, spawn_on_pool};
+pub use batcher::{Batcher, BatcherGone, Shape, all_or_each, spawn_on_pool};
 pub use deadpool_postgres::{GenericClient, Pool};
 pub use error::StoreError;
 pub use pool::{PoolSettings, connect, migrate, open};

@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use syncway_model::JobStatus;
 use syncway_store::jobs::{self, Batch, Commit, Counts, Outcome, Probe};
-use syncway_store::{Batcher, spawn_on_pool};
+use syncway_store::{Batcher, Shape, spawn_on_pool};
 use syncway_store::{Pool, StoreError};
 use uuid::Uuid;
 
@@ -102,6 +103,11 @@ pub type CommitBatcher = Batcher<Arc<PendingCommit>, CommitResult>;
 /// twice as often, for 25-30% more Postgres CPU per job (README,
 /// Performance, issue 30).
 const LANES: usize = 1;
+/// Under load, how long a batch's first commit waits for others to join
+/// it (see [`Shape::linger`]). At 1 worker x 16, one millisecond took
+/// batches from about 4 commits to about 12, for a quarter less Postgres CPU
+/// per job (README, Performance, issue 30); an idle worker never waits.
+const LINGER: Duration = Duration::from_millis(1);
 
 /// A connection that sent a statement with this many bytes of payloads is
 /// closed afterwards rather than returned to the pool: its write buffer
@@ -112,8 +118,11 @@ const RETAINED_BYTES: usize = 1 << 20;
 pub fn spawn(pool: Pool, lease_seconds: f64, max_batch: usize) -> CommitBatcher {
     spawn_on_pool(
         "commits",
-        LANES,
-        max_batch,
+        Shape {
+            lanes: LANES,
+            max_batch,
+            linger: LINGER,
+        },
         pool,
         move |client, commits: Vec<Arc<PendingCommit>>| async move {
             let bytes: usize = commits.iter().map(|commit| commit.payload_bytes()).sum();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use syncway_store::webhooks::deliveries::{self, ClaimLimits, Due, Outcome, Recorded};
-use syncway_store::{Batcher, StoreError, spawn_on_pool};
+use syncway_store::{Batcher, Shape, StoreError, spawn_on_pool};
 use syncway_webhooks::schedule;
 use syncway_webhooks::send::{Sender, Signed};
 use syncway_webhooks::signature::{self, Secret};
@@ -147,8 +147,11 @@ fn recorder(context: &Context, options: Options) -> Recorder {
     let disable_after = i32::try_from(options.disable_after_hours).unwrap_or(i32::MAX);
     spawn_on_pool(
         "webhook records",
-        2,
-        256,
+        Shape {
+            lanes: 2,
+            max_batch: 256,
+            linger: Duration::ZERO,
+        },
         context.pool.clone(),
         move |client, items: Vec<(Due, Outcome)>| {
             let owner = owner.clone();
