@@ -3,8 +3,8 @@
 //! with its outbox row, and answers each on its own.
 
 use std::time::Duration;
-use syncway_store::jobs::{self, TriggerRequest, Triggered};
 
+use syncway_store::jobs::{self, TriggerRequest, Triggered};
 use syncway_store::{Batcher, Shape, spawn_on_pool};
 use syncway_store::{Pool, StoreError};
 

@@ -216,17 +216,21 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn shape(lanes: usize, max_batch: usize) -> Shape {
+    /// A linger no test waits out: a lingering batch ends by filling up.
+    const TEN_MINUTES: Duration = Duration::from_secs(600);
+
+    fn shape(lanes: usize, max_batch: usize, linger: Duration) -> Shape {
         Shape {
             lanes,
             max_batch,
-            linger: Duration::ZERO,
+            linger,
         }
     }
 
     #[tokio::test]
     async fn every_item_gets_its_own_result() {
-        let batcher = Batcher::spawn("test", shape(2, 8), |items: Vec<u32>| async move {
+        let shape = shape(2, 8, Duration::ZERO);
+        let batcher = Batcher::spawn("test", shape, |items: Vec<u32>| async move {
             items.into_iter().map(|item| item * 10).collect::<Vec<_>>()
         });
         let handles: Vec<_> = (0..100)
@@ -270,16 +274,20 @@ mod tests {
         let batches = Arc::new(AtomicUsize::new(0));
         let (release, released) = tokio::sync::watch::channel(false);
         let counter = batches.clone();
-        let batcher = Batcher::spawn("test", shape(1, 64), move |items: Vec<u32>| {
-            let counter = counter.clone();
-            let mut released = released.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                // The first batch holds the only lane until released.
-                let _ = released.wait_for(|released| *released).await;
-                items
-            }
-        });
+        let batcher = Batcher::spawn(
+            "test",
+            shape(1, 64, Duration::ZERO),
+            move |items: Vec<u32>| {
+                let counter = counter.clone();
+                let mut released = released.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    // The first batch holds the only lane until released.
+                    let _ = released.wait_for(|released| *released).await;
+                    items
+                }
+            },
+        );
         let first = tokio::spawn({
             let batcher = batcher.clone();
             async move { batcher.submit(0).await.ok() }
@@ -311,12 +319,7 @@ mod tests {
         let batches = Arc::new(std::sync::Mutex::new(Vec::<Vec<u32>>::new()));
         let (release, released) = tokio::sync::watch::channel(false);
         let seen = batches.clone();
-        let shape = Shape {
-            lanes: 1,
-            max_batch: 2,
-            linger: Duration::from_secs(600),
-        };
-        let batcher = Batcher::spawn("test", shape, move |items: Vec<u32>| {
+        let batcher = Batcher::spawn("test", shape(1, 2, TEN_MINUTES), move |items: Vec<u32>| {
             let seen = seen.clone();
             let mut released = released.clone();
             async move {
@@ -362,12 +365,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_lone_request_after_a_lone_request_never_lingers() {
-        let shape = Shape {
-            lanes: 1,
-            max_batch: 64,
-            linger: Duration::from_secs(600),
-        };
-        let batcher = Batcher::spawn("test", shape, |items: Vec<u32>| async move { items });
+        let batcher = Batcher::spawn(
+            "test",
+            shape(1, 64, TEN_MINUTES),
+            |items: Vec<u32>| async move { items },
+        );
         for item in 0..3 {
             let answer = tokio::time::timeout(Duration::from_secs(30), batcher.submit(item))
                 .await

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use syncway_model::JobStatus;
 use syncway_store::jobs::{self, Batch, Commit, Counts, Outcome, Probe};
@@ -95,34 +94,16 @@ pub async fn commit_large(
 pub type CommitResult = Result<Option<(JobStatus, Counts)>, StoreError>;
 pub type CommitBatcher = Batcher<Arc<PendingCommit>, CommitResult>;
 
-/// Commit statements in flight at once; each holds one pool connection.
-/// One: whatever becomes ready while a statement runs goes into the next,
-/// so batches are as large as the load makes them. A second lane took the
-/// one or two items queued behind the first and halved the batches: a
-/// statement's fixed cost (planning, executor start, the CTEs) was paid
-/// twice as often, for 25-30% more Postgres CPU per job (README,
-/// Performance, issue 30).
-const LANES: usize = 1;
-/// Under load, how long a batch's first commit waits for others to join
-/// it (see [`Shape::linger`]). At 1 worker x 16, one millisecond took
-/// batches from about 4 commits to about 12, for a quarter less Postgres CPU
-/// per job (README, Performance, issue 30); an idle worker never waits.
-const LINGER: Duration = Duration::from_millis(1);
-
 /// A connection that sent a statement with this many bytes of payloads is
 /// closed afterwards rather than returned to the pool: its write buffer
 /// keeps the size of the largest message it ever sent, and a pool of such
 /// connections would hold that much each, outside the memory budget.
 const RETAINED_BYTES: usize = 1 << 20;
 
-pub fn spawn(pool: Pool, lease_seconds: f64, max_batch: usize) -> CommitBatcher {
+pub fn spawn(pool: Pool, lease_seconds: f64, shape: Shape) -> CommitBatcher {
     spawn_on_pool(
         "commits",
-        Shape {
-            lanes: LANES,
-            max_batch,
-            linger: LINGER,
-        },
+        shape,
         pool,
         move |client, commits: Vec<Arc<PendingCommit>>| async move {
             let bytes: usize = commits.iter().map(|commit| commit.payload_bytes()).sum();
