@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use lapin::options::QueueDeleteOptions;
 use reqwest::StatusCode;
 use serde_json::json;
 use syncway_model::JobMessage;
@@ -22,22 +21,7 @@ async fn a_message_the_broker_refuses_is_set_aside_and_the_others_flow() {
     }
     // No queue for delays of 5-8 s any more: a message routed there comes
     // back unroutable, however often it is published.
-    let amqp = lapin::Connection::connect(
-        crate::harness::env::AMQP,
-        lapin::ConnectionProperties::default(),
-    )
-    .await
-    .expect("connecting to RabbitMQ");
-    let channel = amqp.create_channel().await.expect("a channel");
-    channel
-        .queue_delete(
-            format!("{}.sync_jobs.delay.3", app.env.namespace)
-                .as_str()
-                .into(),
-            QueueDeleteOptions::default(),
-        )
-        .await
-        .expect("deleting the retry queue");
+    app.env.delete_queue("sync_jobs.delay.3").await;
     // Four jobs committed at once; the second one's message is the refused one.
     let jobs: Vec<Uuid> = connections.iter().map(|_| Uuid::now_v7()).collect();
     let mut db = app.db().await;
@@ -77,14 +61,7 @@ async fn a_message_the_broker_refuses_is_set_aside_and_the_others_flow() {
         }
     }
     // Set aside by whichever relay took it: the API's or the worker's.
-    eventually("the refused message is counted", DEADLINE, || async {
-        let refused = app.api.metric("syncway_api_outbox_refused_total").await
-            + app.workers[0]
-                .metric("syncway_worker_outbox_refused_total")
-                .await;
-        (refused == 1.0).then_some(())
-    })
-    .await;
+    app.outbox_refused(1.0).await;
     // The outbox empties (a message's row goes when its transaction
     // commits, just after the broker confirmed it: its job may finish
     // first) and new triggers still flow.

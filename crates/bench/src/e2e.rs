@@ -234,7 +234,7 @@ async fn run_jobs(options: &Options, env: &mut BenchEnv) -> anyhow::Result<Repor
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let Ok(row) = db
                     .query_one(
-                        "SELECT (SELECT count(*) FROM outbox),
+                        "SELECT (SELECT count(*) FROM outbox_jobs),
                                 count(*) FILTER (WHERE status = 'pending'),
                                 count(*) FILTER (WHERE status = 'running'),
                                 count(*) FILTER (WHERE status = 'completed')

@@ -13,12 +13,16 @@
 //! rows are published again later: a message may be published twice (the
 //! worker's guarded claim makes that harmless), never lost.
 //!
+//! A row holds one message, or the batch of messages one statement that
+//! made jobs wrote (V23); the relay publishes every message of the rows it
+//! took, and deletes the rows together.
+//!
 //! A message the broker refuses while the connection stays up (a nack, or
 //! no queue to take it) would otherwise be retried at the head of the
 //! outbox forever, holding up every tenant's jobs behind it. When a batch
-//! meets a refusal, its messages are published one by one; one refused on
-//! its own is set aside: taken out of the outbox, logged, counted
-//! (`outbox_refused`), and its job failed with the reason.
+//! meets a refusal, its rows are published one by one; a row refused on its
+//! own is set aside: taken out of the outbox, logged, counted
+//! (`outbox_refused`, per message), and its jobs failed with the reason.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +80,7 @@ impl RelayMetrics {
     }
 }
 
-/// Messages published per transaction.
+/// Outbox rows published per transaction (a row may carry a batch).
 const BATCH: i64 = 256;
 /// Fallback poll for rows this process was not told about.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -225,18 +229,15 @@ impl Relay {
             if batch.is_empty() {
                 return Ok(Drained::All);
             }
-            let messages: Vec<(&[u8], Route)> = batch
-                .iter()
-                .map(|message| (message.payload.as_slice(), message.route))
-                .collect();
+            let messages = messages_of(&batch);
             // On any error the transaction is dropped: rolled back, the rows
             // are back in the outbox.
             match publisher.publish(&messages).await {
                 Ok(()) => {}
                 Err(error) if error.is_refusal() => {
                     drop(transaction);
-                    tracing::warn!(%error, "the broker refused a message; publishing the batch one by one");
-                    if self.one_by_one(publisher, &batch).await? {
+                    tracing::warn!(%error, "the broker refused a message; publishing the batch row by row");
+                    if self.row_by_row(publisher, &batch).await? {
                         // The channel rejects from now on: stop here.
                         return Ok(Drained::Nacked);
                     }
@@ -245,52 +246,59 @@ impl Relay {
                 Err(error) => return Err(error.into()),
             }
             transaction.commit().await.map_err(StoreError::from)?;
-            self.metrics.outbox_published.inc_by(batch.len() as u64);
-            tracing::debug!(published = batch.len(), "relay published job messages");
+            self.metrics.outbox_published.inc_by(messages.len() as u64);
+            tracing::debug!(published = messages.len(), "relay published job messages");
             if (batch.len() as i64) < BATCH {
                 return Ok(Drained::All);
             }
         }
     }
 
-    /// Publishes `batch`'s messages each in a transaction of its own,
-    /// holding the ones the broker nacks and setting aside the ones it
-    /// refuses for good. True when one was held (the rest of the batch is
-    /// left for a fresh channel).
-    async fn one_by_one(
+    /// Publishes `batch`'s rows each in a transaction of its own, holding
+    /// the ones the broker nacks and setting aside the ones it refuses for
+    /// good. A row's messages all go the same way (V23), so the broker takes
+    /// or refuses them alike: a row is held or set aside as a whole. True
+    /// when one was held (the rest of the batch is left for a fresh
+    /// channel).
+    async fn row_by_row(
         &self,
         publisher: &Publisher,
-        batch: &[outbox::OutboxMessage],
+        batch: &[outbox::OutboxRow],
     ) -> Result<bool, RelayError> {
-        for message in batch {
+        for row in batch {
             let mut client = self.pool.get().await.map_err(StoreError::from)?;
             let transaction = client.transaction().await.map_err(StoreError::from)?;
             // Another relay may have published it meanwhile.
-            let Some(message) = outbox::take(&transaction, message.id).await? else {
+            let Some(row) = outbox::take(&transaction, row.id).await? else {
                 continue;
             };
+            let job_ids: Vec<_> = row.messages.iter().map(|(job_id, _)| *job_id).collect();
             match publisher
-                .publish(&[(message.payload.as_slice(), message.route)])
+                .publish(&messages_of(std::slice::from_ref(&row)))
                 .await
             {
                 Ok(()) => {
-                    self.metrics.outbox_published.inc();
+                    self.metrics.outbox_published.inc_by(job_ids.len() as u64);
                 }
-                Err(error) if error.is_refusal() && !refused_for_good(&error, &message) => {
+                Err(error) if error.is_refusal() && !refused_for_good(&error, &row) => {
                     // A nack passes (a quorum queue electing a leader):
-                    // keep the message, try it again shortly.
+                    // keep the row, try it again shortly. Those of its
+                    // messages the broker took are published again then
+                    // (a duplicate is harmless: the claim runs a job once).
                     drop(transaction);
-                    tracing::warn!(job_id = %message.job_id, route = ?message.route, %error, hold = ?REFUSAL_HOLD, "the broker refused a message; holding it and trying again");
+                    tracing::warn!(?job_ids, route = ?row.route, %error, hold = ?REFUSAL_HOLD, "the broker refused a message; holding it and trying again");
                     self.metrics.relay_errors.inc();
-                    outbox::hold(&client, message.id, REFUSAL_HOLD).await?;
+                    outbox::hold(&client, row.id, REFUSAL_HOLD).await?;
                     return Ok(true);
                 }
                 Err(error) if error.is_refusal() => {
                     let reason = format!("the broker refused the job's message: {error}");
-                    tracing::error!(job_id = %message.job_id, route = ?message.route, %error, "setting aside a message the broker refused");
-                    self.metrics.outbox_refused.inc();
-                    if matches!(message.route, Route::Jobs { .. } | Route::Manual) {
-                        jobs::fail_unpublishable(&transaction, message.job_id, &reason).await?;
+                    tracing::error!(?job_ids, route = ?row.route, %error, "setting aside messages the broker refused");
+                    self.metrics.outbox_refused.inc_by(job_ids.len() as u64);
+                    if matches!(row.route, Route::Jobs { .. } | Route::Manual) {
+                        for job_id in &job_ids {
+                            jobs::fail_unpublishable(&transaction, *job_id, &reason).await?;
+                        }
                     }
                 }
                 Err(error) => return Err(error.into()),
@@ -317,13 +325,24 @@ const REFUSAL_GRACE: Duration = Duration::from_secs(60);
 /// Whether a refused message is set aside now: a message no queue takes
 /// (unroutable) at once; a nacked one once the broker has refused it for
 /// [`REFUSAL_GRACE`].
-fn refused_for_good(error: &QueueError, message: &outbox::OutboxMessage) -> bool {
+fn refused_for_good(error: &QueueError, row: &outbox::OutboxRow) -> bool {
     match error {
-        QueueError::Nacked => message.refused_since.is_some_and(|since| {
+        QueueError::Nacked => row.refused_since.is_some_and(|since| {
             (chrono::Utc::now() - since).to_std().unwrap_or_default() >= REFUSAL_GRACE
         }),
         _ => true,
     }
+}
+
+/// Every message of `rows`, in order, with its route.
+fn messages_of(rows: &[outbox::OutboxRow]) -> Vec<(&[u8], Route)> {
+    rows.iter()
+        .flat_map(|row| {
+            row.messages
+                .iter()
+                .map(|(_, payload)| (payload.as_slice(), row.route))
+        })
+        .collect()
 }
 
 /// Waits out the backoff (doubling it); true when stopped meanwhile.

@@ -144,7 +144,7 @@ pub async fn db_figures(client: &impl GenericClient, top: i64) -> Result<DbFigur
             // `active` lets it read sync_jobs_active_by_age (V11).
             "SELECT (SELECT extract(epoch FROM now() - min(created_at))::float8
                      FROM sync_jobs WHERE active AND status = 'pending'),
-                    (SELECT count(*) FROM outbox)",
+                    (SELECT count(*) FROM outbox_jobs)",
             &[],
         )
         .await?;

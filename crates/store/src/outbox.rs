@@ -1,5 +1,6 @@
 //! The transactional outbox: messages written with their job, deleted only
-//! after the broker confirmed them.
+//! after the broker confirmed them. A row holds one message, or the batch a
+//! statement that makes jobs wrote (V23).
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -8,57 +9,74 @@ use uuid::Uuid;
 
 use crate::StoreError;
 
+/// One outbox row: one message, or a statement's batch of messages that
+/// all go the same way (V23), published and deleted together.
 #[derive(Debug, Clone)]
-pub struct OutboxMessage {
+pub struct OutboxRow {
     pub id: i64,
-    pub job_id: Uuid,
-    pub payload: Vec<u8>,
+    /// The row's messages, in order: each job's id and its payload.
+    pub messages: Vec<(Uuid, Vec<u8>)>,
     pub route: Route,
     /// When the broker first refused it (nack), if it did.
     pub refused_since: Option<DateTime<Utc>>,
 }
 
-/// Removes up to `limit` of the oldest messages and returns them, skipping
-/// rows another relay holds (relays in several processes share the work).
-/// Call it in a transaction, and commit only after the broker confirmed
-/// every message: rolling back puts them all back.
+/// What a take returns of each row it deletes: [`row_from_sql`] reads it.
+macro_rules! returning_row {
+    () => {
+        "RETURNING id, job_id, payload, kind, delay_ms, refused_since, more_job_ids, more_payloads"
+    };
+}
+
+/// Removes up to `limit` of the oldest rows and returns them, skipping rows
+/// another relay holds (relays in several processes share the work). Call
+/// it in a transaction, and commit only after the broker confirmed every
+/// message: rolling back puts them all back.
 pub async fn take_oldest(
     client: &impl GenericClient,
     limit: i64,
-) -> Result<Vec<OutboxMessage>, StoreError> {
+) -> Result<Vec<OutboxRow>, StoreError> {
     let statement = client
-        .prepare_cached(
+        .prepare_cached(concat!(
             "DELETE FROM outbox WHERE id IN (
                  SELECT id FROM outbox WHERE held_until IS NULL OR held_until <= now()
-                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-             RETURNING id, job_id, payload, kind, delay_ms, refused_since",
-        )
+                 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) ",
+            returning_row!()
+        ))
         .await?;
     let rows = client.query(&statement, &[&limit]).await?;
-    let mut messages: Vec<OutboxMessage> = rows.iter().map(message_from_row).collect();
+    let mut taken = rows
+        .iter()
+        .map(row_from_sql)
+        .collect::<Result<Vec<_>, _>>()?;
     // RETURNING has no order; publish oldest first.
-    messages.sort_unstable_by_key(|message| message.id);
-    Ok(messages)
+    taken.sort_unstable_by_key(|row| row.id);
+    Ok(taken)
 }
 
-fn message_from_row(row: &tokio_postgres::Row) -> OutboxMessage {
-    OutboxMessage {
-        id: row.get(0),
-        job_id: row.get(1),
-        payload: row.get(2),
-        route: match row.get::<_, &str>(3) {
+fn row_from_sql(row: &tokio_postgres::Row) -> Result<OutboxRow, StoreError> {
+    let more_job_ids: Vec<Uuid> = row.try_get(6)?;
+    let more_payloads: Vec<Vec<u8>> = row.try_get(7)?;
+    let mut messages = Vec::with_capacity(1 + more_job_ids.len());
+    messages.push((row.try_get(1)?, row.try_get(2)?));
+    // outbox_batch_shape (V23) keeps the two arrays the same length.
+    messages.extend(more_job_ids.into_iter().zip(more_payloads));
+    Ok(OutboxRow {
+        id: row.try_get(0)?,
+        messages,
+        route: match row.try_get::<_, &str>(3)? {
             "control" => Route::Control,
             "manual" => Route::Manual,
             _ => Route::Jobs {
-                delay_ms: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
+                delay_ms: u64::try_from(row.try_get::<_, i64>(4)?).unwrap_or(0),
             },
         },
-        refused_since: row.get(5),
-    }
+        refused_since: row.try_get(5)?,
+    })
 }
 
-/// Leaves a message the broker refused in the outbox for `hold` before it
-/// is tried again, noting when it was first refused.
+/// Leaves a row the broker refused in the outbox for `hold` before it is
+/// tried again, noting when it was first refused.
 pub async fn hold(
     client: &impl GenericClient,
     id: i64,
@@ -75,9 +93,11 @@ pub async fn hold(
     Ok(())
 }
 
-/// Messages waiting to be published.
+/// Messages waiting to be published (a batch row counts each of its own).
 pub async fn depth(client: &impl GenericClient) -> Result<i64, StoreError> {
-    let row = client.query_one("SELECT count(*) FROM outbox", &[]).await?;
+    let row = client
+        .query_one("SELECT count(*) FROM outbox_jobs", &[])
+        .await?;
     Ok(row.get(0))
 }
 
@@ -119,18 +139,17 @@ pub async fn enqueue_delayed(
     Ok(())
 }
 
-/// Takes one message back out of the outbox by id (the relay setting aside
-/// a message the broker refused); `None` when another relay has it.
-pub async fn take(
-    client: &impl GenericClient,
-    id: i64,
-) -> Result<Option<OutboxMessage>, StoreError> {
+/// Takes one row back out of the outbox by id (the relay publishing rows
+/// on their own after a refusal); `None` when another relay has it.
+pub async fn take(client: &impl GenericClient, id: i64) -> Result<Option<OutboxRow>, StoreError> {
     let row = client
         .query_opt(
-            "DELETE FROM outbox WHERE id = (SELECT id FROM outbox WHERE id = $1 FOR UPDATE SKIP LOCKED)
-             RETURNING id, job_id, payload, kind, delay_ms, refused_since",
+            concat!(
+                "DELETE FROM outbox WHERE id = (SELECT id FROM outbox WHERE id = $1 FOR UPDATE SKIP LOCKED) ",
+                returning_row!()
+            ),
             &[&id],
         )
         .await?;
-    Ok(row.map(|row| message_from_row(&row)))
+    row.as_ref().map(row_from_sql).transpose()
 }

@@ -47,6 +47,19 @@ impl TestApp {
         jobs
     }
 
+    /// Waits until the relays (the API's and the first worker's) have set
+    /// aside `count` messages the broker refused, whichever relay took them.
+    pub async fn outbox_refused(&self, count: f64) {
+        eventually("the refused messages are counted", DEADLINE, || async {
+            let refused = self.api.metric("syncway_api_outbox_refused_total").await
+                + self.workers[0]
+                    .metric("syncway_worker_outbox_refused_total")
+                    .await;
+            (refused == count).then_some(())
+        })
+        .await;
+    }
+
     /// Waits until the outbox is empty: every committed message published
     /// (a row goes when its relay's transaction commits, just after the
     /// broker confirmed it).

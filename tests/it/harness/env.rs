@@ -185,6 +185,24 @@ impl TestEnv {
             .await
             .expect("connecting to RabbitMQ")
     }
+
+    /// Deletes a queue of this namespace (`sync_jobs.delay.3`, say): a
+    /// message routed there comes back unroutable, however often it is
+    /// published.
+    pub async fn delete_queue(&self, queue: &str) {
+        let amqp = lapin::Connection::connect(AMQP, lapin::ConnectionProperties::default())
+            .await
+            .expect("connecting to RabbitMQ");
+        let channel = amqp.create_channel().await.expect("a channel");
+        channel
+            .queue_delete(
+                format!("{}.{queue}", self.namespace).as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await
+            .expect("deleting the queue");
+        let _ = amqp.close(200, "queue deleted".into()).await;
+    }
 }
 
 impl Drop for TestEnv {

@@ -3,7 +3,8 @@
 -- new job only when the connection needs no re-authentication and has no
 -- active job (the unique index one_active_job_per_connection; a tick that
 -- has its job already conflicts too), and a new job always comes with its
--- message in the outbox, in the same statement. It reads `runs` (n,
+-- message in the outbox, in the same statement: the statement's messages
+-- share one outbox row (V23), in the order of `runs`. It reads `runs` (n,
 -- job_id, connection_id, force_full_sync, trigger, scheduled_for,
 -- payload, allow_mass_deletion), which the statement defines, and makes `new_jobs` (the rows
 -- inserted). A job triggered through the API is published to the
@@ -24,7 +25,11 @@ new_jobs AS (
     ON CONFLICT DO NOTHING
     RETURNING *
 ), queued AS (
-    INSERT INTO outbox (job_id, payload, kind)
-    SELECT j.id, r.payload, CASE WHEN j.trigger = 'api' THEN 'manual' ELSE 'job' END
-    FROM new_jobs j JOIN runs r ON r.job_id = j.id ORDER BY r.n
+    INSERT INTO outbox (job_id, payload, kind, more_job_ids, more_payloads)
+    SELECT ids[1], payloads[1], kind, ids[2:], payloads[2:]
+    FROM (SELECT CASE WHEN j.trigger = 'api' THEN 'manual' ELSE 'job' END AS kind,
+                 array_agg(j.id ORDER BY r.n) AS ids,
+                 array_agg(r.payload ORDER BY r.n) AS payloads
+          FROM new_jobs j JOIN runs r ON r.job_id = j.id
+          GROUP BY 1) AS batch
 )

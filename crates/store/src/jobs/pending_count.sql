@@ -8,5 +8,5 @@ SELECT CASE WHEN EXISTS (
              AND created_at < now() - make_interval(secs => $1))
        THEN (SELECT count(*) FROM sync_jobs j
              WHERE active AND status = 'pending' AND held_since IS NULL
-               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id))
+               AND NOT EXISTS (SELECT 1 FROM outbox_jobs o WHERE o.job_id = j.id))
        ELSE 0 END AS published

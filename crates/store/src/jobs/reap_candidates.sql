@@ -19,7 +19,7 @@ WITH leases AS (
    AND job_phase(status, lease_owner, lease_expires_at, retry_at) IN ('expired', 'handed_back')
    AND COALESCE(lease_expires_at, modified_at) < now() - make_interval(secs => $1)
    AND (requeued_at IS NULL OR requeued_at < now() - make_interval(secs => $1))
-   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id)
+   AND NOT EXISTS (SELECT 1 FROM outbox_jobs o WHERE o.job_id = j.id)
  ORDER BY created_at
  LIMIT 500
  FOR UPDATE SKIP LOCKED
@@ -28,7 +28,7 @@ WITH leases AS (
  WHERE active AND held_since IS NULL AND status = 'pending'
    AND created_at < now() - make_interval(secs => $2)
    AND (requeued_at IS NULL OR requeued_at < now() - make_interval(secs => $2))
-   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id)
+   AND NOT EXISTS (SELECT 1 FROM outbox_jobs o WHERE o.job_id = j.id)
  ORDER BY created_at
  LIMIT $3
  FOR UPDATE SKIP LOCKED
