@@ -296,9 +296,7 @@ impl Relay {
                     tracing::error!(?job_ids, route = ?row.route, %error, "setting aside messages the broker refused");
                     self.metrics.outbox_refused.inc_by(job_ids.len() as u64);
                     if matches!(row.route, Route::Jobs { .. } | Route::Manual) {
-                        for job_id in &job_ids {
-                            jobs::fail_unpublishable(&transaction, *job_id, &reason).await?;
-                        }
+                        jobs::fail_unpublishable(&transaction, &job_ids, &reason).await?;
                     }
                 }
                 Err(error) => return Err(error.into()),

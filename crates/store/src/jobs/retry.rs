@@ -39,15 +39,15 @@ pub async fn schedule_retry(
     Ok(rows.len() == 1)
 }
 
-/// Fails a job whose message the broker refused (the relay set it aside),
-/// unless it already ended. Returns whether it did.
+/// Fails the jobs whose messages the broker refused (the relay set their
+/// outbox row aside), except those that already ended. Returns how many it
+/// failed.
 pub async fn fail_unpublishable(
     client: &impl GenericClient,
-    job_id: Uuid,
+    job_ids: &[Uuid],
     reason: &str,
-) -> Result<bool, StoreError> {
-    let failed = client
-        .execute(include_str!("fail_unpublishable.sql"), &[&job_id, &reason])
-        .await?;
-    Ok(failed == 1)
+) -> Result<u64, StoreError> {
+    Ok(client
+        .execute(include_str!("fail_unpublishable.sql"), &[&job_ids, &reason])
+        .await?)
 }
